@@ -1,0 +1,1 @@
+"""The ``cvzoo`` command line: one module per sub-command, each exposing ``register(subparsers)``."""

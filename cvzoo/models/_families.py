@@ -1,0 +1,3 @@
+"""Imports every model family so that each registers its variants (one import per file)."""
+
+from cvzoo.models.classification import *  # noqa: F401,F403

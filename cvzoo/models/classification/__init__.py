@@ -1,0 +1,1 @@
+"""Classification families; each module registers its variants on import."""

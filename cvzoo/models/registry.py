@@ -1,0 +1,117 @@
+"""Model registry: every variant is one line of data.
+
+    register_model("resnet50", ResNet, block=Bottleneck, layers=(3, 4, 6, 3), task="classify")
+    model = create_model("resnet50", num_classes=10)
+
+Names are snake_case; an optional ``.tag`` suffix names a weight set (``resnet50.tv_in1k``) and is
+ignored when building the architecture. Registering a name twice is an error, so two files can never
+silently shadow each other.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered variant: a builder plus the keyword arguments that make the variant."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    task: str = "classify"
+    # Name of the reference implementation (e.g. "torchvision:resnet50", "timm:repvgg_a0") used by the
+    # parity tests and benchmarks; empty when no reference library has the model.
+    reference: str = ""
+    # Input size the model was designed for (used by `cvzoo models` and `cvzoo info`).
+    input_size: tuple[int, int, int] = (3, 224, 224)
+
+    def build(self, **overrides: Any) -> nn.Module:
+        kwargs = {**self.defaults, **overrides}
+        return self.builder(**kwargs)
+
+
+class UnknownModelError(KeyError):
+    """Raised for a model name that is not registered; the message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it readable.
+        return str(self.args[0])
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str,
+    builder: Callable[..., nn.Module],
+    *,
+    task: str = "classify",
+    reference: str = "",
+    input_size: tuple[int, int, int] = (3, 224, 224),
+    **defaults: Any,
+) -> ModelEntry:
+    """Register ``name`` as ``builder(**defaults)``. Duplicate names are rejected."""
+    if name != name.lower() or " " in name or "." in name:
+        raise ValueError(f"model names are snake_case without a tag: {name!r}")
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered (by {_REGISTRY[name].builder!r})")
+    entry = ModelEntry(name, builder, dict(defaults), task, reference, tuple(input_size))
+    _REGISTRY[name] = entry
+    return entry
+
+
+def _ensure_populated() -> None:
+    # Model files register on import; importing the families here (not at cvzoo import time) keeps
+    # `import cvzoo` cheap and free of work.
+    from cvzoo.models import _families  # noqa: F401
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``"resnet50.tv_in1k" -> ("resnet50", "tv_in1k")``."""
+    arch, _, tag = name.partition(".")
+    return arch, tag
+
+
+def get_entry(name: str) -> ModelEntry:
+    _ensure_populated()
+    arch, _ = split_name(name)
+    if arch not in _REGISTRY:
+        close = difflib.get_close_matches(arch, _REGISTRY.keys(), n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see `cvzoo models` for the list"
+        raise UnknownModelError(f"unknown model {arch!r}{hint}")
+    return _REGISTRY[arch]
+
+
+def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Sorted registered names matching a shell-style ``pattern``, optionally of one ``task``."""
+    _ensure_populated()
+    return sorted(
+        name
+        for name, entry in _REGISTRY.items()
+        if fnmatch.fnmatch(name, pattern) and (task is None or entry.task == task)
+    )
+
+
+def create_model(name: str, *, weights: str | None = None, strict: bool = True, **kwargs: Any) -> nn.Module:
+    """Build a registered model; ``weights`` is a local checkpoint path loaded through the remaps.
+
+    Args:
+        name: registered name, optionally with a ``.tag``.
+        weights: path to a state dict / checkpoint (torchvision, timm or cvzoo layout).
+        strict: when loading weights, require every key to match (otherwise load what fits by shape
+            and report the rest).
+        **kwargs: constructor overrides (``num_classes``, ``in_channels``, ...).
+    """
+    model = get_entry(name).build(**kwargs)
+    if weights is not None:
+        from cvzoo.models.weights import load_weights
+
+        load_weights(model, weights, strict=strict)
+    return model
