@@ -1,5 +1,29 @@
 """Typed configuration: dataclasses are the source of truth, YAML and ``--set a.b=c`` map onto them."""
 
 from cvzoo.config.core import ConfigError, apply_overrides, config_to_dict, from_dict, load_config
+from cvzoo.config.schema import (
+    AugmentConfig,
+    Config,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    SchedulerConfig,
+    TrainConfig,
+)
 
-__all__ = ["ConfigError", "apply_overrides", "config_to_dict", "from_dict", "load_config"]
+__all__ = [
+    "AugmentConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "SchedulerConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_to_dict",
+    "from_dict",
+    "load_config",
+]

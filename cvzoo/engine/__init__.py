@@ -1,0 +1,1 @@
+"""The task-agnostic training engine: loop, optimisation, checkpoints, logging, distribution."""

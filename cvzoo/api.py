@@ -1,0 +1,203 @@
+"""The Python API that mirrors the CLI: train, evaluate, predict, export.
+
+    import cvzoo
+    result = cvzoo.train(task="classify", model="resnet20_cifar", data="fashion_mnist_sample", epochs=3)
+    metrics = cvzoo.evaluate(result.best_checkpoint)
+    predictions = cvzoo.predict(result.best_checkpoint, "images/")   # list of plain dicts
+    cvzoo.export(result.best_checkpoint, format="onnx")
+
+Every function returns plain Python / NumPy values.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cvzoo.config import Config, apply_overrides, config_to_dict, from_dict, load_config
+from cvzoo.engine.checkpoint import load_checkpoint
+from cvzoo.engine.device import select_device
+from cvzoo.engine.evaluate import run_validation
+from cvzoo.engine.run_dir import make_run_dir
+from cvzoo.engine.trainer import Trainer, TrainResult, default_workers
+from cvzoo.tasks import Task, task_class
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+# Short keyword names accepted by train() and the CLI flags, mapped to config keys.
+SHORTCUTS = {
+    "task": "task",
+    "model": "model.name",
+    "data": "data.source",
+    "epochs": "train.epochs",
+    "batch": "data.batch_size",
+    "imgsz": "data.img_size",
+    "lr": "optim.lr",
+    "optimizer": "optim.name",
+    "device": "train.device",
+    "workers": "data.workers",
+    "weights": "model.weights",
+    "name": "run.name",
+    "project": "run.project",
+    "resume": "run.resume",
+    "seed": "train.seed",
+    "amp": "train.amp",
+    "exist_ok": "run.exist_ok",
+}
+
+
+def build_config(config: str | Path | Config | None = None, overrides: list[str] | None = None,
+                 **shortcuts: Any) -> Config:
+    """A Config from a recipe (path or object), then shortcut keywords, then dotted overrides."""
+    if isinstance(config, Config):
+        cfg = config
+    else:
+        cfg = load_config(Config, config)
+    pairs = {}
+    for key, value in shortcuts.items():
+        if value is None:
+            continue
+        if key not in SHORTCUTS:
+            raise TypeError(f"unknown argument {key!r}; use overrides=['section.key=value'] for other keys")
+        pairs[SHORTCUTS[key]] = value
+    cfg = apply_overrides(cfg, pairs)
+    return apply_overrides(cfg, overrides or [])
+
+
+def train(config: str | Path | Config | None = None, overrides: list[str] | None = None,
+          **shortcuts: Any) -> TrainResult:
+    """Train a model; see ``SHORTCUTS`` for the keyword arguments (``model=``, ``data=``, ``epochs=``...)."""
+    return Trainer(build_config(config, overrides, **shortcuts)).fit()
+
+
+def load_trained(weights: str | Path, device: str | torch.device = "cpu") -> tuple[Task, torch.nn.Module, dict]:
+    """Rebuild the task and model of a cvzoo training checkpoint (EMA weights when the run had EMA)."""
+    checkpoint = load_checkpoint(weights)
+    if not isinstance(checkpoint, dict) or "config" not in checkpoint or "task" not in checkpoint:
+        raise ValueError(
+            f"{weights} is not a cvzoo training checkpoint (no config/task inside); for a bare state dict "
+            "use cvzoo.create_model(name, weights=PATH)"
+        )
+    config = from_dict(Config, checkpoint["config"])
+    task = task_class(checkpoint["task"])(config)
+    model = task.build_inference_model(checkpoint.get("extras", {}))
+    state = checkpoint["ema"]["module"] if checkpoint.get("ema") else checkpoint["model"]
+    model.load_state_dict(state)
+    device = torch.device(device) if not isinstance(device, torch.device) else device
+    return task, model.to(device).eval(), checkpoint
+
+
+def evaluate(weights: str | Path, data: str | None = None, batch: int | None = None, device: str = "auto",
+             split: str = "val", save_dir: str | Path | None = None, plots: bool = True,
+             overrides: list[str] | None = None) -> dict[str, Any]:
+    """Validate a checkpoint on its own validation data (or ``data``); returns the metrics dict."""
+    dev = select_device(device)
+    task, model, _ = load_trained(weights, dev)
+    pairs: dict[str, Any] = {}
+    if data is not None:
+        pairs["data.source"] = data
+    if batch is not None:
+        pairs["data.batch_size"] = batch
+    task.config = apply_overrides(apply_overrides(task.config, pairs), overrides or [])
+    dataset = task.build_eval_dataset(split)
+    if len(dataset) == 0:
+        raise ValueError(f"the {split} split of {task.config.data.source!r} is empty: nothing to evaluate")
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        dataset, batch_size=task.config.data.val_batch_size or 2 * task.config.data.batch_size,
+        shuffle=False, num_workers=default_workers(dev, task.config.data.workers), collate_fn=task.collate,
+    )
+    metrics, losses = run_validation(task, model, loader, dev, progress=True)
+    metrics = {**metrics, **{f"val/{k}": v for k, v in losses.items()}}
+    if save_dir is None:
+        save_dir = make_run_dir(task.config.run.project, task.config.task, "val")
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    if plots:
+        task.save_artifacts(save_dir, metrics)
+    metrics["save_dir"] = str(save_dir)
+    return metrics
+
+
+def expand_sources(sources: str | Path | list[str | Path]) -> list[Path]:
+    """Image files from a file, a folder (sorted, non-recursive) or a glob; errors name what is missing."""
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    files: list[Path] = []
+    for source in sources:
+        text = str(source)
+        path = Path(text)
+        if any(ch in text for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            matches = [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
+            if not matches:
+                raise FileNotFoundError(f"no images match {text!r}")
+            files.extend(matches)
+        elif path.is_dir():
+            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            if not matches:
+                raise FileNotFoundError(f"no images in folder {path}")
+            files.extend(matches)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"source not found: {path}")
+    return files
+
+
+def predict(weights: str | Path, source: str | Path | list[str | Path], device: str = "auto",
+            save_dir: str | Path | None = None, backend: str = "torch", **options: Any) -> list[dict[str, Any]]:
+    """Predict on images; the result is one plain dict per image (task-specific fields).
+
+    ``backend="onnxruntime"`` runs an exported ``.onnx`` file instead (its preprocessing metadata is
+    read from the training checkpoint given as ``weights``; pass ``onnx=PATH``).
+    """
+    dev = select_device(device)
+    task, model, _ = load_trained(weights, dev)
+    files = expand_sources(source)
+    if backend == "onnxruntime":
+        from cvzoo.export.runtime import OnnxRuntimeModel
+
+        onnx_path = options.pop("onnx", None) or Path(weights).with_suffix(".onnx")
+        runner = OnnxRuntimeModel(onnx_path)
+
+        def model(x: torch.Tensor) -> torch.Tensor:  # noqa: F811 - same call signature as the torch model
+            return torch.from_numpy(runner(x.cpu().numpy())[0])
+
+    elif backend != "torch":
+        raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnxruntime'")
+    results = task.predict_files(model, files, dev, **options)
+    if save_dir is not None:
+        task.save_predictions(results, Path(save_dir))
+    return results
+
+
+def export(weights: str | Path, format: str = "onnx", out: str | Path | None = None, batch: int = 1,
+           imgsz: int | None = None, check: bool = True, opset: int = 17) -> list[Path]:
+    """Export a checkpoint to ONNX (dynamic batch; checked in onnxruntime) and/or TorchScript."""
+    from cvzoo.export import export_onnx, export_torchscript
+
+    task, model, checkpoint = load_trained(weights, "cpu")
+    example = task.example_input(batch, imgsz)
+    out = Path(out) if out is not None else Path(weights).with_suffix("")
+    written = []
+    formats = ("onnx", "torchscript") if format == "all" else (format,)
+    for fmt in formats:
+        if fmt == "onnx":
+            written.append(export_onnx(task.export_module(model), out.with_suffix(".onnx"), example,
+                                       output_names=task.export_output_names(), opset=opset, check=check))
+        elif fmt == "torchscript":
+            written.append(export_torchscript(task.export_module(model), out.with_suffix(".torchscript"),
+                                              example, check=check))
+        else:
+            raise ValueError(f"unknown export format {fmt!r}; use onnx, torchscript or all")
+    return written
+
+
+__all__ = ["build_config", "config_to_dict", "evaluate", "expand_sources", "export", "load_trained",
+           "predict", "train"]

@@ -1,0 +1,17 @@
+"""Arguments shared by the run-oriented sub-commands (train, val, predict, export)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="YAML", help="recipe file (keys of cvzoo.config.Config)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override any config key, e.g. --set optim.lr=0.1 --set train.amp=true (repeatable)",
+    )
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default: auto)")

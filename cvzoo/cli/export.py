@@ -1,0 +1,34 @@
+"""``cvzoo export``: ONNX (dynamic batch, checked in onnxruntime) and TorchScript."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a checkpoint to ONNX / TorchScript",
+        epilog="example: cvzoo export runs/classify/exp/weights/best.pt --format all",
+    )
+    parser.add_argument("weights", help="a cvzoo training checkpoint")
+    parser.add_argument("--format", choices=["onnx", "torchscript", "all"], default="onnx")
+    parser.add_argument("--out", help="output path without suffix (default: next to the checkpoint)")
+    parser.add_argument("--batch", type=int, default=1, help="example batch size (the ONNX batch is dynamic)")
+    parser.add_argument("--imgsz", type=int, help="input size (default: the training size)")
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime / reload parity check")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cvzoo.api import export
+    from cvzoo.cli.main import CliError
+
+    try:
+        paths = export(args.weights, format=args.format, out=args.out, batch=args.batch, imgsz=args.imgsz,
+                       check=not args.no_check, opset=args.opset)
+    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
+        raise CliError(str(err)) from err
+    for path in paths:
+        print(f"exported {path}")
+    return 0

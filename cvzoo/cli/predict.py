@@ -1,0 +1,71 @@
+"""``cvzoo predict``: run a checkpoint (or its exported ONNX file) on images."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+
+from cvzoo.cli._common import add_device_argument
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="predict on images, folders or globs",
+        epilog="example: cvzoo predict runs/classify/exp/weights/best.pt 'photos/*.png' --topk 3",
+    )
+    parser.add_argument("weights", help="a cvzoo training checkpoint")
+    parser.add_argument("source", nargs="+", help="image file(s), folder(s) or glob(s)")
+    parser.add_argument("--topk", type=int, default=5, help="classification: classes per image")
+    parser.add_argument("--conf", type=float, help="detection: confidence threshold")
+    parser.add_argument("--iou", type=float, help="detection: NMS IoU threshold")
+    parser.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    parser.add_argument("--save", metavar="DIR", help="write annotated images and predictions.json here")
+    parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
+    parser.add_argument("--onnx", help="ONNX file for --backend onnxruntime (default: WEIGHTS with .onnx)")
+    add_device_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cvzoo.api import predict
+    from cvzoo.cli.main import CliError
+
+    options = {"topk": args.topk}
+    for key in ("conf", "iou", "onnx"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    try:
+        results = predict(args.weights, args.source, device=args.device, save_dir=args.save,
+                          backend=args.backend, **options)
+    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
+        raise CliError(str(err)) from err
+    print(format_results(results, args.format))
+    if args.save:
+        print(f"saved to {args.save}")
+    return 0
+
+
+def format_results(results: list[dict], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(results, indent=1, default=str)
+    rows = [row for result in results for row in result.get("rows", [])]
+    if fmt == "csv":
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        return buffer.getvalue().rstrip()
+    if not rows:
+        return "no predictions"
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(_cell(r[k])) for r in rows)) for k in keys}
+    lines = ["  ".join(k.ljust(widths[k]) for k in keys)]
+    lines += ["  ".join(_cell(r[k]).ljust(widths[k]) for k in keys) for r in rows]
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,47 @@
+"""``cvzoo val``: evaluate a checkpoint on its validation data (or another dataset)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cvzoo.cli._common import add_device_argument
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "val", help="evaluate a trained checkpoint",
+        epilog="example: cvzoo val runs/classify/exp/weights/best.pt --data fashion_mnist_sample",
+    )
+    parser.add_argument("weights", help="a cvzoo training checkpoint (best.pt / last.pt)")
+    parser.add_argument("--data", help="dataset to evaluate on (default: the run's own)")
+    parser.add_argument("--split", default="val", help="split to evaluate (val | test | train)")
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--save-dir", help="where to write plots (default runs/<task>/val<N>)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override"
+    )
+    add_device_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cvzoo.api import evaluate
+    from cvzoo.cli.main import CliError
+
+    try:
+        metrics = evaluate(args.weights, data=args.data, batch=args.batch, device=args.device,
+                           split=args.split, save_dir=args.save_dir, overrides=args.overrides)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        raise CliError(str(err)) from err
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+    if args.json:
+        print(json.dumps(scalars, indent=1))
+    else:
+        table = metrics.get("table")
+        if table:
+            print(table)
+        for key, value in scalars.items():
+            print(f"{key:>24s}  {value:.5f}" if isinstance(value, float) else f"{key:>24s}  {value}")
+    return 0

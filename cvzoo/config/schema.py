@@ -1,0 +1,140 @@
+"""The typed configuration of a run. YAML recipes and ``--set a.b=c`` overrides map onto these.
+
+Every field has a default, so ``Config()`` is a valid (if small) run; unknown keys are rejected by
+``cvzoo.config.from_dict`` with the dotted key and close matches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet20_cifar"
+    # Local checkpoint (torchvision / timm / cvzoo layout) loaded into the model before training.
+    weights: str | None = None
+    # Load by name and shape and report the rest (transfer learning) instead of requiring a full match.
+    weights_strict: bool = False
+    # Re-initialise the head when the checkpoint's class count differs from the data's.
+    reset_head: bool = False
+    # Freeze the first N stages (stem counts as one) of a classification backbone; 0 = train everything.
+    freeze: int = 0
+    # Extra constructor arguments for the registered model (e.g. {drop_rate: 0.2}).
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    # Detection/segmentation: registered classification backbone replacing the default one.
+    backbone: str | None = None
+    backbone_weights: str | None = None
+
+
+@dataclass
+class AugmentConfig:
+    hflip: float = 0.5
+    scale: tuple[float, float] = (0.08, 1.0)
+    color_jitter: float = 0.0
+    randaugment: bool = False
+    random_erasing: float = 0.0
+    # Batch-level mixing (classification): probability-weighted MixUp/CutMix with these alphas (0 = off).
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    # Detection
+    mosaic: float = 1.0
+    close_mosaic: int = 0
+    hsv_h: float = 0.015
+    hsv_s: float = 0.7
+    hsv_v: float = 0.4
+    degrees: float = 0.0
+    translate: float = 0.1
+    affine_scale: float = 0.5
+    shear: float = 0.0
+    multiscale: bool = False
+
+
+@dataclass
+class DataConfig:
+    # A dataset path or a bundled name ("fashion_mnist_sample"); see docs/data.md for the layouts.
+    source: str = "fashion_mnist_sample"
+    img_size: int = 0  # 0 = the dataset's native size (classification) / 640 (detection)
+    val_fraction: float = 0.0
+    batch_size: int = 64
+    val_batch_size: int = 0  # 0 = 2 x batch_size
+    workers: int = -1  # -1 = chosen from the device and CPU count
+    strict: bool = False  # corrupt images: error instead of warning + skip
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Keep at most this many samples per split (0 = all); handy for smoke runs.
+    limit_train: int = 0
+    limit_val: int = 0
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    no_decay_norm_bias: bool = True
+    backbone_lr_mult: float = 1.0
+
+
+@dataclass
+class SchedulerConfig:
+    name: Literal["cosine", "linear", "step", "multistep", "onecycle", "poly", "constant"] = "cosine"
+    warmup_epochs: float = 0.0
+    warmup_start_factor: float = 0.1
+    warmup_bias_lr: float = 0.0  # YOLO-style: biases start at this lr during warm-up (0 = off)
+    warmup_momentum: float = 0.0  # YOLO-style: momentum ramps from this value during warm-up (0 = off)
+    min_lr_ratio: float = 0.01  # the floor: lr never goes below lr * min_lr_ratio after warm-up
+    step_size: int = 30
+    milestones: tuple[int, ...] = (30, 60, 90)
+    gamma: float = 0.1
+    power: float = 0.9
+    pct_start: float = 0.3
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    amp: bool = False  # fp16 + GradScaler on CUDA, bf16 autocast on CPU
+    accumulate: int = 1  # optimizer step every N batches
+    nominal_batch_size: int = 0  # >0: accumulate to reach this batch size (YOLO's nbs)
+    clip_grad_norm: float = 0.0
+    ema: bool = False
+    ema_decay: float = 0.9998
+    label_smoothing: float = 0.0
+    early_stop_patience: int = 0  # epochs without improvement of the fitness metric; 0 = off
+    fitness_metric: str = ""  # "" = the task's default (top1, mAP50-95, mIoU, ...)
+    seed: int = 0
+    deterministic: bool = False
+    sync_bn: bool = False
+    channels_last: bool = False
+    val_interval: int = 1
+    log_images: bool = True
+    aux_loss_weight: float = 0.3  # GoogLeNet aux heads (0.3 each), segmentation aux head
+    compile: bool = False
+
+
+@dataclass
+class RunConfig:
+    project: str = "runs"
+    name: str = "exp"
+    exist_ok: bool = False
+    resume: str | None = None  # path to last.pt, or "auto" for the newest run of this name
+    save_period: int = 0  # also keep epoch<N>.pt every N epochs
+    plots: bool = True
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    task: Literal["classify", "detect", "segment", "siamese"] = "classify"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)

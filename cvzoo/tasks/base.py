@@ -1,0 +1,157 @@
+"""The Task protocol: everything the engine needs to know about a task, and nothing more.
+
+The trainer calls these methods and never asks which task it runs (DESIGN.md, Contracts). A task
+owns its model construction, datasets, batching, loss and metrics; the engine owns the loop,
+optimisation, checkpoints, logging and distribution.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, default_collate
+
+from cvzoo.config import Config
+
+
+class Evaluator(ABC):
+    """Accumulates validation results batch by batch; mergeable across DDP ranks."""
+
+    @abstractmethod
+    def update(self, outputs: Any, batch: Any) -> None: ...
+
+    @abstractmethod
+    def compute(self) -> dict[str, Any]:
+        """Return the metrics; scalar entries (floats) are logged under ``metrics/<name>``."""
+
+    @abstractmethod
+    def state(self) -> Any:
+        """A picklable summary of what was accumulated (sent between ranks)."""
+
+    @abstractmethod
+    def load_states(self, states: Sequence[Any]) -> None:
+        """Replace the accumulated state by the union of ``states`` (one per rank)."""
+
+
+class Task(ABC):
+    """Base class of the classify / detect / segment / siamese tasks."""
+
+    name: str = ""
+    # Default metric that decides best.pt and early stopping (higher is better).
+    fitness_metric: str = ""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    # --- construction ---------------------------------------------------------------------------
+    @abstractmethod
+    def build_datasets(self) -> tuple[Dataset, Dataset | None]:
+        """Return (train, val) datasets; val may be None when the data has no validation split."""
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """Build the model for the datasets built before (class count known)."""
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """Optimizer parameter groups (default: one group, norm/bias without weight decay)."""
+        decay, no_decay = [], []
+        for module in model.modules():
+            for name, param in module.named_parameters(recurse=False):
+                if not param.requires_grad:
+                    continue
+                is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
+                (no_decay if is_norm or name == "bias" or param.ndim <= 1 else decay).append(param)
+        wd = self.config.optim.weight_decay
+        if not self.config.optim.no_decay_norm_bias:
+            return [{"params": decay + no_decay, "weight_decay": wd}]
+        return [
+            {"params": decay, "weight_decay": wd, "name": "weights"},
+            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+        ]
+
+    def collate(self, samples: list[Any]) -> Any:
+        return default_collate(samples)
+
+    def to_device(self, batch: Any, device: torch.device) -> Any:
+        non_blocking = device.type == "cuda"
+        if isinstance(batch, torch.Tensor):
+            return batch.to(device, non_blocking=non_blocking)
+        if isinstance(batch, (list, tuple)):
+            return type(batch)(self.to_device(b, device) for b in batch)
+        if isinstance(batch, dict):
+            return {k: self.to_device(v, device) for k, v in batch.items()}
+        return batch
+
+    # --- steps ------------------------------------------------------------------------------------
+    @abstractmethod
+    def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        """Forward + loss. Must return ``{"loss": scalar, ...named parts (detached or not)}``."""
+
+    @abstractmethod
+    def validation_step(self, model: nn.Module, batch: Any, evaluator: Evaluator) -> dict[str, torch.Tensor]:
+        """Forward in eval mode, update ``evaluator``, return named validation losses."""
+
+    @abstractmethod
+    def build_evaluator(self) -> Evaluator: ...
+
+    def set_train_mode(self, model: nn.Module) -> None:
+        """Called after ``model.train()`` each epoch (e.g. to keep frozen BatchNorm layers in eval)."""
+
+    def on_epoch_start(self, epoch: int, train_dataset: Dataset) -> None:
+        """Hook for per-epoch data changes (e.g. close-mosaic in the last epochs)."""
+
+    def sample_images(self, batch: Any) -> torch.Tensor | None:
+        """A few input images ``[N, C, H, W]`` in [0, 1] for the TensorBoard grid, or None."""
+        return None
+
+    def save_artifacts(self, run_dir: Path, metrics: dict[str, Any]) -> list[Path]:
+        """Write task-specific plots/tables (confusion matrix, PR curves...) after validation."""
+        return []
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """Task metadata stored in checkpoints (class names, image size...)."""
+        return {}
+
+    # --- inference (val / predict / export from a checkpoint) -----------------------------------------
+    @abstractmethod
+    def build_inference_model(self, extras: dict[str, Any]) -> nn.Module:
+        """The model architecture of a checkpoint, from its ``extras`` (no data, no pretrained load)."""
+
+    @abstractmethod
+    def build_eval_dataset(self, split: str = "val") -> Dataset:
+        """The evaluation split of ``config.data.source`` with eval transforms."""
+
+    @abstractmethod
+    def predict_files(self, model: Any, files: list[Path], device: torch.device, **options: Any) -> list[dict]:
+        """Predict on image files; one plain dict per file."""
+
+    def save_predictions(self, results: list[dict], save_dir: Path) -> list[Path]:
+        """Write predictions (JSON by default; tasks add annotated images)."""
+        import json
+
+        save_dir.mkdir(parents=True, exist_ok=True)
+        path = save_dir / "predictions.json"
+        path.write_text(json.dumps(results, indent=1, default=str))
+        return [path]
+
+    @abstractmethod
+    def example_input(self, batch: int = 1, imgsz: int | None = None) -> torch.Tensor:
+        """A correctly shaped input for tracing / export."""
+
+    def export_module(self, model: nn.Module) -> nn.Module:
+        """The module to export (tasks may wrap the model, e.g. to add decoding)."""
+        return model
+
+    def export_output_names(self) -> list[str]:
+        return ["output"]
+
+    def fitness(self, metrics: dict[str, Any]) -> float:
+        key = self.config.train.fitness_metric or self.fitness_metric
+        if key not in metrics:
+            raise KeyError(f"fitness metric {key!r} not among the validation metrics {sorted(metrics)}")
+        return float(metrics[key])

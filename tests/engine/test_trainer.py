@@ -1,0 +1,171 @@
+import math
+
+import pytest
+import torch
+
+from cvzoo.config import Config, apply_overrides
+from cvzoo.engine.callbacks import Callback
+from cvzoo.engine.checkpoint import load_checkpoint
+from cvzoo.engine.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
+
+from tests.engine.toy_task import ToyTask
+
+
+def make_config(tmp_path, *overrides):
+    base = [
+        f"run.project={tmp_path}", "run.name=toy", "run.progress=false", "run.tensorboard=false",
+        "run.plots=false", "data.batch_size=32", "data.workers=0", "optim.lr=0.1", "train.epochs=3",
+        "train.device=cpu",
+    ]
+    return apply_overrides(Config(), base + list(overrides))
+
+
+def test_fit_learns_and_writes_run_outputs(tmp_path):
+    config = make_config(tmp_path, "run.tensorboard=true", "run.plots=true")
+    result = Trainer(config, ToyTask(config)).fit()
+    assert result.run_dir == tmp_path / "classify" / "toy"
+    assert result.metrics["metrics/acc"] > 0.6  # a 3-class linear rule; chance is ~0.33
+    header = (result.run_dir / "results.csv").read_text().splitlines()[0].split(",")
+    assert header[:4] == ["epoch", "time", "train/loss", "val/loss"]
+    assert "metrics/acc" in header and "lr/pg0" in header
+    assert (result.run_dir / "args.yaml").exists()
+    assert (result.run_dir / "results.png").exists()
+    assert list(result.run_dir.glob("events.out.tfevents.*"))
+    assert result.best_checkpoint is not None and result.best_checkpoint.exists()
+
+
+def test_existing_run_folder_is_never_overwritten(tmp_path):
+    config = make_config(tmp_path, "train.epochs=1")
+    first = Trainer(config, ToyTask(config)).fit()
+    second = Trainer(config, ToyTask(config)).fit()
+    assert first.run_dir.name == "toy" and second.run_dir.name == "toy2"
+    assert (first.run_dir / "weights" / "last.pt").exists()
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_resume_after_epoch_equals_uninterrupted_run(tmp_path):
+    full_cfg = make_config(tmp_path, "run.name=full", "train.ema=true")
+    full = Trainer(full_cfg, ToyTask(full_cfg)).fit()
+
+    class Killed(Exception):
+        pass
+
+    class KillAfterFirstEpoch(Callback):
+        def on_epoch_end(self, trainer, epoch, row):
+            if epoch == 1:
+                raise Killed  # like a SIGKILL right after epoch 1's checkpoint was written
+
+    part_cfg = make_config(tmp_path, "run.name=part", "train.ema=true")
+    part = Trainer(part_cfg, ToyTask(part_cfg), callbacks=[KillAfterFirstEpoch()])
+    with pytest.raises(Killed):
+        part.fit()
+    last = part.run_dir / "weights" / "last.pt"
+    assert load_checkpoint(last)["epoch"] == 1
+    resume_cfg = make_config(tmp_path, f"run.resume={last}")
+    resumed = Trainer(resume_cfg, ToyTask(resume_cfg)).fit()
+
+    assert resumed.run_dir == part.run_dir
+    a, b = _weights(full.last_checkpoint), _weights(resumed.last_checkpoint)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    ema_a = load_checkpoint(full.last_checkpoint)["ema"]["module"]
+    ema_b = load_checkpoint(resumed.last_checkpoint)["ema"]["module"]
+    for key in ema_a:
+        torch.testing.assert_close(ema_a[key], ema_b[key], rtol=0, atol=0)
+    rows = (part.run_dir / "results.csv").read_text().splitlines()
+    assert len(rows) == 4  # header + 3 epochs in one continuous file
+
+
+def test_interrupt_saves_resumable_checkpoint_mid_epoch(tmp_path):
+    config = make_config(tmp_path, "train.epochs=2")
+
+    class Interrupting(ToyTask):
+        def training_step(self, model, batch):
+            if self.steps == 5:
+                self.steps += 1
+                raise KeyboardInterrupt
+            return super().training_step(model, batch)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        Trainer(config, Interrupting(config)).fit()
+    state = load_checkpoint(info.value.checkpoint)
+    assert state["epoch"] == 0 and state["step_in_epoch"] == 5
+    resume_cfg = make_config(tmp_path, f"run.resume={info.value.checkpoint}")
+    task = ToyTask(resume_cfg)
+    result = Trainer(resume_cfg, task).fit()
+    # 8 batches per epoch: 3 left in epoch 1, then 8 in epoch 2.
+    assert task.steps == 3 + 8
+    assert result.epochs_run == 2
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    config = make_config(tmp_path, "train.epochs=3")
+    task = ToyTask(config, poison_at_step=12)  # epoch 1 has 8 steps: the NaN comes in epoch 2
+    with pytest.raises(NonFiniteLossError, match="epoch 2"):
+        Trainer(config, task).fit()
+    state = load_checkpoint(tmp_path / "classify" / "toy" / "weights" / "last.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.dtype.is_floating_point)
+
+
+def test_early_stopping(tmp_path):
+    # lr 0: nothing improves after the first epoch, so patience 2 stops after epoch 3 of 10.
+    config = make_config(tmp_path, "train.epochs=10", "optim.lr=0.0", "train.early_stop_patience=2")
+    result = Trainer(config, ToyTask(config)).fit()
+    assert result.epochs_run == 3
+
+
+def test_gradient_accumulation_matches_large_batch(tmp_path):
+    # Without dropout/BN randomness differences: compare one epoch of batch 64 vs 2 x 32 accumulated.
+    def run(batch, accumulate, name):
+        cfg = make_config(tmp_path, f"run.name={name}", f"data.batch_size={batch}", f"train.accumulate={accumulate}",
+                          "train.epochs=1", "optim.momentum=0.0", "optim.weight_decay=0.0")
+
+        class NoNoise(ToyTask):
+            def build_model(self):
+                return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+
+            def training_step(self, model, batch):
+                x, y = batch
+                return {"loss": torch.nn.functional.cross_entropy(model(x), y)}
+
+        return _weights(Trainer(cfg, NoNoise(cfg)).fit().last_checkpoint)
+
+    big, acc = run(64, 1, "big"), run(32, 2, "acc")
+    for key in big:
+        torch.testing.assert_close(big[key], acc[key], rtol=1e-5, atol=1e-6)
+
+
+def test_warmup_and_cosine_floor():
+    from cvzoo.config import SchedulerConfig
+    from cvzoo.engine.optim import lr_factor_fn
+
+    cfg = SchedulerConfig(name="cosine", warmup_epochs=1, warmup_start_factor=0.1, min_lr_ratio=0.05)
+    f = lr_factor_fn(cfg, total_steps=100, warmup_steps=10)
+    assert f(0) == pytest.approx(0.1)
+    assert f(5) == pytest.approx(0.55)
+    assert f(10) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert f(100) == pytest.approx(0.05)
+    assert min(f(t) for t in range(10, 200)) >= 0.05 - 1e-12
+
+
+@pytest.mark.parametrize("name", ["step", "multistep", "poly", "onecycle", "linear", "constant"])
+def test_every_scheduler_builds_and_stays_positive(name):
+    from cvzoo.config import SchedulerConfig
+    from cvzoo.engine.optim import build_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cfg = SchedulerConfig(name=name, step_size=2, milestones=(2, 4), min_lr_ratio=0.01)
+    sched = build_scheduler(opt, cfg, epochs=6, steps_per_epoch=5)
+    lrs = []
+    for _ in range(30):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert all(lr > 0 for lr in lrs)
+    if name in ("step", "multistep"):
+        assert lrs[-1] == pytest.approx(0.01)  # two decays of 0.1 each
