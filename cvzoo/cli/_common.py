@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 
+class CliError(Exception):
+    """An error the CLI reports as one line, without a traceback (bad input, missing file, ...)."""
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="YAML", help="recipe file (keys of cvzoo.config.Config)")
     parser.add_argument(

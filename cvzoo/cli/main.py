@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from cvzoo import __version__
+from cvzoo.cli._common import CliError
 
 # Module names under cvzoo.cli, in the order `cvzoo --help` lists them.
 COMMAND_MODULES = (
@@ -57,14 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except CliError as err:
-        print(f"cvzoo {args.command}: error: {err}", file=sys.stderr)
+    except (CliError, FileNotFoundError, ValueError) as err:
+        # Bad input (a missing file, an unknown name, a malformed annotation...) is reported in one
+        # line; CVZOO_DEBUG=1 shows the traceback.
+        if os.environ.get("CVZOO_DEBUG"):
+            raise
+        message = str(err) if not isinstance(err, KeyError) else str(err.args[0])
+        print(f"cvzoo {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
-class CliError(Exception):
-    """An error the CLI reports as one line, without a traceback (bad input, missing file, ...)."""
-
+__all__ = ["CliError", "build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

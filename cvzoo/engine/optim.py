@@ -14,15 +14,16 @@ from cvzoo.config import OptimConfig, SchedulerConfig
 def build_optimizer(param_groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov) / Adam / AdamW over ``param_groups``.
 
-    Groups may carry ``lr_mult`` (e.g. 0.1 for a pretrained backbone); their base lr is
-    ``cfg.lr * lr_mult``. Empty groups are dropped.
+    Groups may carry their own ``lr`` or an ``lr_mult`` (e.g. 0.1 for a pretrained backbone, base lr
+    ``cfg.lr * lr_mult``); otherwise they use ``cfg.lr``. Empty groups are dropped.
     """
     groups = []
     for group in param_groups:
         if not group["params"]:
             continue
         group = dict(group)
-        group["lr"] = cfg.lr * group.pop("lr_mult", 1.0)
+        lr_mult = group.pop("lr_mult", 1.0)
+        group.setdefault("lr", cfg.lr * lr_mult)
         groups.append(group)
     if not groups:
         raise ValueError("the model has no trainable parameters (everything is frozen?)")

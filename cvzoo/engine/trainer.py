@@ -40,7 +40,7 @@ from cvzoo.engine.distributed import (
     dist_info_from_env,
     init_distributed,
 )
-from cvzoo.engine.ema import ModelEMA, unwrap
+from cvzoo.engine.ema import ModelEMA
 from cvzoo.engine.evaluate import run_validation
 from cvzoo.engine.optim import build_optimizer, build_scheduler
 from cvzoo.engine.run_dir import make_run_dir

@@ -38,8 +38,11 @@ class ModelEntry:
         return self.builder(**kwargs)
 
 
-class UnknownModelError(KeyError):
-    """Raised for a model name that is not registered; the message lists close matches."""
+class UnknownModelError(KeyError, ValueError):
+    """Raised for a model name that is not registered; the message lists close matches.
+
+    A KeyError (a failed lookup) and a ValueError (bad user input), so either ``except`` catches it.
+    """
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable.
         return str(self.args[0])

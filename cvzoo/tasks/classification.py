@@ -43,9 +43,7 @@ class _EvaluatorAdapter(Evaluator):
     def load_states(self, states: list[Any]) -> None:
         merged = ClassificationEvaluator(self.inner.num_classes, self.inner.class_names)
         for state in states:
-            other = ClassificationEvaluator(self.inner.num_classes, self.inner.class_names)
-            other.load_state(state)
-            merged.merge(other)
+            merged.merge(state)
         self.inner = merged
 
 
@@ -68,7 +66,8 @@ class ClassificationTask(Task):
         self.classes = list(info.classes)
         self.mean, self.std = list(info.mean), list(info.std)
         self.data_channels = info.channels
-        self.img_size = self.config.data.img_size or info.image_size
+        native = info.image_size[0] if info.image_size else 224
+        self.img_size = self.config.data.img_size or native
         # Grey data trains a 1-channel model from scratch; a 3-channel checkpoint gets grey repeated.
         self.model_channels = 3 if (self.config.model.weights and info.channels == 1) else info.channels
         self.model_channels = self.config.model.kwargs.get("in_channels", self.model_channels)

@@ -7,7 +7,6 @@ from cvzoo.config import Config, apply_overrides
 from cvzoo.engine.callbacks import Callback
 from cvzoo.engine.checkpoint import load_checkpoint
 from cvzoo.engine.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
-
 from tests.engine.toy_task import ToyTask
 
 

@@ -1,0 +1,95 @@
+"""train -> val -> predict -> export on the bundled Fashion-MNIST sample, through the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cvzoo.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cls")
+    code = main([
+        "train", "--model", "lenet_mnist", "--data", "fashion_mnist_sample", "--epochs", "4", "--batch", "32",
+        "--lr", "0.05", "--project", str(root), "--name", "e2e", "--device", "cpu",
+        "--set", "run.progress=false", "--set", "data.augment.hflip=0.0", "--set", "scheduler.warmup_epochs=0.5",
+    ])
+    assert code == 0
+    return root / "classify" / "e2e"
+
+
+def test_train_writes_the_run_folder(trained_run):
+    for name in ("args.yaml", "results.csv", "results.png", "confusion_matrix.png",
+                 "confusion_matrix_normalized.png", "per_class.csv", "weights/last.pt", "weights/best.pt"):
+        assert (trained_run / name).exists(), name
+    header = (trained_run / "results.csv").read_text().splitlines()[0].split(",")
+    assert {"epoch", "time", "train/loss", "val/loss", "metrics/top1", "metrics/top5", "lr/pg0"} <= set(header)
+
+
+def test_val_reaches_clearly_better_than_chance(trained_run, capsys, tmp_path):
+    assert main(["val", str(trained_run / "weights/best.pt"), "--json", "--device", "cpu",
+                 "--save-dir", str(tmp_path / "val")]) == 0
+    from cvzoo.api import evaluate
+
+    metrics = evaluate(trained_run / "weights/best.pt", device="cpu", save_dir=tmp_path / "val2")
+    assert metrics["top1"] > 0.5  # 10 classes: chance is 0.1
+    assert metrics["num_samples"] == 200
+    assert (tmp_path / "val2" / "confusion_matrix.png").exists()
+
+
+def test_predict_table_json_csv_and_saved_images(trained_run, tmp_path, capsys):
+    from cvzoo.data.bundled import export_sample_to_folder
+
+    folder = export_sample_to_folder(tmp_path / "fm", splits=("val",))
+    images = sorted((folder / "val" / "trouser").glob("*.png"))[:3]
+    assert main(["predict", str(trained_run / "weights/best.pt"), *map(str, images), "--topk", "3",
+                 "--format", "json", "--save", str(tmp_path / "pred"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    results = json.loads(out[: out.rindex("]") + 1])
+    assert len(results) == 3 and all(len(r["topk"]) == 3 for r in results)
+    probs = [t["prob"] for t in results[0]["topk"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    assert len(list((tmp_path / "pred").glob("*_pred.png"))) == 3
+    glob_arg = str(folder / "val" / "trouser" / "*.png")
+    assert main(["predict", str(trained_run / "weights/best.pt"), glob_arg, "--topk", "1", "--format", "csv",
+                 "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "image,rank,class,index,prob" and len(lines) == 1 + 20
+
+
+def test_export_onnx_matches_and_onnxruntime_backend_agrees(trained_run, tmp_path):
+    from cvzoo import api
+
+    weights = trained_run / "weights/best.pt"
+    paths = api.export(weights, format="all", out=tmp_path / "model")
+    assert {p.suffix for p in paths} == {".onnx", ".torchscript"}
+    from cvzoo.data.bundled import export_sample_to_folder
+
+    folder = export_sample_to_folder(tmp_path / "fm", splits=("val",))
+    images = sorted((folder / "val").glob("*/*.png"))[::25]
+    torch_results = api.predict(weights, images, device="cpu", topk=3)
+    ort_results = api.predict(weights, images, device="cpu", topk=3, backend="onnxruntime",
+                              onnx=tmp_path / "model.onnx")
+    for a, b in zip(torch_results, ort_results):
+        assert [t["index"] for t in a["topk"]] == [t["index"] for t in b["topk"]]
+        np.testing.assert_allclose([t["prob"] for t in a["topk"]], [t["prob"] for t in b["topk"]], atol=1e-5)
+
+
+def test_missing_source_and_unknown_model_are_one_line_errors(tmp_path, capsys):
+    code = main(["train", "--model", "resnet1", "--data", "fashion_mnist_sample", "--epochs", "1",
+                 "--project", str(tmp_path), "--set", "run.progress=false"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'resnet1'" in err and "resnet18" in err
+    code = main(["predict", str(tmp_path / "missing.pt"), "x.png"])
+    assert code == 2 and "missing.pt" in capsys.readouterr().err
+
+
+def test_yaml_recipe_rejects_unknown_key(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model:\n  name: lenet_mnist\noptim:\n  learning_rate: 0.1\n")
+    assert main(["train", "--config", str(recipe), "--project", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "r.yaml" in err and "optim.learning_rate" in err
