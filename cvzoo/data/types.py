@@ -6,6 +6,7 @@ convert at the edges (YOLO's normalised cxcywh, COCO's xywh and 1-based ids, VOC
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,11 @@ class ImageAnnotation:
         polygons: per object a list of ``[K, 2]`` float32 xy polygons (absolute pixels), or None.
         masks: ``[N, H, W]`` uint8 instance masks, or None (RLE/polygons are rasterised on demand).
         image_id: a stable integer id (COCO image id; index otherwise).
+        rles: per object a COCO RLE dict (``{"size": [H, W], "counts": str}``) or None, or None for
+            all; kept so COCO -> COCO stays lossless without materialising ``[N, H, W]`` masks.
+        areas: ``[N]`` float32 segment areas as the source gave them (COCO ``area``), or None.
+        truncated: ``[N]`` bool (VOC "truncated"), or None.
+        poses: per object the VOC pose string ("Unspecified", "Left", ...), or None.
     """
 
     file: str
@@ -49,6 +55,10 @@ class ImageAnnotation:
     polygons: list[list[np.ndarray]] | None = None
     masks: np.ndarray | None = None
     image_id: int = 0
+    rles: list[dict | None] | None = None
+    areas: np.ndarray | None = None
+    truncated: np.ndarray | None = None
+    poses: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -67,11 +77,26 @@ class ImageAnnotation:
 
 @dataclass
 class DatasetAnnotations:
-    """A whole annotated split: the class names and one ``ImageAnnotation`` per image."""
+    """A whole annotated split: the class names and one ``ImageAnnotation`` per image.
+
+    Attributes:
+        class_names: label ``i`` is ``class_names[i]``.
+        images: one entry per image (background images have zero boxes).
+        root: folder that relative ``ImageAnnotation.file`` paths are relative to.
+        category_ids: optional COCO category id of each label (``category_ids[i]`` for label ``i``), so
+            non-contiguous ids survive a read -> write round trip; None means ``1..K``.
+    """
 
     class_names: list[str]
     images: list[ImageAnnotation]
     root: str = ""
+    category_ids: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def image_path(self, image: ImageAnnotation) -> str:
+        """The path of ``image.file`` resolved against ``root`` (unchanged when already absolute)."""
+        if os.path.isabs(image.file) or not self.root:
+            return image.file
+        return os.path.join(self.root, image.file)

@@ -1,0 +1,118 @@
+"""Pieces shared by the annotation format modules: errors, issues, image copying, number formatting."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+
+import numpy as np
+
+from cvzoo.data.types import DatasetAnnotations
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class AnnotationFormatError(ValueError):
+    """A dataset file is malformed or inconsistent; the message names the file (and line or key)."""
+
+
+@dataclass
+class Issue:
+    """One problem found in a dataset.
+
+    Attributes:
+        kind: short machine name, e.g. ``"outside_image"``, ``"unknown_class"``, ``"missing_image"``.
+        file: the annotation or image file concerned.
+        message: human-readable detail (box coordinates, line number, class id, ...).
+        line: 1-based line number in ``file`` when the format has lines, else None.
+    """
+
+    kind: str
+    file: str
+    message: str
+    line: int | None = None
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.location}: {self.message}"
+
+
+def report(issues: list[Issue] | None, issue: Issue) -> None:
+    """Raise ``issue`` as an error in strict mode (``issues is None``), else record it and go on."""
+    if issues is None:
+        raise AnnotationFormatError(f"{issue.location}: {issue.message}")
+    issues.append(issue)
+
+
+def format_number(value: float) -> str:
+    """Shortest text that reads back to the same float32 (``69`` not ``69.0``), for lossless writing."""
+    text = str(np.float32(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def is_image_file(path: str) -> bool:
+    return path.lower().endswith(IMAGE_SUFFIXES)
+
+
+def export_names(dataset: DatasetAnnotations) -> list[str]:
+    """One unique file name per image for a flat output folder.
+
+    The base name is kept when it is unique; images that share a base name (``a/1.jpg``, ``b/1.jpg``)
+    get their parent folders folded into the name (``a_1.jpg``) so nothing is overwritten.
+    """
+    bases = [os.path.basename(img.file) for img in dataset.images]
+    counts: dict[str, int] = {}
+    for base in bases:
+        counts[base] = counts.get(base, 0) + 1
+    names, taken = [], set()
+    for img, base in zip(dataset.images, bases):
+        name = base
+        if counts[base] > 1:
+            parts = os.path.normpath(img.file).replace("\\", "/").strip("/").split("/")
+            name = "_".join(p for p in parts[-3:] if p not in ("", ".", ".."))
+        stem, ext = os.path.splitext(name)
+        unique, k = name, 1
+        while unique in taken:
+            unique, k = f"{stem}_{k}{ext}", k + 1
+        taken.add(unique)
+        names.append(unique)
+    return names
+
+
+def copy_images(dataset: DatasetAnnotations, names: list[str], out_dir: str) -> int:
+    """Copy every image of ``dataset`` to ``out_dir/<name>``; returns how many were copied.
+
+    Raises:
+        AnnotationFormatError: an image file does not exist (the dataset would be unusable).
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    copied = 0
+    for img, name in zip(dataset.images, names):
+        src = dataset.image_path(img)
+        dst = os.path.join(out_dir, name)
+        if not os.path.isfile(src):
+            raise AnnotationFormatError(f"{src}: image file not found (referenced as {img.file!r})")
+        if os.path.abspath(src) != os.path.abspath(dst):
+            shutil.copy2(src, dst)
+            copied += 1
+    return copied
+
+
+def image_size(path: str) -> tuple[int, int]:
+    """``(width, height)`` of an image file, reading only its header."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError) as err:
+        raise AnnotationFormatError(f"{path}: cannot read image size ({err})") from err
+
+
+def bounds_box(points: np.ndarray) -> np.ndarray:
+    """xyxy bounds ``[4]`` of a ``[K, 2]`` point array."""
+    return np.concatenate([points.min(axis=0), points.max(axis=0)]).astype(np.float32)

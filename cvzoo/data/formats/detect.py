@@ -1,0 +1,127 @@
+"""Recognise a detection dataset's format from a path and load it: the entry point tasks use.
+
+Rules, in order (see docs/formats.md):
+    ``*.yaml`` / ``*.yml`` file                         -> yolo (ultralytics dataset YAML)
+    ``*.json`` file with ``"shapes"``                    -> labelme, with ``"images"`` -> coco
+    folder with ``Annotations/``, ``VOC20xx/``, ``VOCdevkit/`` -> voc
+    folder with ``annotations/*.json`` or a COCO ``*.json`` -> coco
+    folder with a dataset YAML, ``labels/`` or ``classes.txt`` -> yolo
+    folder with Labelme ``*.json`` files (searched recursively) -> labelme
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+from cvzoo.data.formats._common import AnnotationFormatError, Issue
+from cvzoo.data.formats.coco import read_coco
+from cvzoo.data.formats.labelme import read_labelme
+from cvzoo.data.formats.voc import find_voc_roots, read_voc
+from cvzoo.data.formats.yolo import read_yolo
+from cvzoo.data.types import DatasetAnnotations
+
+FORMATS = ("voc", "coco", "yolo", "labelme")
+
+
+def _json_kind(path: str) -> str | None:
+    """'labelme', 'coco' or None from the first 64 KiB of a JSON file (COCO files can be huge)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(65536)
+    except OSError:
+        return None
+    if '"shapes"' in head:
+        return "labelme"
+    if any(key in head for key in ('"images"', '"annotations"', '"categories"')):
+        return "coco"
+    return None
+
+
+def _dataset_yamls(folder: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(folder, "*.yaml")) + glob.glob(os.path.join(folder, "*.yml")))
+
+
+def detect_format(path: str) -> str:
+    """The format name (one of ``FORMATS``) of a dataset file or folder.
+
+    Raises:
+        AnnotationFormatError: the path does not exist or matches no rule.
+    """
+    if os.path.isfile(path):
+        lower = path.lower()
+        if lower.endswith((".yaml", ".yml")):
+            return "yolo"
+        if lower.endswith(".json") and (kind := _json_kind(path)):
+            return kind
+        raise AnnotationFormatError(f"{path}: cannot tell the format of this file (expected .yaml or .json)")
+    if not os.path.isdir(path):
+        raise AnnotationFormatError(f"{path}: no such file or folder")
+    try:
+        find_voc_roots(path)
+        return "voc"
+    except AnnotationFormatError:
+        pass
+    if glob.glob(os.path.join(path, "annotations", "*.json")):
+        return "coco"
+    top_json = sorted(glob.glob(os.path.join(path, "*.json")))
+    if top_json and _json_kind(top_json[0]) == "coco":
+        return "coco"
+    if _dataset_yamls(path) or os.path.isdir(os.path.join(path, "labels")) or os.path.isfile(
+            os.path.join(path, "classes.txt")):
+        return "yolo"
+    for json_path in glob.iglob(os.path.join(path, "**", "*.json"), recursive=True):
+        if _json_kind(json_path) == "labelme":
+            return "labelme"
+    if glob.glob(os.path.join(path, "*.txt")):
+        return "yolo"  # labelImg-style folder without classes.txt
+    raise AnnotationFormatError(f"{path}: no VOC, COCO, YOLO or Labelme layout recognised")
+
+
+def find_coco_json(path: str, split: str | None) -> str:
+    """The COCO annotation file for ``split`` in a folder (``annotations/instances_<split>*.json`` first)."""
+    if os.path.isfile(path):
+        return path
+    candidates = sorted(glob.glob(os.path.join(path, "annotations", "*.json"))) + sorted(
+        p for p in glob.glob(os.path.join(path, "*.json")) if _json_kind(p) == "coco")
+    if split is not None:
+        named = [p for p in candidates if os.path.basename(p).startswith(f"instances_{split}")]
+        named = named or [p for p in candidates if split in os.path.basename(p)]
+        if named:
+            return named[0]
+    if len(candidates) == 1:
+        return candidates[0]
+    raise AnnotationFormatError(
+        f"{path}: cannot choose the COCO file for split {split!r} among {[os.path.basename(p) for p in candidates]}"
+    )
+
+
+def load_detection_dataset(
+    path: str, split: str | None = "train", format: str = "auto", class_names: list[str] | None = None,
+    issues: list[Issue] | None = None,
+) -> DatasetAnnotations:
+    """Load a detection split from an ultralytics YAML, a COCO JSON (or folder), a VOC folder or Labelme.
+
+    Args:
+        path: dataset YAML, COCO JSON, or a dataset folder.
+        split: split name (VOC ImageSets, YAML key, COCO file name, Labelme sub-folder if it exists);
+            None loads everything.
+        format: ``"auto"`` or one of ``FORMATS``.
+        class_names: fixed class list (VOC, YOLO and Labelme; COCO uses its categories).
+        issues: None raises on recoverable problems; a list collects them instead (see ``check.py``).
+
+    Returns:
+        DatasetAnnotations with canonical xyxy float32 boxes and 0-based labels.
+    """
+    fmt = detect_format(path) if format == "auto" else format
+    if fmt not in FORMATS:
+        raise AnnotationFormatError(f"unknown format {fmt!r}; expected one of {FORMATS} or 'auto'")
+    if fmt == "voc":
+        return read_voc(path, split, class_names=class_names, issues=issues)
+    if fmt == "coco":
+        return read_coco(find_coco_json(path, split), issues=issues)
+    if fmt == "yolo":
+        yamls = _dataset_yamls(path) if os.path.isdir(path) else []
+        return read_yolo(yamls[0] if len(yamls) == 1 else path, split, class_names=class_names, issues=issues)
+    folder = os.path.join(path, split) if split and os.path.isdir(os.path.join(path, split)) else path
+    return read_labelme(folder, class_names=class_names, issues=issues)

@@ -1,0 +1,226 @@
+"""Pascal VOC detection annotations: ``Annotations/*.xml``, ``ImageSets/Main/<split>.txt``, ``JPEGImages``.
+
+Coordinate convention: VOC writes 1-based inclusive pixel indices (a full 500-px-wide box is
+``xmin=1, xmax=500``). cvzoo uses the numbers *unchanged* as canonical xyxy coordinates (as
+torchvision's ``VOCDetection`` and the course notes do), so VOC -> canonical -> VOC is exact and the
+notes' worked example holds: ``(69, 172, 270, 330)`` in a 500x375 image is the YOLO row
+``0 0.339 0.669333 0.402 0.421333``. The price is that a VOC box sits up to one pixel right/below the
+pixel-edge box of the same object (see ``masks.py``).
+
+Layouts read: a ``VOCdevkit`` folder (every ``VOC20xx`` inside, e.g. 2007 + 2012 together), one
+``VOC2007``-style folder, or any folder with ``Annotations/``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+from cvzoo.data.formats._common import (
+    AnnotationFormatError,
+    Issue,
+    copy_images,
+    export_names,
+    format_number,
+    report,
+)
+from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "tvmonitor",
+)  # fmt: skip
+
+
+def find_voc_roots(path: str) -> list[str]:
+    """The ``VOC20xx``-style folders (each with ``Annotations/``) under ``path``, sorted by name."""
+    if os.path.isdir(os.path.join(path, "Annotations")):
+        return [path]
+    for base in (path, os.path.join(path, "VOCdevkit")):
+        found = sorted(d for d in glob.glob(os.path.join(base, "*")) if os.path.isdir(os.path.join(d, "Annotations")))
+        if found:
+            return found
+    raise AnnotationFormatError(f"{path}: no VOC layout found (expected Annotations/, VOC20xx/ or VOCdevkit/)")
+
+
+def _text(node: ET.Element, key: str, path: str, where: str) -> str:
+    child = node.find(key)
+    if child is None or child.text is None or not child.text.strip():
+        raise AnnotationFormatError(f"{path}: {where} has no <{key}>")
+    return child.text.strip()
+
+
+def _number(node: ET.Element, key: str, path: str, where: str) -> float:
+    text = _text(node, key, path, where)
+    try:
+        return float(text)
+    except ValueError as err:
+        raise AnnotationFormatError(f"{path}: {where} <{key}> is not a number: {text!r}") from err
+
+
+def parse_voc_xml(path: str) -> dict:
+    """Parse one VOC XML file into plain values.
+
+    Returns:
+        dict with ``filename``, ``width``, ``height`` and ``objects``: a list of dicts with ``name``,
+        ``box`` (xyxy, VOC numbers unchanged), ``difficult``, ``truncated``, ``pose``.
+
+    Raises:
+        AnnotationFormatError: malformed XML (with the parser's line and column) or missing fields.
+    """
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as err:
+        line, column = err.position
+        raise AnnotationFormatError(f"{path}: malformed XML at line {line}, column {column}: {err}") from err
+    except OSError as err:
+        raise AnnotationFormatError(f"{path}: cannot read ({err})") from err
+    size = root.find("size")
+    if size is None:
+        raise AnnotationFormatError(f"{path}: <annotation> has no <size>")
+    width = int(_number(size, "width", path, "<size>"))
+    height = int(_number(size, "height", path, "<size>"))
+    filename_node = root.find("filename")
+    filename = filename_node.text.strip() if filename_node is not None and filename_node.text else ""
+    objects = []
+    for k, obj in enumerate(root.findall("object")):
+        where = f"object {k}"
+        name = _text(obj, "name", path, where)
+        where = f"object {k} ({name!r})"
+        bndbox = obj.find("bndbox")
+        if bndbox is None:
+            raise AnnotationFormatError(f"{path}: {where} has no <bndbox>")
+        box = [_number(bndbox, key, path, where) for key in ("xmin", "ymin", "xmax", "ymax")]
+        flags = {}
+        for key in ("difficult", "truncated"):
+            node = obj.find(key)
+            flags[key] = bool(int(float(node.text))) if node is not None and node.text else False
+        pose_node = obj.find("pose")
+        pose = pose_node.text.strip() if pose_node is not None and pose_node.text else "Unspecified"
+        objects.append({"name": name, "box": box, "pose": pose, **flags})
+    return {"filename": filename, "width": width, "height": height, "objects": objects}
+
+
+def read_split_ids(voc_root: str, split: str | None) -> list[str]:
+    """Image ids of ``ImageSets/Main/<split>.txt``, or every XML stem when ``split`` is None."""
+    if split is None:
+        return sorted(os.path.splitext(os.path.basename(p))[0]
+                      for p in glob.glob(os.path.join(voc_root, "Annotations", "*.xml")))
+    split_file = os.path.join(voc_root, "ImageSets", "Main", f"{split}.txt")
+    if not os.path.isfile(split_file):
+        raise AnnotationFormatError(f"{split_file}: split file not found (split {split!r})")
+    with open(split_file) as f:
+        # Per-class files ("<id> 1") share the layout; only the first column is the id.
+        return [line.split()[0] for line in f if line.strip()]
+
+
+def read_voc(
+    path: str,
+    split: str | None = "train",
+    class_names: list[str] | None = None,
+    issues: list[Issue] | None = None,
+) -> DatasetAnnotations:
+    """Read a VOC detection split.
+
+    Args:
+        path: ``VOCdevkit`` folder, one ``VOC20xx`` folder or any folder with ``Annotations/``.
+        split: ``ImageSets/Main/<split>.txt`` to read (from every year found), or None for all XML files.
+        class_names: fixed class list; None means the 20 standard VOC classes when every object name is
+            one of them, else the sorted names found.
+        issues: None to raise on an unknown class name; a list to record it there and skip the object.
+
+    Returns:
+        DatasetAnnotations with ``root=path``, image paths relative to it, boxes in VOC numbers.
+    """
+    records = []
+    for voc_root in find_voc_roots(path):
+        for image_id in read_split_ids(voc_root, split):
+            xml_path = os.path.join(voc_root, "Annotations", f"{image_id}.xml")
+            if not os.path.isfile(xml_path):
+                raise AnnotationFormatError(f"{xml_path}: annotation of image id {image_id!r} not found")
+            records.append((voc_root, image_id, xml_path, parse_voc_xml(xml_path)))
+    if class_names is None:
+        found = {obj["name"] for *_, rec in records for obj in rec["objects"]}
+        class_names = list(VOC_CLASSES) if found <= set(VOC_CLASSES) else sorted(found)
+    index = {name: i for i, name in enumerate(class_names)}
+    images = []
+    for n, (voc_root, image_id, xml_path, rec) in enumerate(records):
+        keep = []
+        for obj in rec["objects"]:
+            if obj["name"] not in index:
+                report(issues, Issue("unknown_class", xml_path, f"class {obj['name']!r} is not in {class_names}"))
+                continue
+            keep.append(obj)
+        filename = rec["filename"] or f"{image_id}.jpg"
+        image_file = os.path.join(voc_root, "JPEGImages", filename)
+        if not os.path.isfile(image_file) and os.path.isfile(os.path.join(voc_root, "JPEGImages", f"{image_id}.jpg")):
+            image_file = os.path.join(voc_root, "JPEGImages", f"{image_id}.jpg")  # <filename> is often stale
+        images.append(ImageAnnotation(
+            file=os.path.relpath(image_file, path),
+            width=rec["width"],
+            height=rec["height"],
+            boxes=np.array([o["box"] for o in keep], np.float32).reshape(-1, 4),
+            labels=np.array([index[o["name"]] for o in keep], np.int64),
+            difficult=np.array([o["difficult"] for o in keep], bool),
+            truncated=np.array([o["truncated"] for o in keep], bool),
+            poses=[o["pose"] for o in keep],
+            image_id=n,
+        ))
+    return DatasetAnnotations(class_names=list(class_names), images=images, root=os.path.abspath(path))
+
+
+def voc_xml(image: ImageAnnotation, filename: str, class_names: list[str], folder: str = "VOC") -> str:
+    """The VOC XML text of one image.
+
+    Coordinates within 1e-3 px of an integer are written as that integer; others with the shortest text
+    that reads back to the same float32 (so VOC -> VOC is exact, sub-pixel boxes included).
+    """
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = folder
+    ET.SubElement(root, "filename").text = filename
+    size = ET.SubElement(root, "size")
+    ET.SubElement(size, "width").text = str(int(image.width))
+    ET.SubElement(size, "height").text = str(int(image.height))
+    ET.SubElement(size, "depth").text = "3"
+    ET.SubElement(root, "segmented").text = "0"
+    for k in range(len(image)):
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = class_names[int(image.labels[k])]
+        ET.SubElement(obj, "pose").text = image.poses[k] if image.poses is not None else "Unspecified"
+        truncated = bool(image.truncated[k]) if image.truncated is not None else False
+        ET.SubElement(obj, "truncated").text = str(int(truncated))
+        ET.SubElement(obj, "difficult").text = str(int(bool(image.difficult[k])))
+        bndbox = ET.SubElement(obj, "bndbox")
+        for key, value in zip(("xmin", "ymin", "xmax", "ymax"), image.boxes[k]):
+            # VOC coordinates are integer pixel indices by convention: a value a normalised format
+            # (YOLO, 6 decimals) left within 1e-3 px of an integer is that integer, not new precision.
+            nearest = round(float(value))
+            ET.SubElement(bndbox, key).text = str(nearest) if abs(value - nearest) < 1e-3 else format_number(value)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_voc(dataset: DatasetAnnotations, out_dir: str, split: str = "train", copy: bool = True) -> None:
+    """Write a ``VOC20xx``-style folder: ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``.
+
+    Several splits can be written into the same folder one after the other; only ``<split>.txt`` is
+    replaced. Image ids are the image file stems (made unique when two images share a name).
+    """
+    names = export_names(dataset)
+    stems = [os.path.splitext(n)[0] for n in names]
+    os.makedirs(os.path.join(out_dir, "Annotations"), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, "ImageSets", "Main"), exist_ok=True)
+    for image, name, stem in zip(dataset.images, names, stems):
+        for label in image.labels:
+            if not 0 <= label < len(dataset.class_names):
+                raise AnnotationFormatError(f"{image.file}: label {label} outside 0..{len(dataset.class_names) - 1}")
+        with open(os.path.join(out_dir, "Annotations", f"{stem}.xml"), "w") as f:
+            f.write(voc_xml(image, name, dataset.class_names, folder=os.path.basename(os.path.abspath(out_dir))))
+    with open(os.path.join(out_dir, "ImageSets", "Main", f"{split}.txt"), "w") as f:
+        f.writelines(f"{stem}\n" for stem in stems)
+    if copy:
+        copy_images(dataset, names, os.path.join(out_dir, "JPEGImages"))

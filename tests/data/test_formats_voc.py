@@ -1,0 +1,153 @@
+"""Pascal VOC XML: reading, writing, layouts, the notes' worked example and error paths."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cvzoo.data.formats._common import AnnotationFormatError
+from cvzoo.data.formats.voc import VOC_CLASSES, parse_voc_xml, read_voc, voc_xml, write_voc
+from cvzoo.data.formats.yolo import label_rows
+from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
+
+ASSETS = os.path.join(os.path.dirname(__file__), "assets")
+
+HORSE_XML = """<annotation>
+  <folder>VOC2007</folder>
+  <filename>000001.jpg</filename>
+  <size><width>500</width><height>375</height><depth>3</depth></size>
+  <object>
+    <name>horse</name><pose>Left</pose><truncated>1</truncated><difficult>0</difficult>
+    <bndbox><xmin>69</xmin><ymin>172</ymin><xmax>270</xmax><ymax>330</ymax></bndbox>
+  </object>
+  <object>
+    <name>person</name><pose>Unspecified</pose><truncated>0</truncated><difficult>1</difficult>
+    <bndbox><xmin>150.5</xmin><ymin>141</ymin><xmax>229</xmax><ymax>284</ymax></bndbox>
+  </object>
+</annotation>
+"""
+
+
+def make_voc(root, ids_per_split, xml=HORSE_XML, image_size=(500, 375)):
+    os.makedirs(os.path.join(root, "Annotations"), exist_ok=True)
+    os.makedirs(os.path.join(root, "JPEGImages"), exist_ok=True)
+    os.makedirs(os.path.join(root, "ImageSets", "Main"), exist_ok=True)
+    for split, ids in ids_per_split.items():
+        with open(os.path.join(root, "ImageSets", "Main", f"{split}.txt"), "w") as f:
+            f.write("".join(f"{i}\n" for i in ids))
+        for i in ids:
+            with open(os.path.join(root, "Annotations", f"{i}.xml"), "w") as f:
+                f.write(xml.replace("000001.jpg", f"{i}.jpg"))
+            Image.new("RGB", image_size).save(os.path.join(root, "JPEGImages", f"{i}.jpg"))
+    return root
+
+
+def test_worked_example_to_yolo(tmp_path):
+    root = make_voc(str(tmp_path / "VOC2007"), {"train": ["000001"]})
+    ds = read_voc(root, "train")
+    image = ds.images[0]
+    assert ds.class_names == list(VOC_CLASSES)
+    np.testing.assert_array_equal(image.boxes[0], [69, 172, 270, 330])  # VOC numbers unchanged
+    assert image.labels.tolist() == [VOC_CLASSES.index("horse"), VOC_CLASSES.index("person")]
+    assert image.difficult.tolist() == [False, True] and image.truncated.tolist() == [True, False]
+    assert image.poses == ["Left", "Unspecified"]
+    row = label_rows(image, segments=False)[0].split()
+    assert int(row[0]) == VOC_CLASSES.index("horse")
+    np.testing.assert_allclose([float(v) for v in row[1:]], [0.339, 0.66933, 0.402, 0.42133], atol=5e-6)
+
+
+def test_round_trip_is_exact(tmp_path):
+    root = make_voc(str(tmp_path / "src"), {"train": ["000001", "000002"]})
+    ds = read_voc(root, "train")
+    write_voc(ds, str(tmp_path / "out"), split="train")
+    back = read_voc(str(tmp_path / "out"), "train")
+    assert [os.path.basename(i.file) for i in back.images] == ["000001.jpg", "000002.jpg"]
+    assert os.path.isfile(back.image_path(back.images[0]))
+    for a, b in zip(ds.images, back.images):
+        np.testing.assert_array_equal(a.boxes, b.boxes)  # 150.5 survives as written
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert a.difficult.tolist() == b.difficult.tolist() and a.truncated.tolist() == b.truncated.tolist()
+        assert a.poses == b.poses
+    assert "<xmin>150.5</xmin>" in voc_xml(ds.images[0], "a.jpg", ds.class_names)
+    assert "<xmin>69</xmin>" in voc_xml(ds.images[0], "a.jpg", ds.class_names)
+
+
+def test_vocdevkit_2007_and_2012(tmp_path):
+    devkit = tmp_path / "VOCdevkit"
+    make_voc(str(devkit / "VOC2007"), {"trainval": ["000001", "000002"], "test": ["000003"]})
+    make_voc(str(devkit / "VOC2012"), {"trainval": ["2008_000001"]})
+    for path in (str(tmp_path), str(devkit)):
+        ds = read_voc(path, "trainval")
+        files = [i.file.replace(os.sep, "/") for i in ds.images]
+        assert files[-1].endswith("VOC2012/JPEGImages/2008_000001.jpg") and len(files) == 3
+        assert all(os.path.isfile(ds.image_path(i)) for i in ds.images)
+    assert len(read_voc(str(devkit / "VOC2007"), None)) == 3  # every XML
+
+
+def test_class_list_from_annotations_or_given(tmp_path):
+    root = make_voc(str(tmp_path / "v"), {"train": ["a"]}, xml=HORSE_XML.replace("horse", "zebra"))
+    ds = read_voc(root, "train")
+    assert ds.class_names == ["person", "zebra"]  # not all standard: the sorted names found
+    assert ds.images[0].labels.tolist() == [1, 0]
+    ds = read_voc(root, "train", class_names=["zebra", "person", "cat"])
+    assert ds.images[0].labels.tolist() == [0, 1]
+    with pytest.raises(AnnotationFormatError, match=r"a\.xml.*'zebra' is not in"):
+        read_voc(root, "train", class_names=["person"])
+    issues = []
+    ds = read_voc(root, "train", class_names=["person"], issues=issues)
+    assert len(ds.images[0]) == 1 and issues[0].kind == "unknown_class"
+
+
+def test_real_sample():
+    ds = read_voc(os.path.join(ASSETS, "voc_sample"), "train")
+    image = ds.images[0]
+    assert (image.width, image.height, len(image)) == (500, 375, 19)
+    assert [ds.class_names[i] for i in image.labels[:2]] == ["bottle", "chair"]
+    np.testing.assert_array_equal(image.boxes[0], [221, 256, 260, 345])
+
+
+def test_malformed_xml_names_file_and_position(tmp_path):
+    root = make_voc(str(tmp_path / "v"), {"train": ["a"]}, xml=HORSE_XML.replace("</size>", "</sise>"))
+    with pytest.raises(AnnotationFormatError, match=r"a\.xml: malformed XML at line 4, column \d+"):
+        read_voc(root, "train")
+
+
+@pytest.mark.parametrize("xml, message", [
+    (HORSE_XML.replace("<size><width>500</width><height>375</height><depth>3</depth></size>", ""), "no <size>"),
+    (HORSE_XML.replace("<xmin>69</xmin>", ""), r"object 0 \('horse'\) has no <xmin>"),
+    (HORSE_XML.replace("<xmin>69</xmin>", "<xmin>six</xmin>"), "is not a number: 'six'"),
+    (HORSE_XML.replace("<name>horse</name>", ""), "object 0 has no <name>"),
+])
+def test_missing_fields(tmp_path, xml, message):
+    path = tmp_path / "a.xml"
+    path.write_text(xml)
+    with pytest.raises(AnnotationFormatError, match=message):
+        parse_voc_xml(str(path))
+
+
+def test_layout_errors(tmp_path):
+    with pytest.raises(AnnotationFormatError, match="no VOC layout"):
+        read_voc(str(tmp_path))
+    root = make_voc(str(tmp_path / "v"), {"train": ["a"]})
+    with pytest.raises(AnnotationFormatError, match=r"val\.txt: split file not found"):
+        read_voc(root, "val")
+    with open(os.path.join(root, "ImageSets", "Main", "train.txt"), "a") as f:
+        f.write("ghost\n")
+    with pytest.raises(AnnotationFormatError, match=r"ghost\.xml: annotation of image id 'ghost'"):
+        read_voc(root, "train")
+
+
+def test_write_rejects_bad_labels_and_dedupes_names(tmp_path):
+    for sub in ("a", "b"):
+        os.makedirs(tmp_path / sub)
+        Image.new("RGB", (4, 4)).save(tmp_path / sub / "img.jpg")
+    ds = DatasetAnnotations(["cat"], [
+        ImageAnnotation("a/img.jpg", 4, 4, boxes=[[0, 0, 2, 2]], labels=[0]),
+        ImageAnnotation("b/img.jpg", 4, 4),
+    ], root=str(tmp_path))
+    write_voc(ds, str(tmp_path / "out"))
+    assert sorted(os.listdir(tmp_path / "out" / "JPEGImages")) == ["a_img.jpg", "b_img.jpg"]
+    ds.images[0].labels[0] = 3
+    with pytest.raises(AnnotationFormatError, match="label 3 outside 0..0"):
+        write_voc(ds, str(tmp_path / "out2"))
