@@ -101,3 +101,26 @@ def build_scheduler(
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_fn(cfg, total, warmup))
+
+
+def apply_warmup_overrides(
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR, warmup_steps: int,
+    cfg: SchedulerConfig, momentum: float,
+) -> None:
+    """YOLO-style warm-up extras, applied after ``scheduler.step()`` while in warm-up.
+
+    The group named "bias" starts at ``cfg.warmup_bias_lr`` and falls linearly to its scheduled lr
+    (a large early bias lr lets the detection heads' biases settle fast), and momentum rises from
+    ``cfg.warmup_momentum`` to ``momentum`` (YOLOv5 recipe). No-ops when both are 0.
+    """
+    step = scheduler.last_epoch
+    # step == warmup_steps lands exactly on the final values (alpha = 1) and leaves them there.
+    if step > warmup_steps or (cfg.warmup_bias_lr <= 0 and cfg.warmup_momentum <= 0):
+        return
+    alpha = step / max(1, warmup_steps)
+    for group, lr_lambda in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        if cfg.warmup_bias_lr > 0 and group.get("name") == "bias":
+            target = group["initial_lr"] * lr_lambda(step)
+            group["lr"] = cfg.warmup_bias_lr + (target - cfg.warmup_bias_lr) * alpha
+        if cfg.warmup_momentum > 0 and "momentum" in group:  # SGD; Adam's betas are left alone
+            group["momentum"] = cfg.warmup_momentum + (momentum - cfg.warmup_momentum) * alpha

@@ -42,7 +42,7 @@ from cvzoo.engine.distributed import (
 )
 from cvzoo.engine.ema import ModelEMA
 from cvzoo.engine.evaluate import run_validation
-from cvzoo.engine.optim import build_optimizer, build_scheduler
+from cvzoo.engine.optim import apply_warmup_overrides, build_optimizer, build_scheduler
 from cvzoo.engine.run_dir import make_run_dir
 from cvzoo.engine.sampler import ResumableSampler
 from cvzoo.tasks.base import Task
@@ -209,6 +209,9 @@ class Trainer:
         optimizer = build_optimizer(groups, cfg.optim)
         steps_per_epoch = math.ceil(len(train_loader) / accumulate)
         scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.train.epochs, steps_per_epoch)
+        warmup_steps = int(round(cfg.scheduler.warmup_epochs * steps_per_epoch))
+        if self.resume_state is None:
+            apply_warmup_overrides(optimizer, scheduler, warmup_steps, cfg.scheduler, cfg.optim.momentum)
         use_scaler = cfg.train.amp and self.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         ema = ModelEMA(bare_model, cfg.train.ema_decay) if cfg.train.ema else None
@@ -321,6 +324,7 @@ class Trainer:
                         scaler.update()
                         optimizer.zero_grad(set_to_none=True)
                         scheduler.step()
+                        apply_warmup_overrides(optimizer, scheduler, warmup_steps, cfg.scheduler, cfg.optim.momentum)
                         if ema is not None:
                             ema.update(bare_model)
                     global_step += 1

@@ -168,3 +168,31 @@ def test_every_scheduler_builds_and_stays_positive(name):
     assert all(lr > 0 for lr in lrs)
     if name in ("step", "multistep"):
         assert lrs[-1] == pytest.approx(0.01)  # two decays of 0.1 each
+
+
+def test_yolo_style_bias_lr_and_momentum_warmup():
+    from cvzoo.config import SchedulerConfig
+    from cvzoo.engine.optim import apply_warmup_overrides, build_scheduler
+
+    weights, bias = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([{"params": [weights], "name": "weights"}, {"params": [bias], "name": "bias"}],
+                          lr=0.01, momentum=0.937)
+    cfg = SchedulerConfig(name="constant", warmup_epochs=1, warmup_start_factor=0.0, warmup_bias_lr=0.1,
+                          warmup_momentum=0.8)
+    sched = build_scheduler(opt, cfg, epochs=2, steps_per_epoch=10)
+    apply_warmup_overrides(opt, sched, 10, cfg, 0.937)
+    assert opt.param_groups[1]["lr"] == pytest.approx(0.1)  # bias starts high
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0)  # weights start at 0
+    assert opt.param_groups[0]["momentum"] == pytest.approx(0.8)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+        apply_warmup_overrides(opt, sched, 10, cfg, 0.937)
+    assert opt.param_groups[1]["lr"] == pytest.approx(0.1 + (0.005 - 0.1) * 0.5)
+    assert opt.param_groups[0]["momentum"] == pytest.approx(0.8 + 0.137 * 0.5)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+        apply_warmup_overrides(opt, sched, 10, cfg, 0.937)
+    assert opt.param_groups[1]["lr"] == pytest.approx(0.01)  # warm-up over: back on the schedule
+    assert opt.param_groups[0]["momentum"] == pytest.approx(0.937)
