@@ -1,0 +1,34 @@
+"""Losses: focal family (focal, varifocal, quality focal, distribution focal), box regression (smooth L1,
+IoU/GIoU/DIoU/CIoU), classification (label smoothing, soft targets), Dice, and metric learning
+(contrastive, triplet)."""
+
+from cvzoo.losses.box_losses import iou_loss, smooth_l1_loss
+from cvzoo.losses.classification import (
+    SoftTargetCrossEntropy,
+    label_smoothing_cross_entropy,
+    soft_target_cross_entropy,
+)
+from cvzoo.losses.dice import dice_loss
+from cvzoo.losses.focal import (
+    distribution_focal_loss,
+    quality_focal_loss,
+    sigmoid_focal_loss,
+    varifocal_loss,
+)
+from cvzoo.losses.metric_learning import batch_hard_triplet_loss, contrastive_loss, triplet_loss
+
+__all__ = [
+    "SoftTargetCrossEntropy",
+    "batch_hard_triplet_loss",
+    "contrastive_loss",
+    "dice_loss",
+    "distribution_focal_loss",
+    "iou_loss",
+    "label_smoothing_cross_entropy",
+    "quality_focal_loss",
+    "sigmoid_focal_loss",
+    "smooth_l1_loss",
+    "soft_target_cross_entropy",
+    "triplet_loss",
+    "varifocal_loss",
+]

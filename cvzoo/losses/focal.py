@@ -1,0 +1,133 @@
+"""Focal-loss family for dense detectors: focal (RetinaNet), varifocal (VFNet), quality focal and
+distribution focal (GFL). All work on logits through ``binary_cross_entropy_with_logits`` /
+``log_softmax``, which stay finite for logits of any magnitude."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cvzoo.losses._reduce import check_reduction, check_same_shape, reduce_loss
+from cvzoo.ops import ShapeError
+
+
+def sigmoid_focal_loss(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+) -> torch.Tensor:
+    """Focal loss (Lin et al. 2017, "Focal Loss for Dense Object Detection", eq. 5).
+
+    ``FL = -alpha_t (1 - p_t)^gamma log(p_t)``: the ``(1 - p_t)^gamma`` factor down-weights the many easy
+    negatives of a dense detector. Same values as ``torchvision.ops.sigmoid_focal_loss``.
+
+    Args:
+        inputs: ``[...]`` logits.
+        targets: ``[...]`` binary (or soft) targets in ``[0, 1]``, same shape.
+        alpha: weight of the positives in ``[0, 1]`` (negatives get ``1 - alpha``); < 0 disables it.
+        gamma: focusing exponent (0 gives BCE).
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+    """
+    check_same_shape(inputs, targets, ("inputs", "targets"), "sigmoid_focal_loss")
+    check_reduction(reduction, "sigmoid_focal_loss")
+    targets = targets.to(inputs.dtype)
+    prob = torch.sigmoid(inputs)
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return reduce_loss(loss, reduction)
+
+
+def varifocal_loss(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float = 0.75,
+    gamma: float = 2.0,
+    reduction: str = "none",
+) -> torch.Tensor:
+    """Varifocal loss (Zhang et al. 2021, "VarifocalNet", eq. 2).
+
+    ``VFL(p, q) = -q (q log p + (1 - q) log(1 - p))`` for positives (``q > 0``, the IoU-aware target) and
+    ``-alpha p^gamma log(1 - p)`` for negatives (``q = 0``): only negatives are focally down-weighted,
+    positives are weighted by their quality ``q``.
+
+    Args:
+        inputs: ``[...]`` logits.
+        targets: ``[...]`` IoU-aware scores ``q`` in ``[0, 1]`` (0 for negatives), same shape.
+        alpha, gamma: weight and focusing exponent of the negatives.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+    """
+    check_same_shape(inputs, targets, ("inputs", "targets"), "varifocal_loss")
+    check_reduction(reduction, "varifocal_loss")
+    targets = targets.to(inputs.dtype)
+    positive = (targets > 0).to(inputs.dtype)
+    weight = positive * targets + (1 - positive) * alpha * torch.sigmoid(inputs) ** gamma
+    loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none") * weight
+    return reduce_loss(loss, reduction)
+
+
+def quality_focal_loss(
+    inputs: torch.Tensor, targets: torch.Tensor, beta: float = 2.0, reduction: str = "none"
+) -> torch.Tensor:
+    """Quality focal loss (Li et al. 2020, "Generalized Focal Loss", eq. 5).
+
+    ``QFL(s) = -|y - s|^beta ((1 - y) log(1 - s) + y log s)`` with ``s = sigmoid(input)`` and the soft
+    target ``y`` (the IoU of the predicted box at the GT's class, 0 elsewhere).
+
+    Args:
+        inputs: ``[..., C]`` logits.
+        targets: ``[..., C]`` soft targets in ``[0, 1]``.
+        beta: focusing exponent.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+    """
+    check_same_shape(inputs, targets, ("inputs", "targets"), "quality_focal_loss")
+    check_reduction(reduction, "quality_focal_loss")
+    targets = targets.to(inputs.dtype)
+    scale = (targets - torch.sigmoid(inputs)).abs() ** beta
+    loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none") * scale
+    return reduce_loss(loss, reduction)
+
+
+def distribution_focal_loss(
+    pred_dist: torch.Tensor, target: torch.Tensor, reduction: str = "none"
+) -> torch.Tensor:
+    """Distribution focal loss (Li et al. 2020, "Generalized Focal Loss", eq. 6).
+
+    A continuous target ``y`` between bins ``y_l = floor(y)`` and ``y_r = y_l + 1`` is learnt as
+    ``-((y_r - y) log S_l + (y - y_l) log S_r)``, S the softmax over the ``reg_max + 1`` bins, so the
+    distribution concentrates around ``y`` and its expectation regresses it.
+
+    Args:
+        pred_dist: ``[N, reg_max + 1]`` logits over the bins.
+        target: ``[N]`` float targets in ``[0, reg_max]`` (in bin units).
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+
+    Returns:
+        ``[N]`` (``"none"``) or a scalar.
+    """
+    check_reduction(reduction, "distribution_focal_loss")
+    if pred_dist.ndim != 2 or target.shape != pred_dist.shape[:1]:
+        raise ShapeError(
+            "distribution_focal_loss: expected pred_dist [N, reg_max + 1] and target [N], "
+            f"got {list(pred_dist.shape)} and {list(target.shape)}"
+        )
+    reg_max = pred_dist.shape[1] - 1
+    if target.numel() and (float(target.min()) < 0 or float(target.max()) > reg_max):
+        raise ValueError(
+            f"distribution_focal_loss: target must lie in [0, {reg_max}], "
+            f"got [{float(target.min()):.4g}, {float(target.max()):.4g}]"
+        )
+    target = target.to(pred_dist.dtype)
+    left = target.floor().long().clamp(max=reg_max)
+    right = (left + 1).clamp(max=reg_max)
+    weight_left = left.to(target) + 1 - target  # y_r - y, with y_r = y_l + 1 even at the last bin
+    log_prob = F.log_softmax(pred_dist, dim=-1)
+    loss = -(
+        log_prob.gather(1, left[:, None])[:, 0] * weight_left
+        + log_prob.gather(1, right[:, None])[:, 0] * (1 - weight_left)
+    )
+    return reduce_loss(loss, reduction)
