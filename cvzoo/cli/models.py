@@ -1,0 +1,103 @@
+"""``cvzoo models``: the registered models with their parameter counts and, optionally, GFLOPs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from cvzoo.cli.main import CliError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="list registered models with params (M) and GFLOPs",
+        description="List registered models matching a shell-style PATTERN with their parameter count "
+        "(millions) and, with --flops, the multiply-accumulates of one forward pass in billions (the "
+        "'GFLOPs' of torchvision's tables).",
+    )
+    parser.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern, e.g. 'resnet*'")
+    parser.add_argument("--task", help="only models of this task (classify, detect, segment, ...)")
+    parser.add_argument("--flops", action="store_true", help="also count GFLOPs (multiply-adds) per model")
+    parser.add_argument("--size", type=int, help="square input side for --flops (default: each model's own)")
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.set_defaults(func=run)
+
+
+def build_for_analysis(name: str, **kwargs: Any):
+    """Build a model without allocating real weights when possible (``meta`` device: shapes only)."""
+    import torch
+
+    from cvzoo.models.registry import create_model
+
+    try:
+        with torch.device("meta"):
+            return create_model(name, **kwargs)
+    except (NotImplementedError, RuntimeError):
+        return create_model(name, **kwargs)  # a builder that needs real tensors (e.g. data-dependent init)
+
+
+def input_size_for(entry_size: tuple[int, ...], size: int | None, in_channels: int | None = None) -> tuple[int, ...]:
+    """``(C, H, W)`` from the registry entry, optionally overriding the side and the channels."""
+    channels = in_channels if in_channels is not None else entry_size[0]
+    if size is None:
+        return (channels, *entry_size[1:])
+    if size < 1:
+        raise CliError(f"--size must be a positive int, got {size}")
+    return (channels, size, size)
+
+
+def describe(name: str, flops: bool, size: int | None) -> dict[str, Any]:
+    from cvzoo.analysis import count_flops
+    from cvzoo.models.registry import get_entry
+
+    entry = get_entry(name)
+    model = build_for_analysis(name)
+    row: dict[str, Any] = {
+        "name": name,
+        "task": entry.task,
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+        "input_size": list(entry.input_size),
+    }
+    if flops:
+        shape = input_size_for(entry.input_size, size)
+        try:
+            report = count_flops(model, shape)
+        except (RuntimeError, NotImplementedError):  # op without a meta kernel: count on real tensors
+            from cvzoo.models.registry import create_model
+
+            report = count_flops(create_model(name), shape)
+        row["input_size"] = list(shape)
+        row["gflops"] = round(report.gflops, 3)
+    return row
+
+
+def run(args: argparse.Namespace) -> int:
+    from cvzoo.models.registry import list_models
+
+    names = list_models(args.pattern, task=args.task)
+    if not names:
+        what = f"matching {args.pattern!r}" + (f" for task {args.task!r}" if args.task else "")
+        raise CliError(f"no registered model {what}; try `cvzoo models` for the full list")
+    if args.size is not None and args.size < 1:
+        raise CliError(f"--size must be a positive int, got {args.size}")
+    rows = [describe(name, args.flops, args.size) for name in names]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ["name", "task", "params (M)", "input"] + (["GFLOPs"] if args.flops else [])
+    table = [
+        [r["name"], r["task"], f"{r['params_m']:.2f}", "x".join(str(v) for v in r["input_size"])]
+        + ([f"{r['gflops']:.3f}"] if args.flops else [])
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    print(fmt(header))
+    print("  ".join("-" * w for w in widths))
+    for cells in table:
+        print(fmt(cells))
+    if args.flops:
+        print("GFLOPs = billions of multiply-accumulates per image (torchvision's convention).")
+    return 0
