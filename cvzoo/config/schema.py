@@ -130,6 +130,19 @@ class RunConfig:
 
 
 @dataclass
+class MetricLearningConfig:
+    """The Siamese / metric-learning task (``task: siamese``)."""
+
+    embedding_dim: int = 64
+    loss: Literal["triplet", "contrastive"] = "triplet"
+    margin: float = 0.5
+    # Classes never seen in training; verification is measured on pairs of these classes' val images.
+    heldout_classes: tuple[int, ...] = (7, 8, 9)
+    eval_pairs: int = 4000
+    retrieval_k: tuple[int, ...] = (1, 5)
+
+
+@dataclass
 class Config:
     task: Literal["classify", "detect", "segment", "siamese"] = "classify"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -138,3 +151,4 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    metric: MetricLearningConfig = field(default_factory=MetricLearningConfig)
