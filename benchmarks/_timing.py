@@ -1,0 +1,38 @@
+"""Shared helpers of the benchmark scripts: alternating A/B timing and peak memory."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from collections.abc import Callable
+
+
+def alternate(runs: dict[str, Callable[[], float | None]], repeats: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+    """Run each callable ``warmup`` times, then A B A B ... ``repeats`` rounds.
+
+    A callable returns its own measurement (e.g. images/s) or None to be timed by wall clock (seconds).
+    """
+    for fn in runs.values():
+        for _ in range(warmup):
+            fn()
+    results: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            value = fn()
+            results[name].append(time.perf_counter() - start if value is None else value)
+    return results
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def median_ratio(a: list[float], b: list[float]) -> float:
+    """Median of the per-round ratios a_i / b_i (robust to drifting machine load)."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
