@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 from torch import nn
@@ -58,6 +59,6 @@ class ConvNormAct(nn.Sequential):
             layers.append(("bn", norm_layer(out_channels)))
         if act_layer is not None:
             layers.append(("act", act_layer(inplace=inplace) if inplace is not None else act_layer()))
-        super().__init__(dict(layers))
+        super().__init__(OrderedDict(layers))
         self.in_channels = in_channels
         self.out_channels = out_channels
