@@ -104,9 +104,11 @@ def test_classifier_contract(name, tmp_path, skip_init):
     # Training forward/backward: shape, finiteness, and a gradient for every trainable parameter.
     model.train()
     out = model(x)
-    assert out.shape == (2, NUM_CLASSES)
-    assert torch.isfinite(out).all()
-    (out * torch.randn_like(out)).sum().backward()
+    outputs = out if isinstance(out, tuple) else (out,)  # GoogLeNet trains with (logits, aux1, aux2)
+    for o in outputs:
+        assert o.shape == (2, NUM_CLASSES)
+        assert torch.isfinite(o).all()
+    sum((o * torch.randn_like(o)).sum() for o in outputs).backward()
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not no_grad, f"parameters without gradient: {no_grad[:10]}"
     bad_grad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
