@@ -1,0 +1,144 @@
+"""YOLOv8-style anchor-free detectors: CSP-Darknet with C2f blocks and SPPF, a PAN neck without the
+lateral convs, and a decoupled head (separate box and class branches) trained with task-aligned
+assignment (TOOD), BCE, CIoU and distribution focal loss (GFL).
+
+Each point of the stride-8/16/32 grids predicts the distances from its centre to the four box sides,
+each as a distribution over ``reg_max = 16`` bins in stride units (the expected value is the distance,
+Li et al. 2020), and one sigmoid score per class; there is no objectness and no anchor box.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from cvzoo.models.detection.base import Detector
+from cvzoo.models.detection.darknet import CSPDarknet, build_backbone
+from cvzoo.models.detection.yolo_common import C2f, conv_bn_act, scale_depth, scale_width
+from cvzoo.models.detection.yolo_loss import YoloV8Loss, expected_distances
+from cvzoo.models.detection.yolov3 import level_names
+from cvzoo.models.necks import PathAggregationNetwork
+from cvzoo.models.registry import register_model
+from cvzoo.ops import dist2bbox, make_grid_points
+
+STRIDES = (8, 16, 32)
+
+
+class DecoupledHead(nn.Module):
+    """YOLOv8's head: per level a box branch and a class branch, each two 3x3 convs and a 1x1 prediction.
+
+    Widths as in YOLOv8: box ``max(16, C_3 / 4, 4 reg_max)``, class ``max(C_3, min(K, 100))`` with ``C_3``
+    the finest level's channels. Biases start at a box distance logit of 1 and a class prior of about
+    5 objects per 640 x 640 image spread over the level's cells and the classes (cf. RetinaNet's prior,
+    Lin et al. 2017b).
+
+    Args:
+        in_channels: channels per level, finest first.
+        num_classes: ``K``.
+        reg_max: bins per box side.
+        strides: stride per level (for the class prior).
+    """
+
+    def __init__(self, in_channels: Sequence[int], num_classes: int, reg_max: int, strides: Sequence[int]) -> None:
+        super().__init__()
+        box_width = max(16, in_channels[0] // 4, 4 * reg_max)
+        cls_width = max(in_channels[0], min(num_classes, 100))
+        self.box_branches = nn.ModuleList(
+            nn.Sequential(conv_bn_act(c, box_width, 3), conv_bn_act(box_width, box_width, 3),
+                          nn.Conv2d(box_width, 4 * reg_max, 1))
+            for c in in_channels
+        )
+        self.cls_branches = nn.ModuleList(
+            nn.Sequential(conv_bn_act(c, cls_width, 3), conv_bn_act(cls_width, cls_width, 3),
+                          nn.Conv2d(cls_width, num_classes, 1))
+            for c in in_channels
+        )
+        with torch.no_grad():
+            for box, cls, stride in zip(self.box_branches, self.cls_branches, strides):
+                box[-1].bias.fill_(1.0)
+                cls[-1].bias.fill_(math.log(5 / num_classes / (640 / stride) ** 2))
+
+    def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Maps ``[B, C_l, H_l, W_l]`` -> ``[B, 4 reg_max + K, H_l, W_l]`` (box logits first)."""
+        return [
+            torch.cat((box(x), cls(x)), dim=1)
+            for box, cls, x in zip(self.box_branches, self.cls_branches, features)
+        ]
+
+
+class YOLOv8(Detector):
+    """YOLOv8 at a given depth, width and channel cap.
+
+    ``forward`` returns ``{"p3": [B, 4 reg_max + K, H/8, W/8], "p4": ..., "p5": ...}`` (box-side bin
+    logits, then class logits); ``decode`` gives ``[B, A, 4 + K]`` xyxy input pixels and sigmoid class
+    scores, ``A = sum_l H_l W_l``.
+
+    Args:
+        num_classes: ``K`` (80 for COCO).
+        depth_multiple, width_multiple, max_channels: compound scaling (n/s/m/l/x).
+        reg_max: bins per box side (16).
+        in_channels: image channels.
+        backbone: name of a registered classifier to use instead of CSP-Darknet (e.g. ``"resnet18"``).
+        backbone_weights: local checkpoint for the backbone (loaded with ``strict=False``).
+        loss_options: keyword arguments of :class:`YoloV8Loss` (gains, assigner ``topk/alpha/beta``).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 80,
+        depth_multiple: float = 0.33,
+        width_multiple: float = 0.25,
+        max_channels: int = 1024,
+        reg_max: int = 16,
+        in_channels: int = 3,
+        backbone: str | None = None,
+        backbone_weights: str | None = None,
+        loss_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_classes, self.strides, self.reg_max = num_classes, STRIDES, reg_max
+        channels = [scale_width(c, width_multiple, max_channels) for c in (256, 512, 1024)]
+
+        def own_backbone() -> CSPDarknet:
+            return CSPDarknet("c2f", depth_multiple, width_multiple, max_channels, (3, 6, 6, 3), 3,
+                              in_channels=in_channels)
+
+        self.backbone = build_backbone(own_backbone, STRIDES, channels, backbone, backbone_weights, in_channels)
+        self.neck = PathAggregationNetwork(
+            channels, channels, partial(C2f, shortcut=False), scale_depth(3, depth_multiple),
+            conv=conv_bn_act, lateral_convs=False,
+        )
+        self.head = DecoupledHead(channels, num_classes, reg_max, STRIDES)
+        self.criterion = YoloV8Loss(num_classes, STRIDES, reg_max, **dict(loss_options or {}))
+        self.level_names = level_names(STRIDES)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``[B, 3, H, W]`` (H, W multiples of 32) -> raw head maps per level."""
+        return dict(zip(self.level_names, self.head(self.neck(self.backbone(images)))))
+
+    def loss(
+        self, outputs: dict[str, torch.Tensor], targets: Sequence[dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        return self.criterion([outputs[name] for name in self.level_names], targets)
+
+    def decode(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        maps = [outputs[name] for name in self.level_names]
+        flat = torch.cat([m.flatten(2) for m in maps], dim=2).transpose(1, 2)  # [B, A, 4R + K]
+        box_logits, cls_logits = flat.split((4 * self.reg_max, self.num_classes), dim=-1)
+        sizes = [(m.shape[2], m.shape[3]) for m in maps]
+        points, point_strides = make_grid_points(sizes, self.strides, 0.5, flat.device, flat.dtype)
+        distances = expected_distances(box_logits, self.reg_max) * point_strides[:, None]
+        return torch.cat((dist2bbox(distances, points), cls_logits.sigmoid()), dim=-1)
+
+
+_DETECT = {"task": "detect", "input_size": (3, 640, 640)}
+register_model("yolov8n", YOLOv8, depth_multiple=0.33, width_multiple=0.25, max_channels=1024, **_DETECT)
+register_model("yolov8s", YOLOv8, depth_multiple=0.33, width_multiple=0.50, max_channels=1024, **_DETECT)
+register_model("yolov8m", YOLOv8, depth_multiple=0.67, width_multiple=0.75, max_channels=768, **_DETECT)
+register_model("yolov8l", YOLOv8, depth_multiple=1.00, width_multiple=1.00, max_channels=512, **_DETECT)
+register_model("yolov8x", YOLOv8, depth_multiple=1.00, width_multiple=1.25, max_channels=512, **_DETECT)
