@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
-from cvzoo.config import Config, apply_overrides, config_to_dict, from_dict, load_config
+from cvzoo.config import Config, ConfigError, apply_overrides, config_to_dict, from_dict
+from cvzoo.config.core import flatten, read_yaml
+from cvzoo.config.schema import TASK_DEFAULTS
 from cvzoo.engine.checkpoint import load_checkpoint
 from cvzoo.engine.device import select_device
 from cvzoo.engine.evaluate import run_validation
@@ -52,11 +54,26 @@ SHORTCUTS = {
 
 def build_config(config: str | Path | Config | None = None, overrides: list[str] | None = None,
                  **shortcuts: Any) -> Config:
-    """A Config from a recipe (path or object), then shortcut keywords, then dotted overrides."""
+    """A Config: the task's defaults, then a recipe (path or object), shortcut keywords, dotted overrides.
+
+    The task is read from (last wins) the recipe, ``task=`` and a ``task=...`` override; its
+    ``TASK_DEFAULTS`` come first so that everything the user wrote takes precedence.
+    """
     if isinstance(config, Config):
         cfg = config
     else:
-        cfg = load_config(Config, config)
+        recipe = read_yaml(config) if config is not None else {}
+        task = recipe.get("task", "classify")
+        task = shortcuts.get("task") or task
+        for item in overrides or []:
+            if item.split("=", 1)[0].strip() == "task":
+                task = item.split("=", 1)[1].strip()
+        cfg = apply_overrides(Config(), {"task": task})
+        cfg = apply_overrides(cfg, TASK_DEFAULTS.get(cfg.task, {}))
+        try:
+            cfg = apply_overrides(cfg, flatten(recipe))
+        except ConfigError as err:
+            raise ConfigError(f"{config}: {err}") from None
     pairs = {}
     for key, value in shortcuts.items():
         if value is None:

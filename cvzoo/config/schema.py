@@ -152,3 +152,24 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     metric: MetricLearningConfig = field(default_factory=MetricLearningConfig)
+
+
+# Defaults that differ per task, applied before a recipe and the user's flags. Detection follows the
+# YOLOv5/v8 recipe (Jocher et al.): SGD 0.01 with momentum 0.937, 3 warm-up epochs with a high bias lr
+# and a momentum ramp, nominal batch 64, EMA, gradient clipping, mosaic closed for the last epochs.
+TASK_DEFAULTS: dict[str, dict[str, object]] = {
+    "classify": {},
+    "detect": {
+        "model.name": "yolov8n", "data.img_size": 640, "data.batch_size": 16, "optim.lr": 0.01,
+        "optim.momentum": 0.937, "optim.weight_decay": 0.0005, "scheduler.name": "linear",
+        "scheduler.warmup_epochs": 3.0, "scheduler.warmup_start_factor": 0.0, "scheduler.warmup_bias_lr": 0.1,
+        "scheduler.warmup_momentum": 0.8, "train.nominal_batch_size": 64, "train.ema": True,
+        "train.clip_grad_norm": 10.0, "data.augment.close_mosaic": 10,
+    },
+    "segment": {
+        "model.name": "deeplabv3_resnet50", "optim.lr": 0.01, "optim.weight_decay": 0.0001,
+        "scheduler.name": "poly", "scheduler.min_lr_ratio": 0.0, "train.aux_loss_weight": 0.5,
+        "data.batch_size": 8,
+    },
+    "siamese": {"model.name": "resnet20_cifar", "optim.lr": 0.05},
+}

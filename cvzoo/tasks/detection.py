@@ -1,0 +1,417 @@
+"""Object detection: YOLO-style training on any annotation format, COCO/VOC metrics, predict, export."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from cvzoo.data import det_transforms as T
+from cvzoo.data.check import validate_annotations
+from cvzoo.data.detection import DetectionDataset, collate_detection
+from cvzoo.data.formats.detect import load_detection_dataset
+from cvzoo.data.images import load_image
+from cvzoo.metrics.detection import DetectionEvaluator
+from cvzoo.models.detection.base import Detections, validate_targets
+from cvzoo.models.registry import create_model, get_entry
+from cvzoo.models.weights import load_weights
+from cvzoo.tasks.base import Evaluator, Task
+
+# Validation keeps nearly everything (the AP integral needs the low-confidence tail); prediction
+# defaults to the usual 0.25 confidence.
+VAL_CONF, VAL_IOU, VAL_MAX_DET = 0.001, 0.7, 300
+PREDICT_CONF, PREDICT_IOU = 0.25, 0.7
+
+
+def bare(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+class _DetectionEvaluatorAdapter(Evaluator):
+    def __init__(self, class_names: list[str]) -> None:
+        self.class_names = class_names
+        self.inner = DetectionEvaluator(class_names)
+
+    def update(self, outputs: Any, batch: Any) -> None:
+        detections, truths = outputs
+        predictions = [{"boxes": d.boxes.cpu(), "scores": d.scores.cpu(), "labels": d.labels.cpu()} for d in detections]
+        self.inner.update(predictions, truths)
+
+    def compute(self) -> dict[str, Any]:
+        result = self.inner.compute()
+        result["mAP50"], result["mAP50-95"] = result["AP50"], result["AP"]
+        result["fitness"] = 0.1 * result["mAP50"] + 0.9 * result["mAP50-95"]
+        result["table"] = self.inner.format_table(result)
+        result["curves"] = self.inner.curves()
+        result["confusion_matrix"] = self.inner.confusion_matrix()
+        return result
+
+    def state(self) -> Any:
+        return self.inner.state()
+
+    def load_states(self, states: list[Any]) -> None:
+        merged = DetectionEvaluator(self.class_names)
+        for state in states:
+            merged.merge(state)
+        self.inner = merged
+
+
+class DetectionTask(Task):
+    name = "detect"
+    # YOLOv5/v8's fitness: mostly mAP50-95, a little mAP50.
+    fitness_metric = "fitness"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.class_names: list[str] = []
+        self.img_size = config.data.img_size or 640
+        self.val_dataset: DetectionDataset | None = None
+        self._last_val_batch: tuple | None = None
+
+    # --- data ------------------------------------------------------------------------------------
+    def _annotations(self, split: str) -> Any:
+        annotations = load_detection_dataset(self.config.data.source, split)
+        issues = validate_annotations(annotations, clip=True, drop=True)
+        if issues:
+            warnings.warn(
+                f"{self.config.data.source} ({split}): {len(issues)} annotation issue(s) fixed "
+                f"(boxes clipped/dropped); first: {issues[0]}", stacklevel=2,
+            )
+        limit = self.config.data.limit_train if split == "train" else self.config.data.limit_val
+        if limit:
+            annotations.images = annotations.images[:limit]
+        return annotations
+
+    def build_datasets(self) -> tuple[Dataset, Dataset | None]:
+        train_ann = self._annotations("train")
+        self.class_names = list(train_ann.class_names)
+        train = DetectionDataset(train_ann, self.img_size, augment=True, hyp=self.config.data.augment,
+                                 strict=self.config.data.strict)
+        try:
+            val = self.build_eval_dataset("val")
+        except FileNotFoundError:
+            val = None
+        return train, val
+
+    def build_eval_dataset(self, split: str = "val") -> Dataset:
+        annotations = self._annotations(split)
+        if self.class_names and list(annotations.class_names) != self.class_names:
+            raise ValueError(
+                f"the {split} split has classes {annotations.class_names} but the model was trained on "
+                f"{self.class_names}"
+            )
+        self.class_names = self.class_names or list(annotations.class_names)
+        if len(annotations.images) == 0:
+            raise ValueError(f"the {split} split of {self.config.data.source} has no images")
+        self.val_dataset = DetectionDataset(annotations, self.img_size, augment=False)
+        return self.val_dataset
+
+    def collate(self, samples: list[Any]) -> Any:
+        return collate_detection(samples)
+
+    def to_device(self, batch: Any, device: torch.device) -> Any:
+        images, targets, metas = batch
+        images = images.to(device, non_blocking=device.type == "cuda").float() / 255.0
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        return images, targets, metas
+
+    def on_epoch_start(self, epoch: int, train_dataset: Dataset) -> None:
+        close = self.config.data.augment.close_mosaic
+        if close and isinstance(train_dataset, DetectionDataset):
+            train_dataset.set_mosaic(epoch < self.config.train.epochs - close)
+
+    # --- model -----------------------------------------------------------------------------------
+    def _create(self) -> nn.Module:
+        entry = get_entry(self.config.model.name)
+        if entry.task != "detect":
+            raise ValueError(f"{self.config.model.name!r} is a {entry.task} model, not a detector")
+        kwargs = dict(self.config.model.kwargs)
+        if self.config.model.backbone:
+            kwargs["backbone"] = self.config.model.backbone
+            if self.config.model.backbone_weights:
+                kwargs["backbone_weights"] = self.config.model.backbone_weights
+        return create_model(self.config.model.name, num_classes=len(self.class_names), **kwargs)
+
+    def build_model(self) -> nn.Module:
+        model = self._create()
+        cfg = self.config.model
+        if cfg.weights:
+            checkpoint_classes = _checkpoint_class_count(cfg.weights)
+            if checkpoint_classes is not None and checkpoint_classes != len(self.class_names) and not cfg.reset_head:
+                raise ValueError(
+                    f"{cfg.weights} was trained for {checkpoint_classes} classes but {self.config.data.source} "
+                    f"has {len(self.class_names)}; set model.reset_head=true to re-initialise the head"
+                )
+            load_weights(model, cfg.weights, strict=not cfg.reset_head and cfg.weights_strict)
+        return model
+
+    def build_inference_model(self, extras: dict[str, Any]) -> nn.Module:
+        self.class_names = list(extras["class_names"])
+        self.img_size = extras["img_size"]
+        return self._create()
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {"class_names": self.class_names, "img_size": self.img_size, "num_classes": len(self.class_names)}
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """Three groups as in YOLOv5: conv/linear weights (decayed), norm weights and biases (not decayed);
+        the bias group is the one the warm-up starts at ``scheduler.warmup_bias_lr``."""
+        weights, norms, biases = [], [], []
+        for module in model.modules():
+            for name, param in module.named_parameters(recurse=False):
+                if not param.requires_grad:
+                    continue
+                if name == "bias":
+                    biases.append(param)
+                elif isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+                    norms.append(param)
+                else:
+                    weights.append(param)
+        wd = self.config.optim.weight_decay
+        return [
+            {"params": weights, "weight_decay": wd, "name": "weights"},
+            {"params": norms, "weight_decay": 0.0, "name": "norm"},
+            {"params": biases, "weight_decay": 0.0, "name": "bias"},
+        ]
+
+    # --- steps -----------------------------------------------------------------------------------
+    def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        images, targets, _ = batch
+        targets = validate_targets(targets, images.shape[-2:], len(self.class_names))
+        outputs = model(images)
+        return bare(model).loss(outputs, targets)
+
+    @torch.no_grad()
+    def validation_step(self, model: nn.Module, batch: Any, evaluator: Evaluator) -> dict[str, torch.Tensor]:
+        images, targets, metas = batch
+        outputs = model(images)
+        losses = model.loss(outputs, validate_targets(targets, images.shape[-2:], len(self.class_names)))
+        detections = model.postprocess(outputs, VAL_CONF, VAL_IOU, VAL_MAX_DET)
+        detections = [self._to_original(d, m) for d, m in zip(detections, metas)]
+        truths = [self.val_dataset.original_targets(m["index"]) for m in metas]
+        evaluator.update((detections, truths), batch)
+        if self._last_val_batch is None:
+            self._last_val_batch = (metas, detections)
+        return {k: v.detach() for k, v in losses.items() if k != "loss"} | {"loss": losses["loss"].detach()}
+
+    def _to_original(self, detections: Detections, meta: dict[str, Any]) -> Detections:
+        boxes = T.scale_boxes_back(detections.boxes, meta["ratio"], meta["pad"], meta["orig_size"])
+        return Detections(boxes, detections.scores, detections.labels)
+
+    def build_evaluator(self) -> Evaluator:
+        self._last_val_batch = None
+        return _DetectionEvaluatorAdapter(self.class_names)
+
+    def sample_images(self, batch: Any) -> torch.Tensor:
+        return batch[0][:16].detach().float().cpu()
+
+    def save_artifacts(self, run_dir: Path, metrics: dict[str, Any]) -> list[Path]:
+        from cvzoo.metrics import plots_detection as plots
+
+        paths = []
+        if "curves" in metrics:
+            curves = metrics["curves"]
+            paths.append(plots.plot_pr_curve(curves, run_dir / "PR_curve.png"))
+            for name in ("F1", "P", "R"):
+                paths.append(plots.plot_confidence_curve(curves, run_dir / f"{name}_curve.png", metric=name))
+        if "confusion_matrix" in metrics:
+            for normalize in (False, True):
+                name = "confusion_matrix_normalized.png" if normalize else "confusion_matrix.png"
+                paths.append(plots.plot_detection_confusion_matrix(
+                    metrics["confusion_matrix"], self.class_names, run_dir / name, normalize=normalize))
+        summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
+        paths.append(run_dir / "metrics.json")
+        if metrics.get("table"):
+            (run_dir / "per_class.txt").write_text(metrics["table"] + "\n")
+            paths.append(run_dir / "per_class.txt")
+        if self._last_val_batch is not None:
+            metas, detections = self._last_val_batch
+            path = run_dir / "val_batch0_pred.jpg"
+            draw_grid([m["file"] for m in metas[:16]], detections[:16], self.class_names, path)
+            paths.append(path)
+        return paths
+
+    # --- inference -------------------------------------------------------------------------------
+    def example_input(self, batch: int = 1, imgsz: int | None = None) -> torch.Tensor:
+        size = imgsz or self.img_size
+        return torch.rand(batch, 3, size, size)
+
+    def export_module(self, model: nn.Module) -> nn.Module:
+        return DecodedDetector(model)
+
+    def export_output_names(self) -> list[str]:
+        return ["predictions"]
+
+    @torch.no_grad()
+    def predict_files(self, model: Any, files: list[Path], device: torch.device, conf: float = PREDICT_CONF,
+                      iou: float = PREDICT_IOU, max_det: int = 300, classes: list[int] | None = None,
+                      soft_nms: str | None = None, topk: int | None = None, **options: Any) -> list[dict]:
+        """Detections per image (or per video frame: ``"frame"`` is set and ``"image"`` is the video)."""
+        if options:
+            raise ValueError(f"detection predict does not take {sorted(options)}")
+        settings = (conf, iou, max_det, classes, soft_nms)
+        results = []
+        for path in files:
+            if Path(path).suffix.lower() in VIDEO_SUFFIXES:
+                for index, frame in _video_frames(path):
+                    result = self._predict_array(model, frame, device, settings)
+                    results.append({"image": str(path), "frame": index, **result})
+            else:
+                image = np.asarray(load_image(path, mode="RGB"))
+                results.append({"image": str(path), **self._predict_array(model, image, device, settings)})
+        for result in results:
+            for row in result["detections"]:
+                row["image"] = result["image"] if "frame" not in result else f"{result['image']}#{result['frame']}"
+            result["rows"] = result["detections"]
+        return results
+
+    def _predict_array(self, model: Any, image: np.ndarray, device: torch.device, settings: tuple) -> dict:
+        conf, iou, max_det, classes, soft_nms = settings
+        boxed, _, ratio, pad = T.LetterBox(self.img_size, scaleup=True).apply(image)
+        x = torch.from_numpy(np.ascontiguousarray(boxed.transpose(2, 0, 1))).float().div(255).unsqueeze(0)
+        x = x.to(device)
+        if isinstance(model, nn.Module):
+            dets = model.postprocess(model(x), conf, iou, max_det, classes, soft_nms)[0]
+        else:  # an exported graph returning decoded predictions [1, A, 4 + K]
+            from cvzoo.models.detection.base import nms_postprocess
+
+            dets = nms_postprocess(model(x), conf, iou, max_det, classes, soft_nms)[0]
+        dets = self._to_original(dets, {"ratio": ratio, "pad": pad, "orig_size": image.shape[:2]})
+        return {"size": list(image.shape[:2]), "detections": dets.to_dict(self.class_names)}
+
+    def save_predictions(self, results: list[dict], save_dir: Path) -> list[Path]:
+        paths = super().save_predictions(results, save_dir)
+        labels_dir = save_dir / "labels"
+        labels_dir.mkdir(parents=True, exist_ok=True)
+        videos: dict[str, list[dict]] = {}
+        for result in results:
+            if "frame" in result:
+                videos.setdefault(result["image"], []).append(result)
+        for video, frames in videos.items():
+            paths.append(_write_annotated_video(Path(video), frames, save_dir / f"{Path(video).stem}_pred.mp4"))
+        for result in results:
+            stem = Path(result["image"]).stem
+            if "frame" in result:
+                stem = f"{stem}_{result['frame']:06d}"
+            else:
+                image = load_image(result["image"], mode="RGB")
+                out = save_dir / f"{stem}.jpg"
+                draw_detections(image, result["detections"]).save(out)
+                paths.append(out)
+            height, width = result["size"]
+            lines = []
+            for det in result["detections"]:
+                x1, y1, x2, y2 = det["box"]
+                lines.append(f"{det['label']} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+                             f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f} {det['score']:.5f}")
+            (labels_dir / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        coco = [
+            {"image_id": i, "file_name": Path(r["image"]).name, "category_id": d["label"],
+             "bbox": [d["box"][0], d["box"][1], d["box"][2] - d["box"][0], d["box"][3] - d["box"][1]],
+             "score": d["score"]}
+            for i, r in enumerate(results) for d in r["detections"]
+        ]
+        (save_dir / "predictions_coco.json").write_text(json.dumps(coco))
+        return paths
+
+
+class DecodedDetector(nn.Module):
+    """Export wrapper: images -> decoded predictions ``[B, A, 4 + K]`` (xyxy input pixels, class scores)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(self.model(images))
+
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def _video_frames(path: Path):
+    """Yield ``(index, RGB frame)`` of a video file read with OpenCV; a clear error if it cannot be opened."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise ValueError(f"cannot open video {path} (missing file, unknown codec or not a video)")
+    index = 0
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        capture.release()
+    if index == 0:
+        raise ValueError(f"video {path} has no readable frames")
+
+
+def _write_annotated_video(video: Path, frames: list[dict], out: Path) -> Path:
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    height, width = frames[0]["size"]
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    from PIL import Image
+
+    for result, (_, frame) in zip(frames, _video_frames(video)):
+        drawn = draw_detections(Image.fromarray(frame), result["detections"])
+        writer.write(cv2.cvtColor(np.asarray(drawn), cv2.COLOR_RGB2BGR))
+    writer.release()
+    capture.release()
+    return out
+
+
+def _checkpoint_class_count(path: str) -> int | None:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and isinstance(state.get("extras"), dict):
+        return state["extras"].get("num_classes")
+    return None
+
+
+def _palette(label: int) -> tuple[int, int, int]:
+    rng = np.random.default_rng(label * 7919 + 17)
+    return tuple(int(c) for c in rng.integers(60, 256, 3))
+
+
+def draw_detections(image: Any, detections: list[dict]) -> Any:
+    from PIL import ImageDraw
+
+    image = image.copy()
+    draw = ImageDraw.Draw(image)
+    for det in detections:
+        colour = _palette(det["label"])
+        draw.rectangle(det["box"], outline=colour, width=2)
+        text = f"{det.get('class', det['label'])} {det['score']:.2f}"
+        x1, y1 = det["box"][:2]
+        draw.rectangle((x1, max(0, y1 - 11), x1 + 6 * len(text), max(0, y1 - 11) + 11), fill=colour)
+        draw.text((x1 + 1, max(0, y1 - 11)), text, fill=(0, 0, 0))
+    return image
+
+
+def draw_grid(files: list[str], detections: list[Detections], class_names: list[str], path: Path,
+              cell: int = 256) -> Path:
+    from PIL import Image
+
+    cols = min(4, len(files))
+    rows = (len(files) + cols - 1) // cols
+    canvas = Image.new("RGB", (cols * cell, rows * cell), (114, 114, 114))
+    for i, (file, det) in enumerate(zip(files, detections)):
+        rows_ = [d for d in det.to_dict(class_names) if d["score"] >= PREDICT_CONF]
+        drawn = draw_detections(load_image(file, mode="RGB"), rows_)
+        drawn.thumbnail((cell, cell))
+        canvas.paste(drawn, ((i % cols) * cell, (i // cols) * cell))
+    canvas.save(path, quality=90)
+    return path
