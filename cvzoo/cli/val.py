@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
                            split=args.split, save_dir=args.save_dir, overrides=args.overrides)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise CliError(str(err)) from err
-    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and k != "table"}
     if args.json:
         print(json.dumps(scalars, indent=1))
     else:

@@ -2,3 +2,4 @@
 
 from cvzoo.models import detection as _detection  # noqa: F401
 from cvzoo.models.classification import *  # noqa: F401,F403
+from cvzoo.models.segmentation import *  # noqa: F401,F403

@@ -1,0 +1,221 @@
+"""What every segmenter shares: the output contract, backbones by name, the small heads, bilinear init.
+
+Contract (DESIGN.md): ``forward(images [B, 3, H, W]) -> {"out": [B, K, H, W], "aux": [B, K, H, W]?}``,
+logits at the input resolution, identical in train and eval mode (the auxiliary head, when built, is
+always computed, so a traced or exported graph does not depend on the mode). ``loss`` is cross-entropy
+with the 255 "void" label ignored, plus the weighted auxiliary loss; ``postprocess`` turns logits into
+class maps at each image's original size.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cvzoo.layers.conv_norm_act import ConvNormAct
+from cvzoo.models.features import FeatureExtractor, FeatureInfo
+from cvzoo.models.registry import create_model, get_entry
+from cvzoo.models.weights import StateDict
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = 255
+
+
+class Segmenter(nn.Module):
+    """Base class of the semantic segmentation models (subclasses implement ``forward``)."""
+
+    num_classes: int
+
+    def loss(
+        self,
+        outputs: dict[str, torch.Tensor],
+        targets: torch.Tensor,
+        aux_weight: float = 0.3,
+        class_weights: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Pixel-wise cross-entropy on ``targets [B, H, W]`` (int64, 255 = ignore).
+
+        Returns:
+            ``{"loss", "loss_main"}`` plus ``"loss_aux"`` when the model has an auxiliary output;
+            ``loss = loss_main + aux_weight * loss_aux``.
+        """
+        main = F.cross_entropy(outputs["out"].float(), targets, weight=class_weights, ignore_index=IGNORE_INDEX)
+        parts = {"loss": main, "loss_main": main.detach()}
+        if "aux" in outputs:
+            aux = F.cross_entropy(outputs["aux"].float(), targets, weight=class_weights, ignore_index=IGNORE_INDEX)
+            parts["loss"] = main + aux_weight * aux
+            parts["loss_aux"] = aux.detach()
+        return parts
+
+    @torch.no_grad()
+    def postprocess(self, outputs: dict[str, torch.Tensor], image_sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+        """Class maps ``[H_i, W_i]`` (int64) resized back to each image's ``(height, width)``."""
+        logits = outputs["out"]
+        if len(image_sizes) != logits.shape[0]:
+            raise ValueError(f"{len(image_sizes)} image sizes for a batch of {logits.shape[0]}")
+        maps = []
+        for i, (height, width) in enumerate(image_sizes):
+            item = logits[i : i + 1].float()
+            if tuple(item.shape[-2:]) != (int(height), int(width)):
+                item = F.interpolate(item, size=(int(height), int(width)), mode="bilinear", align_corners=False)
+            maps.append(item.argmax(1)[0])
+        return maps
+
+
+def upsample_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize of ``[B, C, h, w]`` logits to ``size`` (no-op when already that size)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+# --------------------------------------------------------------------------------------------- backbones
+def dilation_flags(output_stride: int) -> tuple[bool, bool, bool]:
+    """``replace_stride_with_dilation`` flags (layer2..layer4 of a 4-stage network) for an output stride."""
+    flags = {32: (False, False, False), 16: (False, False, True), 8: (False, True, True)}
+    if output_stride not in flags:
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    return flags[output_stride]
+
+
+# Classifier parts that ``forward_features`` never runs: dropped from a backbone so that they neither
+# hold parameters nor show up as missing keys when a segmentation checkpoint is loaded.
+HEAD_MODULES = ("pre_logits", "classifier", "fc", "head")
+
+
+def build_backbone(
+    name: str,
+    output_stride: int = 32,
+    in_channels: int = 3,
+    weights: str | None = None,
+    keep_head: bool = False,
+    **model_kwargs: Any,
+) -> FeatureExtractor:
+    """A registered classifier as a features-only backbone (every stage of ``feature_info``).
+
+    Args:
+        name: registered classification model (``resnet50``, ``vgg16``, ...).
+        output_stride: 8 or 16 trade the stride of the last stages for dilation (Chen et al., 2017);
+            only backbones taking ``replace_stride_with_dilation`` (ResNet family) support it.
+        in_channels: image channels.
+        weights: local classification checkpoint loaded before the head is dropped (torchvision/timm
+            layouts go through the registered remaps); shape mismatches (e.g. the classifier) are skipped.
+        keep_head: keep the classifier's head modules (FCN reuses VGG's fully connected layers).
+        **model_kwargs: extra constructor arguments of the classifier (e.g. ``dilated=True``).
+
+    Raises:
+        ValueError: ``name`` is not a classification model, or it cannot reach ``output_stride``.
+    """
+    entry = get_entry(name)
+    if entry.task != "classify":
+        raise ValueError(f"backbone {name!r} is a {entry.task!r} model; a backbone must be a classifier")
+    kwargs: dict[str, Any] = {"in_channels": in_channels, **model_kwargs}
+    if output_stride != 32:
+        accepts = "replace_stride_with_dilation" in inspect.signature(entry.builder).parameters
+        if not accepts:
+            raise ValueError(
+                f"backbone {name!r} cannot dilate its last stages; use output_stride=32 or a ResNet backbone"
+            )
+        kwargs["replace_stride_with_dilation"] = dilation_flags(output_stride)
+    model = create_model(name, **kwargs)
+    if weights:
+        from cvzoo.models.weights import load_weights
+
+        report = load_weights(model, weights, strict=False)
+        logger.info("backbone weights %s: %s", weights, report.summary())
+    extractor = FeatureExtractor(model)
+    if not keep_head:
+        drop_head(extractor)
+    return extractor
+
+
+def drop_head(extractor: FeatureExtractor) -> None:
+    """Replace the wrapped classifier's ``HEAD_MODULES`` (those no stage lives in) by identities."""
+    stage_modules = {info.module.split(".")[0] for info in extractor.feature_info}
+    for attr in HEAD_MODULES:
+        if attr not in stage_modules and isinstance(getattr(extractor.body, attr, None), nn.Module):
+            setattr(extractor.body, attr, nn.Identity())
+
+
+def stage_index(infos: Sequence[FeatureInfo], reduction: int, where: str) -> int:
+    """Index of the last stage whose stride is ``reduction`` (the deepest map at that resolution)."""
+    matches = [i for i, info in enumerate(infos) if info.reduction == reduction]
+    if not matches:
+        strides = [info.reduction for info in infos]
+        raise ValueError(f"{where}: the backbone has no stage at stride {reduction} (strides {strides})")
+    return matches[-1]
+
+
+# ------------------------------------------------------------------------------------------------ heads
+class FCNHead(nn.Module):
+    """3x3 conv to ``in_channels // 4`` + BN + ReLU, dropout, 1x1 classifier (torchvision's FCN head).
+
+    Also the auxiliary head of FCN / DeepLab v3 on ResNet's layer3 (the PSPNet deep-supervision idea,
+    Zhao et al., 2017, §3.3).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, hidden_channels: int | None = None,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        hidden = hidden_channels or in_channels // 4
+        self.block = ConvNormAct(in_channels, hidden, 3)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Conv2d(hidden, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.block(x)))
+
+
+def bilinear_kernel(channels: int, factor: int) -> torch.Tensor:
+    """``[C, C, 2f, 2f]`` weights that make ``ConvTranspose2d(C, C, 2f, stride=f, padding=f // 2)`` upsample
+    each channel bilinearly by ``f`` (Long et al., 2015, §3.3: "initialized to bilinear interpolation").
+
+    The 1-D tent ``1 - |x - c| / f`` over ``2f`` taps (centre ``c = f - 0.5``), outer-multiplied, sits on
+    the diagonal (channel ``i`` -> ``i``); away from the borders the result equals
+    ``F.interpolate(mode="bilinear", align_corners=False)``.
+    """
+    size = 2 * factor
+    centre = factor - 0.5
+    taps = 1.0 - (torch.arange(size, dtype=torch.float64) - centre).abs() / factor
+    kernel = (taps[:, None] * taps[None, :]).float()
+    weight = torch.zeros(channels, channels, size, size)
+    weight[range(channels), range(channels)] = kernel
+    return weight
+
+
+def bilinear_upsampler(channels: int, factor: int, learnable: bool = True) -> nn.ConvTranspose2d:
+    """A transposed conv initialised as bilinear upsampling by ``factor``; output size = input x factor."""
+    if factor < 2 or factor % 2:
+        raise ValueError(f"bilinear upsampling factor must be an even integer >= 2, got {factor}")
+    layer = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(bilinear_kernel(channels, factor))
+    layer.weight.requires_grad_(learnable)
+    return layer
+
+
+# ------------------------------------------------------------------------------------- state-dict keys
+def rename_prefixes(state: StateDict, table: dict[str, str]) -> StateDict:
+    """Rename keys by their longest matching prefix in ``table``; keys without a match are kept."""
+    out: StateDict = {}
+    prefixes = sorted(table, key=len, reverse=True)
+    for key, value in state.items():
+        for prefix in prefixes:
+            if key == prefix or key.startswith(prefix + "."):
+                key = table[prefix] + key[len(prefix):]
+                break
+        out[key] = value
+    return out
+
+
+__all__ = [
+    "FCNHead", "IGNORE_INDEX", "Segmenter", "bilinear_kernel", "bilinear_upsampler", "build_backbone", "drop_head",
+    "dilation_flags", "rename_prefixes", "stage_index", "upsample_to",
+]
