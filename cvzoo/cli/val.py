@@ -35,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
                            split=args.split, save_dir=args.save_dir, overrides=args.overrides)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise CliError(str(err)) from err
-    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and k != "table"}
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
     if args.json:
         print(json.dumps(scalars, indent=1))
     else:
-        table = metrics.get("table")
+        table = scalars.pop("table", None)  # printed once, as a table
         if table:
             print(table)
         for key, value in scalars.items():
