@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from cvzoo.data.synthetic import SceneConfig, write_voc_segmentation
+from tests.models.conftest import randomize_norm_stats
 
 # Two easily told apart shapes on textured backgrounds: learnable by a tiny U-Net in a few epochs.
 SCENES = SceneConfig(image_size=(64, 64), objects_per_image=(1, 3), scale_range=(0.3, 0.6),
@@ -27,20 +27,6 @@ def one_thread():
 def voc_scenes(tmp_path_factory):
     """A VOC-style folder: 120 train / 30 val scenes of 64x64 with classes background, trouser, bag."""
     return write_voc_segmentation(tmp_path_factory.mktemp("voc_scenes"), 120, 30, SCENES, seed=1)
-
-
-def randomize_norm_stats(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BatchNorm affine parameters and running statistics (fresh ones are the identity)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-    return model
 
 
 @pytest.fixture

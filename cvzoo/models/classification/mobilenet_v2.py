@@ -106,6 +106,18 @@ def feature_points(reductions: Sequence[int], final_reduction: int) -> list[int]
     ]
 
 
+def init_mobilenet_weights(model: nn.Module) -> None:
+    """MobileNet v2/v3 initialisation: He (fan-out) convs, N(0, 0.01) linear layers, zero biases."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0, 0.01)
+            nn.init.zeros_(module.bias)
+
+
 class MobileNetV2(Classifier):
     """MobileNet v2.
 
@@ -152,17 +164,7 @@ class MobileNetV2(Classifier):
         self.dropout = nn.Dropout(drop_rate)
         self.num_classes = num_classes
         self.classifier: nn.Module = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0, 0.01)
-                nn.init.zeros_(module.bias)
+        init_mobilenet_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)

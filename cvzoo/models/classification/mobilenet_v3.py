@@ -29,6 +29,7 @@ from cvzoo.models.classification.mobilenet_v2 import (
     InvertedResidual,
     apply_mapping,
     feature_points,
+    init_mobilenet_weights,
     rename_conv_norm,
     rename_torchvision_block,
 )
@@ -138,17 +139,7 @@ class MobileNetV3(Classifier):
         self.dropout = nn.Dropout(drop_rate)
         self.num_classes = num_classes
         self.classifier: nn.Module = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0, 0.01)
-                nn.init.zeros_(module.bias)
+        init_mobilenet_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)
