@@ -35,6 +35,8 @@ class AugmentConfig:
     color_jitter: float = 0.0
     randaugment: bool = False
     random_erasing: float = 0.0
+    # Small images (<= 64 px): zero padding before the random crop; -1 = round(img_size / 8).
+    padding: int = -1
     # Batch-level mixing (classification): probability-weighted MixUp/CutMix with these alphas (0 = off).
     mixup: float = 0.0
     cutmix: float = 0.0
@@ -48,6 +50,8 @@ class AugmentConfig:
     translate: float = 0.1
     affine_scale: float = 0.5
     shear: float = 0.0
+    # Multi-scale training (YOLOv2/v3, YOLOv5's --multi-scale): each batch is resized to a random
+    # multiple of the model's largest stride in [0.5, 1.5] x img_size; validation keeps img_size.
     multiscale: bool = False
 
 
@@ -62,9 +66,18 @@ class DataConfig:
     workers: int = -1  # -1 = chosen from the device and CPU count
     strict: bool = False  # corrupt images: error instead of warning + skip
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Detection: rectangular validation batches (YOLOv5's rect). Val images are sorted by aspect ratio
+    # and each batch is letterboxed to one shape with the long side = img_size and the short side only
+    # as large as its images need (a multiple of 32): less padding, faster validation. False = squares.
+    rect_val: bool = True
     # Keep at most this many samples per split (0 = all); handy for smoke runs.
     limit_train: int = 0
     limit_val: int = 0
+
+    def eval_batch_size(self) -> int:
+        """The validation batch size (``val_batch_size``, or twice ``batch_size`` when 0): one definition
+        for the trainer, ``cvzoo val`` and the datasets whose batch shapes depend on it (``rect_val``)."""
+        return self.val_batch_size or 2 * self.batch_size
 
 
 @dataclass

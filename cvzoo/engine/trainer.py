@@ -185,12 +185,16 @@ class Trainer:
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
+        if cfg.train.compile:
+            # Compiles lazily on the first batch (minutes on a small CPU); checkpoints, EMA and
+            # validation keep using the same parameters through ``bare_model``.
+            model = torch.compile(model)
 
         workers = default_workers(self.device, cfg.data.workers)
         batch_size = cfg.data.batch_size
         train_loader = self._loader(train_ds, True, batch_size, workers)
         val_loader = (
-            self._loader(val_ds, False, cfg.data.val_batch_size or 2 * batch_size, workers)
+            self._loader(val_ds, False, cfg.data.eval_batch_size(), workers)
             if val_ds is not None
             else None
         )

@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from cvzoo.data.classification import build_classification_dataset
+from cvzoo.data.classification import ArrayClassificationDataset, build_classification_dataset
 from cvzoo.data.images import load_image
 from cvzoo.data.transforms import (
+    BatchPadCropFlip,
     MixupCutmix,
     classification_eval_transform,
     classification_train_transform,
@@ -60,6 +61,10 @@ class ClassificationTask(Task):
         self.model_channels = 3
         self.img_size = 0
         self.mixer: MixupCutmix | None = None
+        # In-memory small-image data skips the per-sample pipeline: the loader yields uint8 batches and
+        # these modules crop/flip/normalise whole batches on the training device (see _batch_level).
+        self.batch_train_transform: BatchPadCropFlip | None = None
+        self.batch_eval_transform: BatchPadCropFlip | None = None
 
     # --- data ------------------------------------------------------------------------------------
     def _set_data_info(self, info: Any, dataset: Dataset) -> None:
@@ -78,8 +83,34 @@ class ClassificationTask(Task):
         return classification_train_transform(
             self.img_size, self.mean, self.std, self.model_channels, scale=tuple(aug.scale), hflip=aug.hflip,
             color_jitter=aug.color_jitter, auto_augment="randaugment" if aug.randaugment else None,
-            random_erasing=aug.random_erasing,
+            random_erasing=aug.random_erasing, padding=None if aug.padding < 0 else aug.padding,
         )
+
+    def _batch_level(self, dataset: Dataset) -> bool:
+        """Whether ``dataset`` can skip the per-sample transform for the batched one.
+
+        True for in-memory uint8 data (idx files, CIFAR batches, the bundled sample) already at the
+        training size when the augmentation is the small-image preset (pad-crop + flip) alone: that
+        preset is a handful of tensor ops on a whole batch, while per-sample transforms cost a 2-core
+        machine about as much as the forward pass of a small network.
+        """
+        aug = self.config.data.augment
+        base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
+        return (
+            isinstance(base, ArrayClassificationDataset)
+            and tuple(base.images.shape[-2:]) == (self.img_size, self.img_size)
+            and self.img_size <= 64
+            and aug.color_jitter <= 0 and not aug.randaugment and aug.random_erasing <= 0
+        )
+
+    def _to_float(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        """uint8 batches from the batch-level path -> normalised float32 (augmented when training)."""
+        if images.dtype != torch.uint8:
+            return images
+        module = self.batch_train_transform if train else self.batch_eval_transform
+        if module is None:
+            raise RuntimeError("got a uint8 batch but the dataset was not built for batch-level transforms")
+        return module.to(images.device)(images)
 
     def _eval_transform(self) -> Any:
         return classification_eval_transform(self.img_size, self.mean, self.std, self.model_channels)
@@ -96,7 +127,18 @@ class ClassificationTask(Task):
                 f"{data.source!r} has classes {list(info.classes)[:10]}... but the model was trained on "
                 f"{self.classes[:10]}...; class lists must match"
             )
-        dataset.transform = self._train_transform() if train else self._eval_transform()
+        if self._batch_level(dataset):
+            dataset.transform = None
+            aug = data.augment
+            pad = max(1, round(self.img_size / 8)) if aug.padding < 0 else aug.padding
+            if train:
+                self.batch_train_transform = BatchPadCropFlip(
+                    pad, aug.hflip, self.mean, self.std, channels=self.model_channels
+                )
+            else:
+                self.batch_eval_transform = BatchPadCropFlip(0, 0.0, self.mean, self.std, self.model_channels)
+        else:
+            dataset.transform = self._train_transform() if train else self._eval_transform()
         limit = data.limit_train if train else data.limit_val
         if limit and limit < len(dataset):
             dataset = torch.utils.data.Subset(dataset, _stratified_head(dataset, limit))
@@ -167,6 +209,7 @@ class ClassificationTask(Task):
 
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         images, labels = batch
+        images = self._to_float(images, train=True)
         targets = labels
         if self.mixer is not None:
             images, targets = self.mixer(images, labels)
@@ -184,7 +227,7 @@ class ClassificationTask(Task):
 
     def validation_step(self, model: nn.Module, batch: Any, evaluator: Evaluator) -> dict[str, torch.Tensor]:
         images, labels = batch
-        logits = model(images)
+        logits = model(self._to_float(images, train=False))
         evaluator.update(logits, batch)
         return {"loss": F.cross_entropy(logits.float(), labels)}
 
@@ -192,7 +235,10 @@ class ClassificationTask(Task):
         return _EvaluatorAdapter(len(self.classes), self.classes)
 
     def sample_images(self, batch: Any) -> torch.Tensor:
-        images = batch[0][:16].detach().float().cpu()
+        images = batch[0][:16].detach()
+        if images.dtype == torch.uint8:
+            images = self._to_float(images, train=True)
+        images = images.float().cpu()
         mean = torch.tensor(self.mean if len(self.mean) == images.shape[1] else self.mean * images.shape[1])
         std = torch.tensor(self.std if len(self.std) == images.shape[1] else self.std * images.shape[1])
         return images * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)

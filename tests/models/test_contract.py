@@ -182,3 +182,16 @@ def test_export_trace_and_onnx(name):
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"images": x.numpy()})
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_resnet9_layout_matches_the_dawnbench_network():
+    from cvzoo.models import create_model
+
+    model = create_model("resnet9", num_classes=10, in_channels=3)
+    # Page (2018): 8 conv 3x3 layers (prep, layer1 + 2 residual, layer2, layer3 + 2 residual) and a linear.
+    widths = [(3, 64), (64, 128), (128, 128), (128, 128), (128, 256), (256, 512), (512, 512), (512, 512)]
+    convs = sum(9 * i * o for i, o in widths)
+    bns = sum(2 * o for _, o in widths)
+    assert sum(p.numel() for p in model.parameters()) == convs + bns + 512 * 10 + 10
+    features = model.forward_features(torch.randn(2, 3, 32, 32))
+    assert [f.shape[-1] for f in features] == [32, 16, 8, 4]

@@ -15,6 +15,7 @@ from cvzoo.models.classification import (
     mobilevit,  # noqa: F401
     repvgg,  # noqa: F401
     resnet,  # noqa: F401
+    resnet9,  # noqa: F401
     shufflenet_v1,  # noqa: F401
     shufflenet_v2,  # noqa: F401
     swin,  # noqa: F401
