@@ -108,12 +108,25 @@ def load_trained(weights: str | Path, device: str | torch.device = "cpu") -> tup
     return task, model.to(device).eval(), checkpoint
 
 
+def enable_augment(task: Task) -> None:
+    """Switch test-time augmentation on for ``task``, or say clearly that it has none."""
+    if not task.supports_augment:
+        raise ValueError(f"test-time augmentation (augment / --augment) is not available for the {task.name!r} "
+                         "task; it is supported by 'detect'")
+    task.augment = True
+
+
 def evaluate(weights: str | Path, data: str | None = None, batch: int | None = None, device: str = "auto",
              split: str = "val", save_dir: str | Path | None = None, plots: bool = True,
-             overrides: list[str] | None = None) -> dict[str, Any]:
-    """Validate a checkpoint on its own validation data (or ``data``); returns the metrics dict."""
+             overrides: list[str] | None = None, augment: bool = False) -> dict[str, Any]:
+    """Validate a checkpoint on its own validation data (or ``data``); returns the metrics dict.
+
+    ``augment=True`` validates with test-time augmentation (detection: see ``cvzoo.models.detection.tta``).
+    """
     dev = select_device(device)
     task, model, _ = load_trained(weights, dev)
+    if augment:
+        enable_augment(task)
     pairs: dict[str, Any] = {}
     if data is not None:
         pairs["data.source"] = data
@@ -126,7 +139,7 @@ def evaluate(weights: str | Path, data: str | None = None, batch: int | None = N
     from torch.utils.data import DataLoader
 
     loader = DataLoader(
-        dataset, batch_size=task.config.data.val_batch_size or 2 * task.config.data.batch_size,
+        dataset, batch_size=task.config.data.eval_batch_size(),
         shuffle=False, num_workers=default_workers(dev, task.config.data.workers), collate_fn=task.collate,
     )
     metrics, losses = run_validation(task, model, loader, dev, progress=True)
@@ -168,24 +181,25 @@ def expand_sources(sources: str | Path | list[str | Path]) -> list[Path]:
 
 
 def predict(weights: str | Path, source: str | Path | list[str | Path], device: str = "auto",
-            save_dir: str | Path | None = None, backend: str = "torch", **options: Any) -> list[dict[str, Any]]:
+            save_dir: str | Path | None = None, backend: str = "torch", augment: bool = False,
+            **options: Any) -> list[dict[str, Any]]:
     """Predict on images; the result is one plain dict per image (task-specific fields).
 
     ``backend="onnxruntime"`` runs an exported ``.onnx`` file instead (its preprocessing metadata is
-    read from the training checkpoint given as ``weights``; pass ``onnx=PATH``).
+    read from the training checkpoint given as ``weights``; pass ``onnx=PATH``). A detection file
+    exported with ``nms=True`` returns its detections directly (no second NMS). ``augment=True`` adds
+    test-time augmentation (detection, torch backend).
     """
     dev = select_device(device)
     task, model, _ = load_trained(weights, dev)
+    if augment:
+        enable_augment(task)
     files = expand_sources(source)
     if backend == "onnxruntime":
-        from cvzoo.export.runtime import OnnxRuntimeModel
+        from cvzoo.export.runtime import OnnxTorchModel
 
         onnx_path = options.pop("onnx", None) or Path(weights).with_suffix(".onnx")
-        runner = OnnxRuntimeModel(onnx_path)
-
-        def model(x: torch.Tensor) -> torch.Tensor:  # noqa: F811 - same call signature as the torch model
-            return torch.from_numpy(runner(x.cpu().numpy())[0])
-
+        model = OnnxTorchModel(onnx_path)
     elif backend != "torch":
         raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnxruntime'")
     results = task.predict_files(model, files, dev, **options)
@@ -195,19 +209,36 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
 
 
 def export(weights: str | Path, format: str = "onnx", out: str | Path | None = None, batch: int = 1,
-           imgsz: int | None = None, check: bool = True, opset: int = 17) -> list[Path]:
-    """Export a checkpoint to ONNX (dynamic batch; checked in onnxruntime) and/or TorchScript."""
+           imgsz: int | None = None, check: bool = True, opset: int = 17, nms: bool = False,
+           conf: float = 0.25, iou: float = 0.7, max_det: int = 300) -> list[Path]:
+    """Export a checkpoint to ONNX (dynamic batch; checked in onnxruntime) and/or TorchScript.
+
+    ``nms=True`` (detection, ONNX only) puts NMS with ``conf``, ``iou`` and ``max_det`` inside the graph:
+    its outputs are padded detections per image (``cvzoo.models.detection.graph_nms`` has the
+    contract) and the settings are recorded in the file's metadata.
+    """
     from cvzoo.export import export_onnx, export_torchscript
 
     task, model, checkpoint = load_trained(weights, "cpu")
+    if nms:
+        if not task.supports_export_nms:
+            raise ValueError(f"NMS inside the exported graph (nms / --nms) is for detection; the {task.name!r} "
+                             "task has no NMS")
+        if format != "onnx":
+            raise ValueError(f"NMS inside the graph (nms / --nms) is exported to ONNX only, not {format!r}; "
+                             "use format='onnx'")
+        task.export_nms = {"conf": conf, "iou": iou, "max_det": max_det}
     example = task.example_input(batch, imgsz)
     out = Path(out) if out is not None else Path(weights).with_suffix("")
     written = []
     formats = ("onnx", "torchscript") if format == "all" else (format,)
     for fmt in formats:
         if fmt == "onnx":
-            written.append(export_onnx(task.export_module(model), out.with_suffix(".onnx"), example,
-                                       output_names=task.export_output_names(), opset=opset, check=check))
+            module = task.export_module(model)
+            metadata, compare = (module.metadata(), module.parity_difference) if nms else (None, None)
+            written.append(export_onnx(module, out.with_suffix(".onnx"), example,
+                                       output_names=task.export_output_names(), opset=opset, check=check,
+                                       metadata=metadata, compare=compare))
         elif fmt == "torchscript":
             written.append(export_torchscript(task.export_module(model), out.with_suffix(".torchscript"),
                                               example, check=check))
@@ -216,5 +247,5 @@ def export(weights: str | Path, format: str = "onnx", out: str | Path | None = N
     return written
 
 
-__all__ = ["build_config", "config_to_dict", "evaluate", "expand_sources", "export", "load_trained",
+__all__ = ["build_config", "config_to_dict", "enable_augment", "evaluate", "expand_sources", "export", "load_trained",
            "predict", "train"]

@@ -1,4 +1,4 @@
-"""``cvzoo export``: ONNX (dynamic batch, checked in onnxruntime) and TorchScript."""
+"""``cvzoo export``: ONNX (dynamic batch, checked in onnxruntime, optionally with NMS inside) and TorchScript."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--imgsz", type=int, help="input size (default: the training size)")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime / reload parity check")
+    parser.add_argument("--nms", action="store_true",
+                        help="detection, ONNX: NMS inside the graph; outputs boxes, scores, labels, num_dets")
+    parser.add_argument("--conf", type=float, default=0.25, help="with --nms: confidence threshold")
+    parser.add_argument("--iou", type=float, default=0.7, help="with --nms: NMS IoU threshold")
+    parser.add_argument("--max-det", type=int, default=300, help="with --nms: detections per image (padded)")
     parser.set_defaults(func=run)
 
 
@@ -26,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         paths = export(args.weights, format=args.format, out=args.out, batch=args.batch, imgsz=args.imgsz,
-                       check=not args.no_check, opset=args.opset)
+                       check=not args.no_check, opset=args.opset, nms=args.nms, conf=args.conf, iou=args.iou,
+                       max_det=args.max_det)
     except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
         raise CliError(str(err)) from err
     for path in paths:

@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch", type=int)
     parser.add_argument("--save-dir", help="where to write plots (default runs/<task>/val<N>)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument("--augment", action="store_true",
+                        help="detection: test-time augmentation (scales 1, 0.83 flipped, 0.67; one NMS)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override"
     )
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         metrics = evaluate(args.weights, data=args.data, batch=args.batch, device=args.device,
-                           split=args.split, save_dir=args.save_dir, overrides=args.overrides)
+                           split=args.split, save_dir=args.save_dir, overrides=args.overrides,
+                           augment=args.augment)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise CliError(str(err)) from err
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}

@@ -3,10 +3,16 @@
 A sample is ``(image uint8 [3, S, S] tensor, target, meta)`` with ``target = {"boxes": float32 [N, 4]
 xyxy in network-input pixels, "labels": int64 [N]}`` and ``meta = {"file", "image_id", "orig_size"
 (H, W), "ratio" (rx, ry), "pad" (left, top)}`` so predictions map back to the original image.
+
+Rectangular validation (YOLOv5's ``rect``): with ``rect_batch_size`` the images are sorted by aspect
+ratio and every run of ``rect_batch_size`` consecutive images is letterboxed to one ``[3, H, W]`` shape
+whose long side is ``img_size`` and whose short side is as small as those images allow (a multiple of
+the stride), so a batch of wide images is not padded to a square.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,15 +32,18 @@ class DetectionDataset(Dataset):
 
     Args:
         annotations: the split, read by any format reader (``cvzoo.data.formats.detect``).
-        img_size: square network input side (a multiple of 32).
+        img_size: network input side (a multiple of 32): the square's, or the long side of rect batches.
         augment: training augmentation (mosaic, affine, HSV, flip, mixup) vs plain letterbox.
         hyp: augmentation settings (an ``AugmentConfig``-like object with mosaic, hsv_h/s/v, degrees,
             translate, affine_scale, shear, hflip and mixup attributes).
         strict: corrupt images raise instead of being skipped with a warning.
+        rect_batch_size: without augmentation, > 0 gives rectangular batches of this many images (the
+            loader must use the same batch size, in order); the images are then sorted by aspect
+            ratio, so index ``i`` is the ``i``-th image of that order. 0 = square letterbox.
     """
 
     def __init__(self, annotations: DatasetAnnotations, img_size: int = 640, augment: bool = False,
-                 hyp: Any = None, strict: bool = False) -> None:
+                 hyp: Any = None, strict: bool = False, rect_batch_size: int = 0) -> None:
         if img_size % 32:
             raise ValueError(f"img_size must be a multiple of 32 (the largest network stride), got {img_size}")
         self.annotations = annotations
@@ -46,6 +55,10 @@ class DetectionDataset(Dataset):
         self.hyp = hyp
         self.mosaic_enabled = bool(augment and hyp is not None and hyp.mosaic > 0)
         self.letterbox = T.LetterBox(img_size, scaleup=augment)
+        # Per-image letterbox shape (H, W) of rectangular batches; None = the square img_size.
+        self.shapes: list[tuple[int, int]] | None = None
+        if rect_batch_size > 0 and not augment:
+            self._build_rect_shapes(rect_batch_size)
         if augment:
             self._build_augmentation()
 
@@ -58,6 +71,14 @@ class DetectionDataset(Dataset):
         self.mixup = T.MixUp(p=getattr(hyp, "mixup", 0.0), load_sample=self._load_mosaic, num_samples=len(self))
         self.colour = T.RandomHSV(hyp.hsv_h, hyp.hsv_s, hyp.hsv_v)
         self.flip = T.RandomHorizontalFlip(hyp.hflip)
+
+    def _build_rect_shapes(self, batch_size: int) -> None:
+        # A stable sort keeps the order (and so `cvzoo val`'s numbers) deterministic.
+        sizes = np.array([image_size(self.annotations, record) for record in self.images], dtype=np.float64)
+        order = np.argsort(sizes[:, 0] / sizes[:, 1], kind="stable")
+        self.images = [self.images[i] for i in order]
+        batch_shapes = rect_batch_shapes(sizes[order], batch_size, self.img_size)
+        self.shapes = [batch_shapes[i // batch_size] for i in range(len(self.images))]
 
     def __len__(self) -> int:
         return len(self.images)
@@ -115,7 +136,8 @@ class DetectionDataset(Dataset):
         else:
             raw, raw_target = self.load_raw(index)
             orig = raw.shape[:2]
-            image, target, ratio, pad = self.letterbox.apply(raw, raw_target)
+            letterbox = self.letterbox if self.shapes is None else T.LetterBox(self.shapes[index], scaleup=False)
+            image, target, ratio, pad = letterbox.apply(raw, raw_target)
         meta = {"file": self.annotations.image_path(record), "image_id": record.image_id,
                 "orig_size": tuple(int(v) for v in orig), "ratio": ratio, "pad": pad, "index": index}
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
@@ -129,9 +151,60 @@ class DetectionDataset(Dataset):
                 "iscrowd": record.iscrowd}
 
 
-def collate_detection(samples: Sequence[tuple]) -> tuple[torch.Tensor, list[dict], list[dict]]:
+def image_size(annotations: DatasetAnnotations, record: ImageAnnotation) -> tuple[int, int]:
+    """``(height, width)`` of an image: the annotation's, else the file header's (no decoding), else 1 x 1."""
+    if record.width > 0 and record.height > 0:
+        return record.height, record.width
+    from PIL import Image
+
+    try:
+        with Image.open(annotations.image_path(record)) as img:
+            width, height = img.size
+    except OSError:  # unreadable: a square slot; __getitem__ reports (or skips) the file later
+        return 1, 1
+    return height, width
+
+
+def rect_batch_shapes(sizes: np.ndarray, batch_size: int, img_size: int, stride: int = 32) -> list[tuple[int, int]]:
+    """Letterbox shape ``(H, W)`` of each batch of ``batch_size`` consecutive images (YOLOv5's rect batches).
+
+    Each image needs ``img_size`` on its long side and its short side scaled by the same factor; a batch
+    takes the largest need along each axis, rounded up to a multiple of ``stride`` so the network's
+    feature maps stay whole. With the images sorted by aspect ratio the batches are all-landscape
+    (``(h, img_size)``), all-portrait (``(img_size, w)``) or, where the order crosses 1, square.
+
+    Args:
+        sizes: ``[N, 2]`` image ``(height, width)``, in dataset order.
+        batch_size: images per batch (the validation loader's batch size).
+        img_size: long side of every shape (a multiple of ``stride``).
+        stride: the network's largest stride.
+    """
+    sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
+    scale = img_size / sizes.max(axis=1, keepdims=True)
+    needed = np.maximum(np.round(sizes * scale), 1)  # what LetterBox makes of the image at this scale
+    shapes = []
+    for start in range(0, len(sizes), batch_size):
+        height, width = needed[start : start + batch_size].max(axis=0)
+        shapes.append((int(math.ceil(height / stride)) * stride, int(math.ceil(width / stride)) * stride))
+    return shapes
+
+
+def collate_detection(samples: Sequence[tuple], fill: int = 114) -> tuple[torch.Tensor, list[dict], list[dict]]:
+    """Stack ``(image, target, meta)`` samples; images of different shapes are padded to the largest.
+
+    Shapes differ when a DDP rank's strided share of rectangular validation batches mixes two batch
+    shapes. The padding (``fill``, the letterbox grey) goes to the bottom and right, so boxes and the
+    ``pad``/``ratio`` metadata, measured from the top-left corner, stay exact.
+    """
     images, targets, metas = zip(*samples)
-    return torch.stack(images), list(targets), list(metas)
+    height = max(image.shape[-2] for image in images)
+    width = max(image.shape[-1] for image in images)
+    if all(image.shape[-2:] == (height, width) for image in images):
+        return torch.stack(images), list(targets), list(metas)
+    batch = images[0].new_full((len(images), images[0].shape[0], height, width), fill)
+    for slot, image in zip(batch, images):
+        slot[:, : image.shape[-2], : image.shape[-1]] = image
+    return batch, list(targets), list(metas)
 
 
 def read_image_rgb(path: str | Path) -> np.ndarray:

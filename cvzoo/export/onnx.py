@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +26,19 @@ def export_onnx(
     dynamic_hw: bool = False,
     check: bool = True,
     atol: float = 1e-4,
+    metadata: Mapping[str, str] | None = None,
+    compare: Callable[[torch.Tensor, Sequence[torch.Tensor], Sequence[np.ndarray]], float] | None = None,
 ) -> Path:
     """Export ``model`` (eval mode) to ``path``; with ``check`` run it in onnxruntime and compare.
 
     Uses the TorchScript-based exporter (``dynamo=False``): it is fast, needs no extra packages and
-    supports every op of the zoo at opset 17. ``dynamic_batch`` marks axis 0 of every input/output
-    as dynamic (``dynamic_hw`` also axes 2-3 of the inputs).
+    supports every op of the zoo at opset 17, as well as custom symbolics such as the ONNX
+    ``NonMaxSuppression`` of ``cvzoo.models.detection.graph_nms`` (the dynamo exporter traces into
+    torchvision's NMS instead and fails on its data-dependent branch). ``dynamic_batch`` marks axis 0
+    of every input/output as dynamic (``dynamic_hw`` also axes 2-3 of the inputs). ``metadata``
+    key/value strings are recorded in the file (onnxruntime reads them as ``custom_metadata_map``).
+    ``compare(inputs, expected, got) -> difference`` replaces the element-wise check (e.g. for
+    detections after NMS, where near-tied candidates may legitimately come out differently).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,9 +60,27 @@ def export_onnx(
             model, (example,), str(path), input_names=list(input_names), output_names=list(output_names),
             opset_version=opset, dynamic_axes=dynamic_axes, dynamo=False,
         )
+    if metadata:
+        write_metadata(path, metadata)
     if check:
-        check_onnx_parity(model, path, example, atol=atol, batch_sizes=(example.shape[0], 2) if dynamic_batch else (example.shape[0],))
+        check_onnx_parity(model, path, example, atol=atol, compare=compare,
+                          batch_sizes=(example.shape[0], 2) if dynamic_batch else (example.shape[0],))
     return path
+
+
+def write_metadata(path: Path, metadata: Mapping[str, str]) -> None:
+    """Set ``metadata`` in the ONNX file's ``metadata_props`` (replacing entries with the same keys)."""
+    try:
+        import onnx
+    except ImportError as err:
+        raise ImportError("recording ONNX metadata needs the 'onnx' package: pip install 'cvzoo[export]'") from err
+    model = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    for key, value in [*kept, *metadata.items()]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    onnx.save(model, str(path))
 
 
 def _as_tuple(outputs: object) -> tuple[torch.Tensor, ...]:
@@ -68,9 +93,14 @@ def _as_tuple(outputs: object) -> tuple[torch.Tensor, ...]:
 
 @torch.no_grad()
 def check_onnx_parity(
-    model: nn.Module, path: Path, example: torch.Tensor, atol: float = 1e-4, batch_sizes: Sequence[int] = (1,)
+    model: nn.Module, path: Path, example: torch.Tensor, atol: float = 1e-4, batch_sizes: Sequence[int] = (1,),
+    compare: Callable[[torch.Tensor, Sequence[torch.Tensor], Sequence[np.ndarray]], float] | None = None,
 ) -> float:
-    """Max abs difference between PyTorch and onnxruntime over ``batch_sizes``; raises above ``atol``."""
+    """Max abs difference between PyTorch and onnxruntime over ``batch_sizes``; raises above ``atol``.
+
+    ``compare(inputs, expected outputs, onnxruntime outputs) -> difference`` replaces the per-output max
+    abs difference when given.
+    """
     from cvzoo.export.runtime import OnnxRuntimeModel
 
     runtime = OnnxRuntimeModel(path)
@@ -80,6 +110,12 @@ def check_onnx_parity(
         x = x + 0.01 * torch.randn_like(x) if batch != example.shape[0] else x
         expected = _as_tuple(model(x))
         got = runtime(x.numpy())
+        if compare is not None:
+            diff = compare(x, expected, got)
+            worst = max(worst, diff)
+            if diff > atol:
+                raise ExportParityError(f"{path}: outputs differ from PyTorch by {diff:.3g} (> {atol}) at batch {batch}")
+            continue
         for name, a, b in zip(runtime.output_names, expected, got):
             diff = float(np.max(np.abs(a.float().numpy() - b))) if a.numel() else 0.0
             worst = max(worst, diff)

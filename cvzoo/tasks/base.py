@@ -44,9 +44,16 @@ class Task(ABC):
     name: str = ""
     # Default metric that decides best.pt and early stopping (higher is better).
     fitness_metric: str = ""
+    # Optional inference features. The API checks these flags before switching a feature on (by setting
+    # ``augment`` / ``export_nms`` below), so that asking a task without it is one clear error.
+    supports_augment: bool = False  # test-time augmentation in validation_step and predict_files
+    supports_export_nms: bool = False  # NMS inside the exported graph (export_module, export_output_names)
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.augment = False
+        # {"conf": float, "iou": float, "max_det": int} when the export should include NMS.
+        self.export_nms: dict[str, Any] | None = None
 
     # --- construction ---------------------------------------------------------------------------
     @abstractmethod

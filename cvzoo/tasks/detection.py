@@ -17,8 +17,11 @@ from cvzoo.data.check import validate_annotations
 from cvzoo.data.detection import DetectionDataset, collate_detection
 from cvzoo.data.formats.detect import load_detection_dataset
 from cvzoo.data.images import load_image
+from cvzoo.data.multiscale import multiscale_batch
 from cvzoo.metrics.detection import DetectionEvaluator
-from cvzoo.models.detection.base import Detections, validate_targets
+from cvzoo.models.detection.base import Detections, nms_postprocess, validate_targets
+from cvzoo.models.detection.graph_nms import NmsDetector, unpad_detections
+from cvzoo.models.detection.tta import augmented_predictions
 from cvzoo.models.registry import create_model, get_entry
 from cvzoo.models.weights import load_weights
 from cvzoo.tasks.base import Evaluator, Task
@@ -31,6 +34,12 @@ PREDICT_CONF, PREDICT_IOU = 0.25, 0.7
 
 def bare(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def max_stride(model: nn.Module, default: int = 32) -> int:
+    """The largest stride of a detector (``Detector.strides``), ``default`` for a model without one."""
+    strides = getattr(bare(model), "strides", None)
+    return int(max(strides)) if strides else default
 
 
 class _DetectionEvaluatorAdapter(Evaluator):
@@ -66,6 +75,8 @@ class DetectionTask(Task):
     name = "detect"
     # YOLOv5/v8's fitness: mostly mAP50-95, a little mAP50.
     fitness_metric = "fitness"
+    supports_augment = True
+    supports_export_nms = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -109,7 +120,9 @@ class DetectionTask(Task):
         self.class_names = self.class_names or list(annotations.class_names)
         if len(annotations.images) == 0:
             raise ValueError(f"the {split} split of {self.config.data.source} has no images")
-        self.val_dataset = DetectionDataset(annotations, self.img_size, augment=False)
+        # Rectangular batches need the loader's batch size: the trainer and `cvzoo val` both use this one.
+        rect = self.config.data.eval_batch_size() if self.config.data.rect_val else 0
+        self.val_dataset = DetectionDataset(annotations, self.img_size, augment=False, rect_batch_size=rect)
         return self.val_dataset
 
     def collate(self, samples: list[Any]) -> Any:
@@ -184,6 +197,10 @@ class DetectionTask(Task):
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         images, targets, _ = batch
         targets = validate_targets(targets, images.shape[-2:], len(self.class_names))
+        if self.config.data.augment.multiscale:
+            # Multi-scale training (YOLOv3's random=1, YOLOv5's --multi-scale): a random side in
+            # 0.5-1.5 x img_size per batch, a multiple of the largest stride; validation keeps img_size.
+            images, targets = multiscale_batch(images, targets, self.img_size, max_stride(model))
         outputs = model(images)
         return bare(model).loss(outputs, targets)
 
@@ -192,13 +209,26 @@ class DetectionTask(Task):
         images, targets, metas = batch
         outputs = model(images)
         losses = model.loss(outputs, validate_targets(targets, images.shape[-2:], len(self.class_names)))
-        detections = model.postprocess(outputs, VAL_CONF, VAL_IOU, VAL_MAX_DET)
+        detections = self._postprocess(model, images, outputs, VAL_CONF, VAL_IOU, VAL_MAX_DET)
         detections = [self._to_original(d, m) for d, m in zip(detections, metas)]
         truths = [self.val_dataset.original_targets(m["index"]) for m in metas]
         evaluator.update((detections, truths), batch)
         if self._last_val_batch is None:
             self._last_val_batch = (metas, detections)
         return {k: v.detach() for k, v in losses.items() if k != "loss"} | {"loss": losses["loss"].detach()}
+
+    def _postprocess(self, model: nn.Module, images: torch.Tensor, outputs: dict[str, torch.Tensor] | None,
+                     conf: float, iou: float, max_det: int, classes: list[int] | None = None,
+                     soft_nms: str | None = None) -> list[Detections]:
+        """NMS'd detections in network-input pixels of ``images`` (``outputs``: the model's, if already
+        computed); with ``self.augment`` the test-time augmentation passes (``cvzoo.models.detection.tta``)
+        are merged before the one NMS."""
+        model = bare(model)
+        if not self.augment:
+            outputs = model(images) if outputs is None else outputs
+            return model.postprocess(outputs, conf, iou, max_det, classes, soft_nms)
+        predictions = augmented_predictions(lambda x: model.decode(model(x)), images, stride=max_stride(model))
+        return nms_postprocess(predictions, conf, iou, max_det, classes, soft_nms)
 
     def _to_original(self, detections: Detections, meta: dict[str, Any]) -> Detections:
         boxes = T.scale_boxes_back(detections.boxes, meta["ratio"], meta["pad"], meta["orig_size"])
@@ -244,18 +274,29 @@ class DetectionTask(Task):
         return torch.rand(batch, 3, size, size)
 
     def export_module(self, model: nn.Module) -> nn.Module:
+        """Decoded predictions ``[B, A, 4 + K]`` (NMS left to the reader), or with ``export_nms`` padded
+        detections after NMS (``cvzoo.models.detection.graph_nms``)."""
+        if self.export_nms is not None:
+            return NmsDetector(model, **self.export_nms)
         return DecodedDetector(model)
 
     def export_output_names(self) -> list[str]:
-        return ["predictions"]
+        return list(NmsDetector.output_names) if self.export_nms is not None else ["predictions"]
 
     @torch.no_grad()
-    def predict_files(self, model: Any, files: list[Path], device: torch.device, conf: float = PREDICT_CONF,
-                      iou: float = PREDICT_IOU, max_det: int = 300, classes: list[int] | None = None,
+    def predict_files(self, model: Any, files: list[Path], device: torch.device, conf: float | None = None,
+                      iou: float | None = None, max_det: int | None = None, classes: list[int] | None = None,
                       soft_nms: str | None = None, topk: int | None = None, **options: Any) -> list[dict]:
-        """Detections per image (or per video frame: ``"frame"`` is set and ``"image"`` is the video)."""
+        """Detections per image (or per video frame: ``"frame"`` is set and ``"image"`` is the video).
+
+        ``conf``/``iou``/``max_det`` default to 0.25/0.7/300, or for an ONNX file exported with NMS to
+        the settings built into it. With ``self.augment`` the torch model runs test-time augmentation.
+        """
         if options:
             raise ValueError(f"detection predict does not take {sorted(options)}")
+        if self.augment and not isinstance(model, nn.Module):
+            raise ValueError("test-time augmentation (--augment) needs the torch backend: an exported graph has a "
+                             "fixed input size")
         settings = (conf, iou, max_det, classes, soft_nms)
         results = []
         for path in files:
@@ -277,12 +318,18 @@ class DetectionTask(Task):
         boxed, _, ratio, pad = T.LetterBox(self.img_size, scaleup=True).apply(image)
         x = torch.from_numpy(np.ascontiguousarray(boxed.transpose(2, 0, 1))).float().div(255).unsqueeze(0)
         x = x.to(device)
+        defaults = (PREDICT_CONF if conf is None else conf, PREDICT_IOU if iou is None else iou,
+                    300 if max_det is None else max_det)
         if isinstance(model, nn.Module):
-            dets = model.postprocess(model(x), conf, iou, max_det, classes, soft_nms)[0]
-        else:  # an exported graph returning decoded predictions [1, A, 4 + K]
-            from cvzoo.models.detection.base import nms_postprocess
-
-            dets = nms_postprocess(model(x), conf, iou, max_det, classes, soft_nms)[0]
+            dets = self._postprocess(model, x, None, *defaults, classes, soft_nms)[0]
+        else:  # an exported graph: decoded predictions [1, A, 4 + K], or padded detections after NMS
+            outputs = model(x)
+            if isinstance(outputs, dict):
+                if soft_nms:
+                    raise ValueError("this ONNX file has hard NMS built in; export without --nms for Soft-NMS")
+                dets = unpad_detections(outputs, getattr(model, "metadata", None), conf, iou, max_det, classes)[0]
+            else:
+                dets = nms_postprocess(outputs, *defaults, classes, soft_nms)[0]
         dets = self._to_original(dets, {"ratio": ratio, "pad": pad, "orig_size": image.shape[:2]})
         return {"size": list(image.shape[:2]), "detections": dets.to_dict(self.class_names)}
 

@@ -77,6 +77,18 @@ def test_export_onnx_matches_and_onnxruntime_backend_agrees(trained_run, tmp_pat
         np.testing.assert_allclose([t["prob"] for t in a["topk"]], [t["prob"] for t in b["topk"]], atol=1e-5)
 
 
+def test_detection_only_options_are_clear_errors(trained_run, tmp_path, capsys):
+    from cvzoo.data.bundled import export_sample_to_folder
+
+    weights = str(trained_run / "weights/best.pt")
+    image = str(sorted((export_sample_to_folder(tmp_path / "fm", splits=("val",)) / "val").glob("*/*.png"))[0])
+    for args in (["predict", weights, image, "--augment"], ["val", weights, "--augment"]):
+        assert main([*args, "--device", "cpu"]) == 2
+        assert "test-time augmentation" in capsys.readouterr().err
+    assert main(["export", weights, "--nms", "--out", str(tmp_path / "m")]) == 2
+    assert "'classify' task has no NMS" in capsys.readouterr().err
+
+
 def test_missing_source_and_unknown_model_are_one_line_errors(tmp_path, capsys):
     code = main(["train", "--model", "resnet1", "--data", "fashion_mnist_sample", "--epochs", "1",
                  "--project", str(tmp_path), "--set", "run.progress=false"])

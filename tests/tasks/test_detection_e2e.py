@@ -63,6 +63,78 @@ def test_val_predict_export_and_onnxruntime(trained, yolo_data, tmp_path, capsys
         np.testing.assert_allclose(best_a["box"], best_b["box"], atol=0.05)
 
 
+def test_export_with_nms_and_onnxruntime_predict(trained, yolo_data, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from cvzoo import api
+    from cvzoo.data import det_transforms as T
+    from cvzoo.data.images import load_image
+    from cvzoo.export import OnnxTorchModel
+    from cvzoo.models.detection.graph_nms import detections_difference, unpad_detections
+
+    weights = trained / "weights" / "best.pt"
+    # The model is barely trained (scores up to ~0.006, most of them near-tied around 0.0016): a threshold
+    # of 0.003 keeps its few distinct candidates per image.
+    assert main(["export", str(weights), "--nms", "--conf", "0.003", "--iou", "0.6", "--max-det", "100",
+                 "--out", str(tmp_path / "nms")]) == 0
+    onnx_path = tmp_path / "nms.onnx"
+    assert f"exported {onnx_path}" in capsys.readouterr().out
+    graph = OnnxTorchModel(onnx_path)
+    assert graph.output_names == ["boxes", "scores", "labels", "num_dets"]
+    assert graph.metadata["cvzoo_nms_conf"] == "0.003" and graph.metadata["cvzoo_nms_max_det"] == "100"
+    images = sorted((yolo_data.parent / "images" / "val").glob("*.jpg"))[:4]
+
+    # Tensor level: the graph's detections are PyTorch's (boxes within 1e-3 px, scores within 1e-4).
+    task, model, _ = api.load_trained(weights)
+    batch = torch.stack([
+        torch.from_numpy(T.LetterBox(64).apply(np.asarray(load_image(p, mode="RGB")))[0]).permute(2, 0, 1)
+        for p in images]).float() / 255
+    with torch.no_grad():
+        expected = model.postprocess(model(batch), 0.003, 0.6, 100)
+    got = unpad_detections(graph(batch), graph.metadata)
+    assert sum(len(d) for d in expected) > 0
+    for a, b in zip(expected, got):
+        box, score = detections_difference(a, b)
+        assert box <= 1e-3 and score <= 1e-4, (box, score)
+
+    # Through predict: no second NMS, the thresholds of the file by default, the same rows as torch.
+    torch_preds = api.predict(weights, images, device="cpu", conf=0.003, iou=0.6, max_det=100)
+    ort_preds = api.predict(weights, images, device="cpu", backend="onnxruntime", onnx=onnx_path)
+    for a, b in zip(torch_preds, ort_preds):
+        assert [d["label"] for d in a["detections"]] == [d["label"] for d in b["detections"]]
+        np.testing.assert_allclose([d["box"] for d in a["detections"]], [d["box"] for d in b["detections"]],
+                                   atol=0.011)  # rows are rounded to 0.01 px
+        np.testing.assert_allclose([d["score"] for d in a["detections"]], [d["score"] for d in b["detections"]],
+                                   atol=1e-4)
+    for conf in (0.005, 0.5):  # a higher threshold than the file's filters its detections
+        stricter = api.predict(weights, images[:1], device="cpu", backend="onnxruntime", onnx=onnx_path, conf=conf)
+        assert [d for d in ort_preds[0]["detections"] if d["score"] > conf] == stricter[0]["detections"]
+    with pytest.raises(ValueError, match="iou=0.6 built in"):
+        api.predict(weights, images[:1], device="cpu", backend="onnxruntime", onnx=onnx_path, iou=0.5)
+    assert main(["export", str(weights), "--nms", "--format", "torchscript", "--out", str(tmp_path / "ts")]) == 2
+    assert "ONNX only" in capsys.readouterr().err
+
+
+def test_val_and_predict_with_test_time_augmentation(trained, yolo_data, tmp_path, capsys):
+    from cvzoo import api
+
+    weights = trained / "weights" / "best.pt"
+    assert main(["val", str(weights), "--augment", "--json", "--device", "cpu",
+                 "--save-dir", str(tmp_path / "val")]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0.0 <= metrics["mAP50-95"] <= 1.0
+    image = str(sorted((yolo_data.parent / "images" / "val").glob("*.jpg"))[0])
+    assert main(["predict", str(weights), image, "--augment", "--conf", "0.003", "--format", "json",
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out[: out.rindex("]") + 1])[0]
+    assert result["detections"] and all(set(d) >= {"box", "score", "label", "class"} for d in result["detections"])
+    plain = api.predict(weights, image, device="cpu", conf=0.003)[0]
+    assert result["detections"] != plain["detections"]
+    onnx_path = api.export(weights, out=tmp_path / "plain")[0]
+    with pytest.raises(ValueError, match="torch backend"):
+        api.predict(weights, image, device="cpu", backend="onnxruntime", onnx=onnx_path, augment=True)
+
+
 @pytest.mark.parametrize("fmt", ["coco", "voc"])
 def test_trains_directly_from_other_formats(fmt, yolo_data, tmp_path):
     from cvzoo.data.formats.convert import convert_dataset

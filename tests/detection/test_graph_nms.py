@@ -1,0 +1,124 @@
+"""NMS inside the exported graph: the padded contract, equality with nms_postprocess, onnxruntime parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cvzoo.models.detection.base import nms_postprocess
+from cvzoo.models.detection.graph_nms import (
+    META_CONF,
+    META_IOU,
+    META_MAX_DET,
+    META_NMS,
+    OUTPUT_NAMES,
+    NmsDetector,
+    detections_difference,
+    padded_nms,
+    unpad_detections,
+)
+from tests.detection.helpers import calibrated_detector
+
+
+def _assert_same(expected, got, box_atol=0.0, score_atol=0.0, ordered=True):
+    """Same detections per image: labels, boxes and scores within the tolerances; with ``ordered=False``
+    matched by label and nearest box (near-tied scores of two runtimes may swap ranks)."""
+    assert len(expected) == len(got)
+    for a, b in zip(expected, got):
+        if ordered:
+            assert a.labels.tolist() == b.labels.tolist()
+            np.testing.assert_allclose(b.boxes.numpy(), a.boxes.numpy(), rtol=0, atol=box_atol)
+            np.testing.assert_allclose(b.scores.numpy(), a.scores.numpy(), rtol=0, atol=score_atol)
+        else:
+            box, score = detections_difference(a, b)
+            assert box <= box_atol and score <= score_atol, (box, score)
+
+
+def test_padded_outputs_contract_on_hand_made_predictions():
+    # Image 0: two overlapping class-0 boxes (IoU 0.81 -> one kept), a class-1 box on top of them (other
+    # class: kept), a box below conf. Image 1: nothing above conf.
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 9], [0, 0, 10, 10], [20, 20, 30, 30]])
+    scores = torch.tensor([[0.9, 0.0], [0.8, 0.1], [0.2, 0.7], [0.05, 0.0]])
+    image0 = torch.cat([boxes, scores], dim=1)
+    image1 = torch.cat([boxes, scores * 0.1], dim=1)
+    out_boxes, out_scores, out_labels, num_dets = padded_nms(torch.stack([image0, image1]), 0.1, 0.5, 3)
+    assert out_boxes.shape == (2, 3, 4) and out_scores.shape == (2, 3) and out_labels.shape == (2, 3)
+    assert num_dets.tolist() == [2, 0]
+    torch.testing.assert_close(out_scores[0], torch.tensor([0.9, 0.7, 0.0]))
+    assert out_labels.tolist() == [[0, 1, -1], [-1, -1, -1]]
+    torch.testing.assert_close(out_boxes[0, :2], boxes[[0, 2]])
+    assert not out_boxes[0, 2:].any() and not out_boxes[1].any() and not out_scores[1].any()
+
+
+@pytest.mark.parametrize("name", ["yolov8n", "yolov5n"])
+def test_graph_nms_equals_nms_postprocess(name):
+    model = calibrated_detector(name, num_classes=4)
+    with torch.no_grad():
+        predictions = model.decode(model(torch.rand(3, 3, 64, 96)))
+    for conf, iou, max_det in ((0.001, 0.7, 300), (0.05, 0.45, 7), (0.999, 0.7, 5)):
+        expected = nms_postprocess(predictions, conf, iou, max_det)
+        outputs = padded_nms(predictions, conf, iou, max_det)
+        assert outputs[3].tolist() == [len(d) for d in expected]
+        _assert_same(expected, unpad_detections(outputs))
+
+
+def test_unpad_detections_enforces_the_built_in_settings():
+    predictions = calibrated_detector("yolov8n", num_classes=2).eval()
+    with torch.no_grad():
+        predictions = predictions.decode(predictions(torch.rand(1, 3, 64, 64)))
+    outputs = dict(zip(OUTPUT_NAMES, padded_nms(predictions, 0.01, 0.6, 20)))
+    metadata = {META_NMS: "1", META_CONF: "0.01", META_IOU: "0.6", META_MAX_DET: "20"}
+    full = unpad_detections(outputs, metadata)[0]
+    stricter = unpad_detections(outputs, metadata, conf=0.3, max_det=3, classes=[1])[0]
+    keep = (full.scores > 0.3) & (full.labels == 1)
+    assert stricter.scores.tolist() == full.scores[keep][:3].tolist()
+    with pytest.raises(ValueError, match="iou=0.6 built in"):
+        unpad_detections(outputs, metadata, iou=0.5)
+    with pytest.raises(ValueError, match="conf=0.01 built in"):
+        unpad_detections(outputs, metadata, conf=0.001)
+    with pytest.raises(ValueError, match="at most 20"):
+        unpad_detections(outputs, metadata, max_det=100)
+
+
+def test_bad_settings_are_rejected():
+    model = calibrated_detector("yolov8n", num_classes=2)
+    with pytest.raises(ValueError, match="conf"):
+        NmsDetector(model, conf=-0.1)
+    with pytest.raises(ValueError, match="max_det"):
+        NmsDetector(model, max_det=0)
+
+
+@pytest.mark.parametrize("name", ["yolov8n", "yolov5n"])
+def test_onnx_export_with_and_without_nms_matches_pytorch(tmp_path, name):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from cvzoo.export import OnnxTorchModel, export_onnx
+    from cvzoo.tasks.detection import DecodedDetector
+
+    model = calibrated_detector(name, num_classes=4)
+    conf, iou, max_det = 0.01, 0.6, 50
+    nms_module = NmsDetector(model, conf, iou, max_det)
+    example = torch.rand(1, 3, 64, 96)
+    nms_path = export_onnx(nms_module, tmp_path / "nms.onnx", example, output_names=OUTPUT_NAMES,
+                           metadata=nms_module.metadata(), check=True, atol=0.05,
+                           compare=nms_module.parity_difference)
+    plain_path = export_onnx(DecodedDetector(model), tmp_path / "plain.onnx", example,
+                             output_names=["predictions"], check=True, atol=0.05)
+    nms_graph, plain_graph = OnnxTorchModel(nms_path), OnnxTorchModel(plain_path)
+    assert nms_graph.metadata[META_NMS] == "1" and float(nms_graph.metadata[META_IOU]) == iou
+    assert nms_graph.output_names == list(OUTPUT_NAMES)
+    for batch in (1, 3):  # the batch is dynamic
+        images = torch.rand(batch, 3, 64, 96)
+        with torch.no_grad():
+            expected = model.postprocess(model(images), conf, iou, max_det)
+        outputs = nms_graph(images)
+        assert outputs["boxes"].shape == (batch, max_det, 4) and outputs["num_dets"].shape == (batch,)
+        assert outputs["labels"].dtype == torch.int64 and outputs["num_dets"].dtype == torch.int64
+        in_graph = unpad_detections(outputs, nms_graph.metadata)
+        # Against PyTorch: the same detections; boxes differ only by the float error of the decoded
+        # predictions (the exporter folds BatchNorm into the convolutions), scores likewise.
+        _assert_same(expected, in_graph, box_atol=0.05, score_atol=1e-4, ordered=False)
+        # Against NMS run outside on the plain export's output: the same numbers.
+        outside = nms_postprocess(plain_graph(images), conf, iou, max_det)
+        _assert_same(outside, in_graph, box_atol=1e-5, score_atol=1e-6)
