@@ -46,6 +46,7 @@ from cvzoo.data.types import ImageAnnotation
 IGNORE_INDEX = 255
 LAYOUTS = ("voc", "folders", "coco", "labelme", "yolo")
 BACKGROUND_NAMES = ("_background_", "background", "__background__")
+GREY_MASK_MODES = ("1", "P", "L", "I", "I;16", "I;16B", "I;16L", "I;16N")  # pixel value = class index
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -109,8 +110,11 @@ def _find_class_file(*folders: str) -> str | None:
 def read_mask(path: str, num_classes: int, palette: np.ndarray | None = None, ignore_unknown: bool = False) -> np.ndarray:
     """A mask file as a ``[H, W]`` int64 class map with 255 = ignore.
 
-    Palette ("P") and grey ("L", 16-bit "I") images hold class indices directly. Colour (RGB/RGBA) masks
-    are mapped through ``palette`` (row ``i`` = colour of class ``i``); the VOC void colour maps to 255.
+    Palette ("P"), grey ("L", 16-bit "I") and 1-bit ("1": 0/1) images hold class indices directly. Colour
+    (RGB/RGBA) masks are mapped through ``palette`` (row ``i`` = colour of class ``i``); the VOC void
+    colour maps to 255. A two-class mask holding 255 but no 1 is most likely a binary mask saved as
+    0/255: it is read by the rule (255 = ignore) but warned about, since every foreground pixel would
+    silently leave the loss and the metrics.
 
     Args:
         path: mask file.
@@ -124,11 +128,16 @@ def read_mask(path: str, num_classes: int, palette: np.ndarray | None = None, ig
     try:
         with Image.open(path) as im:
             mode = im.mode
-            array = np.asarray(im if mode in ("P", "L", "I", "I;16", "I;16B", "I;16L") else im.convert("RGB"))
+            array = np.asarray(im if mode in GREY_MASK_MODES else im.convert("RGB"))
     except (OSError, ValueError) as err:
         raise DatasetError(f"{path}: cannot read mask ({err})") from err
     if array.ndim == 2:
-        values = array.astype(np.int64)
+        values = array.astype(np.int64)  # mode "1" arrives as bool: False/True -> 0/1
+        if num_classes == 2 and not (values == 1).any() and (values == IGNORE_INDEX).any():
+            warnings.warn(
+                f"masks in {os.path.dirname(path) or '.'} hold 0 and 255 but no 1: "
+                "255 means 'ignore', so no pixel counts as the foreground class; save binary masks as 0/1",
+                UserWarning, stacklevel=2)
     else:
         if palette is None:
             raise DatasetError(
@@ -432,22 +441,26 @@ def load_segmentation_split(
 
 # ----------------------------------------------------------------------------------- joint transforms
 class SegmentationTrainTransform:
-    """Random scale, flip, colour jitter, normalisation, then a random crop with 255-padded masks.
+    """Random scale, flips, colour jitter, normalisation, then a random crop with 255-padded masks.
 
     The shorter side is resized to ``base * s`` with ``s ~ U(scale)``, where ``base`` is ``crop_size`` (or
     the image's own shorter side when ``crop_size`` is 0); the image is bilinear, the mask nearest.
     Smaller results are padded up to the crop (image with 0 after normalisation = the mean colour,
-    mask with 255, so padding never counts as background).
+    mask with 255, so padding never counts as background). ``hflip`` / ``vflip`` are the probabilities
+    of a horizontal / vertical flip (vertical flips suit top-down views: microscopy, aerial images).
 
     Call: ``(image uint8 [3, H, W], mask int64 [H, W]) -> (float32 [3, h, w], int64 [h, w])``.
     """
 
     def __init__(self, crop_size: int, scale: tuple[float, float] = (0.5, 2.0), hflip: float = 0.5,
                  color_jitter: float = 0.0, mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD) -> None:
+                 std: Sequence[float] = IMAGENET_STD, vflip: float = 0.0) -> None:
         if not 0 < scale[0] <= scale[1]:
             raise ValueError(f"scale must be (min, max) with 0 < min <= max, got {scale}")
-        self.crop_size, self.scale, self.hflip = int(crop_size), tuple(scale), float(hflip)
+        for name, p in (("hflip", hflip), ("vflip", vflip)):
+            if not 0.0 <= float(p) <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {p}")
+        self.crop_size, self.scale, self.hflip, self.vflip = int(crop_size), tuple(scale), float(hflip), float(vflip)
         self.jitter = (v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter)
                        if color_jitter > 0 else None)
         self.mean, self.std = list(mean), list(std)
@@ -462,6 +475,8 @@ class SegmentationTrainTransform:
         mask = TF.resize(mask[None], size, interpolation=v2.InterpolationMode.NEAREST)[0]
         if float(torch.rand(())) < self.hflip:
             image, mask = image.flip(-1), mask.flip(-1)
+        if self.vflip and float(torch.rand(())) < self.vflip:
+            image, mask = image.flip(-2), mask.flip(-2)
         if self.jitter is not None:
             image = self.jitter(image)
         image = TF.normalize(image.float() / 255.0, self.mean, self.std)

@@ -14,6 +14,8 @@ key                    default    meaning
 ``ignore_unknown``     False      map mask values outside the class list to 255 instead of raising
 ``allow_missing_masks`` False     skip images without a mask (warning) instead of raising
 ``eval_size``          0          evaluate/predict with the shorter side resized to this (0 = original size)
+``vflip``              0.0        probability of a vertical flip in training (``data.augment.hflip`` is the
+                                  horizontal one); for top-down images such as microscopy
 =====================  =========  ============================================================================
 
 The auxiliary head's loss is added with ``config.train.aux_loss_weight`` as it is (0.3 by default;
@@ -56,7 +58,7 @@ from cvzoo.tasks.base import Evaluator, Task
 
 TASK_OPTIONS = {
     "loss": "ce", "dice_weight": 1.0, "focal_gamma": 2.0, "class_weights": None, "ignore_unknown": False,
-    "allow_missing_masks": False, "eval_size": 0,
+    "allow_missing_masks": False, "eval_size": 0, "vflip": 0.0,
 }
 LOSSES = ("ce", "dice", "focal", "ce+dice", "focal+dice")
 CLASSIFICATION_SCALE_DEFAULT = (0.08, 1.0)
@@ -163,7 +165,8 @@ class SegmentationTask(Task):
         if train:
             aug = data.augment
             transform: Any = SegmentationTrainTransform(
-                self.img_size, self._scale(), aug.hflip, aug.color_jitter, self.mean, self.std)
+                self.img_size, self._scale(), aug.hflip, aug.color_jitter, self.mean, self.std,
+                vflip=float(self.options["vflip"]))
         else:
             transform = SegmentationEvalTransform(int(self.options["eval_size"]), self.mean, self.std)
         dataset: Dataset = SegmentationDataset(source, transform, bool(self.options["ignore_unknown"]))

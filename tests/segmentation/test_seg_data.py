@@ -173,6 +173,38 @@ def test_rgb_colour_masks_need_a_palette(tmp_path):
         read_mask(str(root / "masks" / "s0.png"), 3, colours)
 
 
+def test_binary_and_16_bit_masks(tmp_path):
+    """1-bit ("1") masks hold 0/1 and 16-bit ("I;16") TIFF/PNG masks their values, as class indices."""
+    binary = np.zeros((6, 8), bool)
+    binary[1:4, 2:6] = True
+    Image.fromarray(binary).save(tmp_path / "bin.png")
+    assert Image.open(tmp_path / "bin.png").mode == "1"
+    np.testing.assert_array_equal(read_mask(str(tmp_path / "bin.png"), 2), binary.astype(np.int64))
+    for suffix in ("png", "tif"):
+        Image.fromarray(binary.astype(np.uint16) * 2).save(tmp_path / f"wide.{suffix}")
+        assert Image.open(tmp_path / f"wide.{suffix}").mode.startswith("I;16")
+        np.testing.assert_array_equal(read_mask(str(tmp_path / f"wide.{suffix}"), 3), binary * 2)
+    with pytest.raises(DatasetError, match=r"wide\.tif: mask values \[2\] are not classes 0\.\.1"):
+        read_mask(str(tmp_path / "wide.tif"), 2)
+
+
+def test_two_class_masks_saved_as_0_255_are_warned_about(tmp_path):
+    mask = np.zeros((6, 8), np.uint8)
+    mask[2:4, 2:5] = 255
+    _index_png(f"{tmp_path}/m.png", mask)
+    with pytest.warns(UserWarning, match="hold 0 and 255 but no 1.*save binary masks as 0/1"):
+        values = read_mask(str(tmp_path / "m.png"), 2)
+    assert set(np.unique(values).tolist()) == {0, 255}  # the rule stands: 255 = ignore
+    mask[0, 0] = 1  # a real foreground pixel next to void: no warning
+    _index_png(f"{tmp_path}/m.png", mask)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_mask(str(tmp_path / "m.png"), 2)
+        read_mask(str(tmp_path / "m.png"), 3)
+
+
 def test_images_without_masks(tmp_path):
     root = _folders(tmp_path, n=3)
     os.remove(root / "masks" / "s2.png")
@@ -219,6 +251,18 @@ def test_train_transform_keeps_image_and_mask_aligned():
         # Away from label edges (bilinear vs nearest), the red channel still encodes the class.
         agree = (red - out_mask * 100).abs() < 1
         assert agree.float().mean() > 0.85
+
+
+def test_train_transform_vertical_flip():
+    image, mask = _striped()
+    flip = SegmentationTrainTransform(0, scale=(1.0, 1.0), hflip=0.0, vflip=1.0, mean=(0, 0, 0), std=(1, 1, 1))
+    out, out_mask = flip(image, mask)
+    torch.testing.assert_close(out_mask, mask.flip(0))
+    torch.testing.assert_close(out, image.flip(1).float() / 255)
+    keep = SegmentationTrainTransform(0, scale=(1.0, 1.0), hflip=0.0, vflip=0.0, mean=(0, 0, 0), std=(1, 1, 1))
+    torch.testing.assert_close(keep(image, mask)[1], mask)
+    with pytest.raises(ValueError, match="vflip is a probability"):
+        SegmentationTrainTransform(32, vflip=1.5)
 
 
 def test_train_transform_pads_masks_with_ignore():

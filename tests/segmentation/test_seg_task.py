@@ -61,6 +61,14 @@ def test_aux_loss_weight_comes_from_the_config(voc_scenes):
     torch.testing.assert_close(parts["loss"], expected)
 
 
+def test_vflip_option_reaches_the_train_transform_not_the_model(voc_scenes):
+    task = _task(voc_scenes, vflip=0.5)
+    train, val = task.build_datasets()
+    assert train.transform.vflip == 0.5 and train.transform.hflip == task.config.data.augment.hflip
+    task.build_model()  # "vflip" was taken out of the model kwargs
+    assert _task(voc_scenes).build_datasets()[0].transform.vflip == 0.0
+
+
 def test_bad_options(voc_scenes):
     with pytest.raises(ValueError, match="model.kwargs.loss must be one of"):
         _task(voc_scenes, loss="lovasz")
