@@ -51,6 +51,30 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> nn.Con
     return fused
 
 
+@torch.no_grad()
+def fuse_batchnorm(model: nn.Module) -> int:
+    """Fold, in place, every ``BatchNorm2d`` that directly follows a ``Conv2d`` in an ``nn.Sequential``.
+
+    The conv becomes ``fuse_conv_bn(conv, bn)`` and the BN an ``nn.Identity``, so the model computes
+    what it computed in eval mode with one pass over the feature map less per conv (the conv-BN-act
+    blocks of YOLO, MobileNet, EfficientNet... are such Sequentials). For inference only: the fused
+    model has no BN statistics left to train. Returns the number of folded pairs.
+    """
+    count = 0
+    for module in list(model.modules()):
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for first, second in zip(names, names[1:]):
+            conv, bn = module._modules[first], module._modules[second]
+            if (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None
+                    and bn.num_features == conv.out_channels):
+                module._modules[first] = fuse_conv_bn(conv, bn)
+                module._modules[second] = nn.Identity()
+                count += 1
+    return count
+
+
 def pad_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
     """Zero-pad a square ``[..., k, k]`` kernel to ``[..., size, size]``, keeping it centred."""
     pad = (size - kernel.shape[-1]) // 2

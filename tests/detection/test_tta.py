@@ -114,7 +114,8 @@ def test_task_predict_with_augment_equals_hand_merged_passes(tmp_path):
     got = task.predict_files(model, [path], torch.device("cpu"), conf=0.01)[0]["detections"]
     assert got and got != plain
 
-    boxed, _, ratio, pad = T.LetterBox(96, scaleup=True).apply(image)
+    # Predict pads only to the next multiple of the stride (64 x 96 here), not to the square.
+    boxed, _, ratio, pad = T.LetterBox(96, stride=32, auto=True, scaleup=True).apply(image)
     x = torch.from_numpy(np.ascontiguousarray(boxed.transpose(2, 0, 1))).float().div(255).unsqueeze(0)
     with torch.no_grad():
         detections = nms_postprocess(_hand_merged(model, x), 0.01, 0.7, 300)[0]

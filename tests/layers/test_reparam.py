@@ -86,3 +86,30 @@ def test_reparameterize_calls_every_submodule_once():
     model = nn.Sequential(Fusable(), nn.Sequential(nn.ReLU(), Fusable()))
     assert reparameterize(model) is model
     assert calls == [model[0], model[1][1]]
+
+
+@pytest.mark.parametrize("name", ["yolov8n", "mobilenet_v3_small"])
+def test_fuse_batchnorm_keeps_eval_outputs_and_removes_the_norms(name):
+    from cvzoo.layers.reparam import fuse_batchnorm
+    from cvzoo.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5).eval()
+    for module in model.modules():  # non-trivial statistics, so a wrong fold would show
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        expected = model(x)
+        before = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        folded = fuse_batchnorm(model)
+        after = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        got = model(x)
+    assert folded > 0 and after == before - folded
+    from torch.utils._pytree import tree_leaves
+
+    pairs = list(zip(tree_leaves(expected), tree_leaves(got)))
+    assert pairs
+    for a, b in pairs:
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)

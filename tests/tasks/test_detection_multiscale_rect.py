@@ -112,3 +112,22 @@ def test_one_epoch_with_multiscale_trains(tmp_path):
     run = tmp_path / "runs" / "detect" / "ms"
     assert (run / "weights" / "last.pt").exists()
     assert "multiscale: true" in (run / "args.yaml").read_text()
+
+
+def test_torch_predict_pads_to_the_stride_not_the_square(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from cvzoo.models import create_model
+
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.full((50, 90, 3), 128, np.uint8)).save(path)
+    task = DetectionTask(apply_overrides(Config(), ["task=detect", "data.img_size=96"]))
+    task.class_names = ["a", "b"]
+    model = create_model("yolov8n", num_classes=2).eval()
+    shapes = []
+    model.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape[-2:])))
+    result = task.predict_files(model, [path], torch.device("cpu"))[0]
+    # 50x90 scaled by 96/90 is 53x96; the torch backend pads the height to 64 (stride 32), not 96.
+    assert shapes == [(64, 96)]
+    assert result["size"] == [50, 90]

@@ -1,0 +1,511 @@
+"""YOLOv8n in cvzoo beside ultralytics' YOLOv8n (the reference), run by this one script (issue #6).
+
+ultralytics is AGPL: it is never a dependency of cvzoo and never imported by cvzoo or its tests. It lives
+in a separate benchmark venv that sees the project venv's packages (torch, torchvision, NumPy, OpenCV,
+PyYAML, ...) through a ``.pth`` file, so nothing heavy is installed twice. Once, from the repository root:
+
+    python3 -m venv /work/ulvenv
+    echo "$(ls -d $PWD/.venv/lib/python3.*/site-packages)" \\
+        > "$(ls -d /work/ulvenv/lib/python3.*/site-packages)/cvzoo_venv.pth"
+    /work/ulvenv/bin/pip install --no-deps ultralytics
+    /work/ulvenv/bin/pip install polars   # ultralytics needs it to write its checkpoints (map mode)
+
+(both venvs must have the same Python minor version). Nothing else is needed for predict, train and val:
+ultralytics' other declared dependencies (psutil, requests, py-cpuinfo, ultralytics-thop, ...) are either
+in the project venv or only imported by features this script does not use. The script keeps ultralytics
+offline: ``YOLO_OFFLINE=1`` (no connectivity check, no analytics, no update check), ``YOLO_AUTOINSTALL=false``
+(no pip installs of missing extras), its settings file in the work folder with ``sync`` off, ``plots=False``
+(no font download), and every model is built from ``yolov8n.yaml`` (no weight download). All three modes
+were checked to run inside a network namespace with no network at all (``unshare -n``).
+
+Run from the repository root:
+
+    PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py latency
+    PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py train
+    PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py map
+    PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py train --quick   # any mode
+
+Modes
+    latency  Batch-1 CPU latency at 640 px, eager fp32, pre- and post-processing included, on ultralytics'
+             ``assets/bus.jpg`` decoded once (not timed). cvzoo: ``DetectionTask._predict_array`` (the one-image
+             path of ``cvzoo predict``: letterbox, forward, NMS, boxes back to the original image); ultralytics:
+             ``YOLO("yolov8n.yaml").predict(array, imgsz=640, device="cpu", conf=0.25)``. Random weights by
+             default (``--cvzoo-weights`` / ``--ultralytics-weights`` take trained checkpoints, e.g. the ones
+             ``map`` prints). Calls alternate A B A B after a warm-up; the figure is the median of the per-pair
+             ratios cvzoo / ultralytics (target <= 1.0). Each side's network input shape, detection count and
+             whether BatchNorm was folded are printed, because they are part of what is timed.
+    train    Training throughput (images/s) and peak RSS, each side in its own subprocess (so the RSS is per
+             side): same data, batch, image size, SGD recipe and augmentation (mosaic on every epoch, HSV
+             0.015/0.7/0.4, flip 0.5, translate 0.1, scale 0.5), workers=0, ``--threads`` threads. Only the
+             training epochs are timed (no validation; ultralytics is stopped after its last training epoch);
+             the first epoch is a warm-up when there are more. Rounds alternate cvzoo, ultralytics; the figure
+             is the median of the per-round ratios cvzoo / ultralytics (target >= 1.0).
+    map      Both trained from scratch for the same epochs on the same data and recipe, then each last.pt
+             (EMA weights) validated by its own library on the same val split at the same size, conf 0.001,
+             IoU 0.7, max 300 detections, rectangular batches of 2 x batch. Prints mAP50-95 and mAP50
+             (target: cvzoo >= ultralytics). Each library computes its own mAP (cvzoo: COCO-style evaluator;
+             ultralytics: its ``ap_per_class``, 101-point interpolation).
+
+Defaults: ``latency`` 640 px, 3 warm-up calls + 20 pairs; ``train`` the first 512 of the 2000 training
+scenes (``--limit-train``), 640 px, batch 16, 2 epochs per run (the second is timed), 2 rounds; ``map`` all
+2000 training scenes, 320 px, batch 16, 20 epochs, mosaic closed for the last 10. ``--threads 2`` everywhere:
+ultralytics resets torch's thread count to ``min(8, cpus - 1)`` whenever it selects a device, which this
+script overrides so that both sides use the same count (printed with the results).
+
+The dataset is ``cvzoo.data.synthetic.write_yolo_dataset`` (Fashion-MNIST objects on textures, ultralytics
+layout + data YAML), written once per configuration under ``--workdir`` and reused. ``--quick`` is a tiny
+configuration (64 train / 16 val images of 128-192 px, 160 px training, 1 epoch, few latency repeats) for
+checking that everything runs; its figures mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from _timing import alternate, median, median_ratio, peak_rss_mib  # noqa: E402
+
+RESULT_TAG = "BENCH_RESULT "
+SETUP_HINT = """ultralytics is not importable from this Python ({python}).
+It is the reference of this benchmark and lives in its own venv (never a cvzoo dependency). Once:
+
+    python3 -m venv /work/ulvenv
+    echo "$(ls -d $PWD/.venv/lib/python3.*/site-packages)" \\
+        > "$(ls -d /work/ulvenv/lib/python3.*/site-packages)/cvzoo_venv.pth"
+    /work/ulvenv/bin/pip install --no-deps ultralytics
+    /work/ulvenv/bin/pip install polars
+
+then run this script as: PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py MODE
+(import error: {error})"""
+
+# The quick configuration: every mode runs in a minute or two; the numbers mean nothing.
+QUICK = {"train_images": 64, "val_images": 16, "min_size": 128, "max_size": 192, "imgsz": 160, "epochs": 1,
+         "batch": 8, "limit_train": 0, "rounds": 1, "repeats": 5, "warmup": 1}
+
+
+# ------------------------------------------------------------------------------------------- ultralytics
+def offline_environment(workdir: Path) -> None:
+    """Environment variables that keep ultralytics off the network; set before it is imported."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")  # is_online() -> False: no analytics, no update checks
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install a missing extra
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(workdir / "ultralytics_config"))  # its settings.json
+
+
+def import_ultralytics(threads: int):
+    """Import ultralytics (exit with the setup commands when it is missing) and pin its thread count.
+
+    ultralytics' ``select_device`` calls ``torch.set_num_threads(NUM_THREADS)`` with
+    ``NUM_THREADS = min(8, cpu_count - 1)`` (1 on a 2-core machine) whenever it sets up a predictor,
+    trainer or validator; the benchmark gives both sides the same ``--threads``.
+    """
+    try:
+        import ultralytics
+        from ultralytics.utils import SETTINGS, torch_utils
+    except ImportError as err:
+        sys.exit(SETUP_HINT.format(python=sys.executable, error=err))
+    torch_utils.NUM_THREADS = threads
+    if SETTINGS.get("sync"):
+        SETTINGS.update(sync=False)  # no analytics events (already off while offline)
+    return ultralytics
+
+
+# ------------------------------------------------------------------------------------------------- data
+def dataset_yaml(args: argparse.Namespace) -> Path:
+    """The synthetic YOLO dataset of this configuration (written once, then reused)."""
+    from cvzoo.data.synthetic import SceneConfig, write_yolo_dataset
+
+    root = Path(args.workdir) / (
+        f"scenes_{args.train_images}_{args.val_images}_{args.min_size}-{args.max_size}_seed{args.seed}")
+    done = root / ".complete"
+    if not done.exists():
+        start = time.perf_counter()
+        config = SceneConfig(size_range=(args.min_size, args.max_size), seed=args.seed)
+        write_yolo_dataset(root, args.train_images, args.val_images, config)
+        done.write_text("ok\n")
+        print(f"wrote {args.train_images} train / {args.val_images} val scenes "
+              f"({args.min_size}-{args.max_size} px) to {root} in {time.perf_counter() - start:.1f} s")
+    return root / "data.yaml"
+
+
+# ---------------------------------------------------------------------------------------------- latency
+def cvzoo_predictor(args: argparse.Namespace):
+    """``(task, model)`` of cvzoo's YOLOv8n: a training checkpoint, or 80 classes with random weights."""
+    import torch
+
+    from cvzoo.api import build_config, load_trained
+    from cvzoo.layers.reparam import fuse_batchnorm
+    from cvzoo.models.registry import create_model
+    from cvzoo.tasks.detection import DetectionTask
+
+    if args.cvzoo_weights:
+        task, model, _ = load_trained(args.cvzoo_weights, "cpu")
+    else:
+        task = DetectionTask(build_config(task="detect", imgsz=args.latency_imgsz))
+        task.class_names = [f"class{i}" for i in range(80)]  # ultralytics' yolov8n.yaml has 80 classes
+        torch.manual_seed(0)
+        model = create_model("yolov8n", num_classes=80).eval()
+    task.img_size = args.latency_imgsz
+    fuse_batchnorm(model)  # as cvzoo.api.predict does before predicting
+    return task, model
+
+
+def input_shape(module, call) -> tuple[int, ...]:
+    """The shape of the tensor ``module`` receives during ``call()``."""
+    seen: list[tuple[int, ...]] = []
+    handle = module.register_forward_pre_hook(lambda _, inputs: seen.append(tuple(inputs[0].shape)))
+    try:
+        call()
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def shape_text(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def wall_clock(call):
+    """``call`` returning None, so that ``_timing.alternate`` times it by wall clock."""
+
+    def timed() -> None:
+        call()
+
+    return timed
+
+
+def latency(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    ultralytics = import_ultralytics(args.threads)
+    from ultralytics import YOLO
+
+    from cvzoo.data.images import load_image
+
+    torch.set_num_threads(args.threads)
+    bus = Path(ultralytics.__file__).parent / "assets" / "bus.jpg"
+    rgb = np.asarray(load_image(bus, mode="RGB"))  # decoded once, outside the timing, for both sides
+    bgr = np.ascontiguousarray(rgb[..., ::-1])  # ultralytics reads NumPy arrays as OpenCV BGR
+
+    task, model = cvzoo_predictor(args)
+    cpu = torch.device("cpu")
+    settings = (0.25, 0.7, 300, None, None)  # conf, iou, max_det, classes, soft_nms: predict's defaults
+
+    def run_cvzoo():
+        with torch.no_grad():  # as DetectionTask.predict_files, the path of `cvzoo predict`
+            return task._predict_array(model, rgb, cpu, settings)
+
+    reference = YOLO(args.ultralytics_weights or "yolov8n.yaml")  # from the YAML: no download
+
+    def run_ultralytics():
+        return reference.predict(bgr, imgsz=args.latency_imgsz, device="cpu", conf=0.25, iou=0.7, max_det=300,
+                                 verbose=False)
+
+    run_ultralytics()  # builds the predictor (select_device, AutoBackend with Conv+BN folding)
+    torch.set_num_threads(args.threads)
+    ours_shape = input_shape(model, run_cvzoo)
+    ref_shape = input_shape(reference.predictor.model, run_ultralytics)
+    ours_dets = len(run_cvzoo()["detections"])
+    ref_dets = len(run_ultralytics()[0].boxes)
+    fused = getattr(reference.predictor.model.model, "is_fused", lambda: None)()
+
+    times = alternate({"cvzoo": wall_clock(run_cvzoo), "ultralytics": wall_clock(run_ultralytics)},
+                      args.repeats, args.warmup)
+    ours, ref = times["cvzoo"], times["ultralytics"]
+    print(f"bus.jpg {rgb.shape[1]}x{rgb.shape[0]}, imgsz {args.latency_imgsz}, batch 1, eager fp32, CPU, "
+          f"{torch.get_num_threads()} threads, {args.warmup} warm-up + {args.repeats} alternating pairs")
+    ours_weights = Path(args.cvzoo_weights).name if args.cvzoo_weights else "random (seed 0)"
+    ref_weights = Path(args.ultralytics_weights).name if args.ultralytics_weights else "yolov8n.yaml (random)"
+    print(f"{'side':12s} {'weights':28s} {'net input':>16s} {'dets':>5s} {'median ms':>10s}")
+    print(f"{'cvzoo':12s} {ours_weights:28s} {shape_text(ours_shape):>16s} {ours_dets:5d} {median(ours) * 1e3:10.2f}")
+    print(f"{'ultralytics':12s} {ref_weights:28s} {shape_text(ref_shape):>16s} {ref_dets:5d} {median(ref) * 1e3:10.2f}")
+    print(f"ultralytics folded Conv+BN for inference: {fused}; cvzoo runs the model as built")
+    print(f"latency ratio cvzoo/ultralytics (median of per-pair ratios): {median_ratio(ours, ref):.3f} "
+          "(target <= 1.0)")
+    if args.breakdown:
+        forward_breakdown(args, model, reference.predictor.model.model, ours_shape, ref_shape)
+
+
+def forward_breakdown(args: argparse.Namespace, model, reference, ours_shape, ref_shape) -> None:
+    """Network forward alone (no pre/post-processing), alternating: where the end-to-end gap comes from."""
+    import torch
+
+    torch.manual_seed(0)
+    inputs = {shape: torch.rand(shape) for shape in (ours_shape, ref_shape)}
+
+    def forward(module, shape):
+        def call() -> None:
+            with torch.no_grad():
+                module(inputs[shape])
+
+        return call
+
+    runs = {f"cvzoo {shape_text(ours_shape[2:])}": forward(model, ours_shape),
+            f"cvzoo {shape_text(ref_shape[2:])}": forward(model, ref_shape),
+            f"ultralytics {shape_text(ref_shape[2:])}": forward(reference, ref_shape)}
+    times = alternate(runs, args.repeats, args.warmup)
+    last = list(runs)[-1]
+    print("forward pass only (same random input per shape):")
+    for name, values in times.items():
+        ratio = median_ratio(values, times[last])
+        print(f"  {name:22s} {median(values) * 1e3:8.2f} ms  ratio to {last}: {ratio:.3f}")
+
+
+# ----------------------------------------------------------------------------------- train / map (parent)
+def run_child(spec: dict, log: Path) -> dict:
+    """Run one side in its own Python process; its last ``BENCH_RESULT`` line is the result."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"  {spec['side']:12s} {spec['job']} ... (log {log})", flush=True)
+    start = time.perf_counter()
+    with log.open("w") as out:
+        code = subprocess.run([sys.executable, str(Path(__file__).resolve()), "_child", json.dumps(spec)],
+                              stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO).returncode
+    lines = log.read_text(errors="replace").splitlines()
+    results = [line[len(RESULT_TAG):] for line in lines if line.startswith(RESULT_TAG)]
+    if code != 0 or not results:
+        tail = "\n".join(lines[-30:])
+        raise SystemExit(f"{spec['side']} {spec['job']} failed (exit {code}); end of {log}:\n{tail}")
+    result = json.loads(results[-1])
+    print(f"  {spec['side']:12s} done in {time.perf_counter() - start:.0f} s", flush=True)
+    return result
+
+
+def child_spec(args: argparse.Namespace, side: str, job: str, data: Path, name: str) -> dict:
+    # close_mosaic >= epochs would switch mosaic off from the first epoch (cvzoo, ultralytics 8.4; older
+    # ultralytics tested epoch == epochs - close_mosaic and left it on): clip it so that both sides train
+    # with mosaic at least in the first epoch. The throughput run keeps mosaic on throughout.
+    close = 0 if job == "train" else max(0, min(args.close_mosaic, args.epochs - 1))
+    return {"side": side, "job": job, "data": str(data), "imgsz": args.imgsz, "batch": args.batch,
+            "epochs": args.epochs, "close_mosaic": close, "threads": args.threads, "device": args.device,
+            "limit_train": args.limit_train, "seed": args.seed, "name": name, "workdir": str(args.workdir),
+            "project": str(Path(args.workdir) / f"runs_{side}")}
+
+
+def train(args: argparse.Namespace) -> None:
+    data = dataset_yaml(args)
+    images = min(args.limit_train or args.train_images, args.train_images)
+    print(f"training throughput: yolov8n, {images} images, imgsz {args.imgsz}, batch {args.batch}, "
+          f"{args.epochs} epoch(s) per run, mosaic on, workers 0, {args.threads} threads, device {args.device}")
+    rows: dict[str, list[dict]] = {"cvzoo": [], "ultralytics": []}
+    for index in range(args.rounds):
+        print(f"round {index + 1}/{args.rounds}")
+        for side in rows:
+            spec = child_spec(args, side, "train", data, f"train_r{index}")
+            rows[side].append(run_child(spec, Path(args.workdir) / "logs" / f"train_{side}_r{index}.log"))
+    print(f"{'side':12s} {'images/s':>9s} {'epoch s':>8s} {'peak RSS MiB':>13s} {'threads':>8s}   epoch times (s)")
+    for side, results in rows.items():
+        speed = median([r["images_per_s"] for r in results])
+        epoch = median([r["epoch_s"] for r in results])
+        rss = median([r["peak_rss_mib"] for r in results])
+        times = "; ".join(" ".join(f"{t:.1f}" for t in r["epoch_times"]) for r in results)
+        print(f"{side:12s} {speed:9.2f} {epoch:8.1f} {rss:13.0f} {results[0]['threads']:8d}   {times}")
+    speeds = {side: [r["images_per_s"] for r in results] for side, results in rows.items()}
+    rss = {side: [r["peak_rss_mib"] for r in results] for side, results in rows.items()}
+    print(f"throughput ratio cvzoo/ultralytics (median of per-round ratios): "
+          f"{median_ratio(speeds['cvzoo'], speeds['ultralytics']):.3f} (target >= 1.0)")
+    print(f"peak RSS ratio cvzoo/ultralytics: {median_ratio(rss['cvzoo'], rss['ultralytics']):.3f}")
+
+
+def map_mode(args: argparse.Namespace) -> None:
+    data = dataset_yaml(args)
+    close = max(0, min(args.close_mosaic, args.epochs - 1))
+    images = min(args.limit_train or args.train_images, args.train_images)
+    print(f"mAP after training from scratch: yolov8n, {images} train / {args.val_images} val images, "
+          f"imgsz {args.imgsz}, batch {args.batch}, {args.epochs} epoch(s), mosaic closed for the last {close}, "
+          f"{args.threads} threads, device {args.device}")
+    results = {}
+    for side in ("cvzoo", "ultralytics"):
+        spec = child_spec(args, side, "map", data, "map")
+        results[side] = run_child(spec, Path(args.workdir) / "logs" / f"map_{side}.log")
+    print(f"{'side':12s} {'mAP50-95':>9s} {'mAP50':>7s} {'train s':>8s} {'peak RSS MiB':>13s}   last.pt")
+    for side, r in results.items():
+        print(f"{side:12s} {r['map50_95']:9.4f} {r['map50']:7.4f} {r['train_s']:8.0f} {r['peak_rss_mib']:13.0f}   "
+              f"{r['weights']}")
+    ours, ref = results["cvzoo"], results["ultralytics"]
+    print(f"mAP50-95 cvzoo - ultralytics: {ours['map50_95'] - ref['map50_95']:+.4f}, mAP50: "
+          f"{ours['map50'] - ref['map50']:+.4f} (target >= 0)")
+    print(f"latency with these weights: PYTHONPATH=. {sys.executable} benchmarks/bench_yolo_vs_ultralytics.py "
+          f"latency --cvzoo-weights {ours['weights']} --ultralytics-weights {ref['weights']}")
+
+
+# ---------------------------------------------------------------------------------------- children
+def cvzoo_child(spec: dict) -> dict:
+    """Train (and for ``map`` validate) cvzoo's YOLOv8n; never imports ultralytics."""
+    import torch
+
+    from cvzoo.api import build_config, evaluate
+    from cvzoo.engine.trainer import Trainer
+    from cvzoo.tasks.detection import DetectionTask
+
+    class BenchTask(DetectionTask):
+        """The detection task, remembering its training-set size; for ``train`` without a validation split
+        (the trainer then runs no validation)."""
+
+        def build_datasets(self):
+            train_set, val_set = super().build_datasets()
+            self.train_size = len(train_set)
+            return train_set, (None if spec["job"] == "train" else val_set)
+
+    torch.set_num_threads(spec["threads"])
+    overrides = [
+        f"data.source={spec['data']}", f"data.img_size={spec['imgsz']}", f"data.batch_size={spec['batch']}",
+        "data.workers=0", f"data.limit_train={spec['limit_train']}",
+        f"data.augment.close_mosaic={spec['close_mosaic']}", f"train.epochs={spec['epochs']}",
+        f"train.device={spec['device']}", f"train.seed={spec['seed']}", f"train.val_interval={spec['epochs']}",
+        f"run.project={spec['project']}", f"run.name={spec['name']}", "run.exist_ok=true", "run.progress=false",
+        "run.tensorboard=false", "run.plots=false",
+    ]
+    config = build_config(None, overrides, task="detect")
+    task = BenchTask(config)
+    start = time.perf_counter()
+    result = Trainer(config, task).fit()
+    train_s = time.perf_counter() - start
+    # The trainer's per-epoch "time" is the training loop (validation, when it runs, follows it; with the
+    # ``train`` job there is none).
+    epoch_times = [row["time"] for row in result.history]
+    out = {"epoch_times": epoch_times, "train_s": train_s, "threads": torch.get_num_threads(),
+           "images": task.train_size}
+    if spec["job"] == "map":
+        metrics = evaluate(result.last_checkpoint, device=spec["device"], plots=False,
+                           save_dir=Path(spec["project"]) / "val_map")
+        out.update(map50_95=float(metrics["mAP50-95"]), map50=float(metrics["mAP50"]),
+                   weights=str(result.last_checkpoint))
+    return out
+
+
+def ultralytics_child(spec: dict) -> dict:
+    """Train (and for ``map`` validate) ultralytics' YOLOv8n with the settings that match cvzoo's recipe."""
+    offline_environment(Path(spec["workdir"]))
+    import_ultralytics(spec["threads"])
+    import torch
+    from ultralytics import YOLO
+
+    class StopAfterTraining(Exception):
+        """Raised after the last training epoch of a throughput run: skips ultralytics' final validations."""
+
+    torch.set_num_threads(spec["threads"])
+    state: dict = {"epoch_times": []}
+
+    def on_epoch_start(trainer) -> None:
+        state["threads"] = torch.get_num_threads()
+        state["start"] = time.perf_counter()
+
+    def on_epoch_end(trainer) -> None:
+        state["epoch_times"].append(time.perf_counter() - state["start"])
+        state["images"] = len(trainer.train_loader.dataset)
+        if spec["job"] == "train" and len(state["epoch_times"]) == spec["epochs"]:
+            raise StopAfterTraining
+
+    model = YOLO("yolov8n.yaml")  # built from the YAML: random init, nothing downloaded
+    model.add_callback("on_train_epoch_start", on_epoch_start)
+    model.add_callback("on_train_epoch_end", on_epoch_end)
+    device = "cpu" if spec["device"] == "cpu" else spec["device"].replace("cuda:", "").replace("cuda", "0")
+    recipe = dict(  # cvzoo's detection defaults (cvzoo.config.schema.TASK_DEFAULTS), spelled out
+        optimizer="SGD", lr0=0.01, lrf=0.01, momentum=0.937, weight_decay=0.0005, warmup_epochs=3.0,
+        warmup_momentum=0.8, warmup_bias_lr=0.1, nbs=64, cos_lr=False, box=7.5, cls=0.5, dfl=1.5,
+        hsv_h=0.015, hsv_s=0.7, hsv_v=0.4, degrees=0.0, translate=0.1, scale=0.5, shear=0.0, perspective=0.0,
+        flipud=0.0, fliplr=0.5, mosaic=1.0, mixup=0.0, cutmix=0.0, copy_paste=0.0, bgr=0.0, multi_scale=0.0,
+        close_mosaic=spec["close_mosaic"], rect=False, cache=False, amp=False, deterministic=False,
+    )
+    start = time.perf_counter()
+    try:
+        model.train(data=spec["data"], epochs=spec["epochs"], imgsz=spec["imgsz"], batch=spec["batch"],
+                    fraction=spec["limit_train"] or 1.0,  # an int: the first N sorted images, as cvzoo's limit
+                    workers=0, device=device, seed=spec["seed"], val=False, plots=False, project=spec["project"],
+                    name=spec["name"], exist_ok=True, pretrained=False, **recipe)
+    except StopAfterTraining:
+        pass
+    train_s = time.perf_counter() - start
+    out = {"epoch_times": state["epoch_times"], "train_s": train_s, "threads": state.get("threads", 0),
+           "images": state.get("images")}
+    if spec["job"] == "map":
+        weights = Path(model.trainer.save_dir) / "weights" / "last.pt"
+        metrics = YOLO(str(weights)).val(
+            data=spec["data"], imgsz=spec["imgsz"], batch=2 * spec["batch"], conf=0.001, iou=0.7, max_det=300,
+            rect=True, device=device, plots=False, project=spec["project"], name="val_map", exist_ok=True,
+            verbose=False)
+        out.update(map50_95=float(metrics.box.map), map50=float(metrics.box.map50), weights=str(weights))
+    return out
+
+
+def child(spec: dict) -> None:
+    out = (cvzoo_child if spec["side"] == "cvzoo" else ultralytics_child)(spec)
+    times = out["epoch_times"]
+    timed = times[1:] or times  # the first epoch is the warm-up when there are more
+    out["epoch_s"] = median(timed)
+    if out.get("images"):
+        out["images_per_s"] = out["images"] / out["epoch_s"]
+    out["peak_rss_mib"] = peak_rss_mib()
+    print(RESULT_TAG + json.dumps(out), flush=True)
+
+
+# ------------------------------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=("latency", "train", "map"))
+    parser.add_argument("--quick", action="store_true", help="tiny configuration to check that it runs")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of both sides")
+    parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "cvzoo_bench_yolo"),
+                        help="datasets, runs and logs (reused between calls)")
+    data = parser.add_argument_group("data (train, map)")
+    data.add_argument("--train-images", type=int, default=2000)
+    data.add_argument("--val-images", type=int, default=500)
+    data.add_argument("--min-size", type=int, default=320, help="scene sides are drawn in [min-size, max-size]")
+    data.add_argument("--max-size", type=int, default=640)
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--limit-train", type=int,
+                      help="train on the first N (sorted) training images; 0 = all (default: train 512, map 0)")
+    run = parser.add_argument_group("training (train, map)")
+    run.add_argument("--imgsz", type=int, help="training/validation size (default: train 640, map 320)")
+    run.add_argument("--epochs", type=int, help="default: train 2 (the first is a warm-up), map 20")
+    run.add_argument("--batch", type=int, default=16)
+    run.add_argument("--close-mosaic", type=int, default=10, help="map: no mosaic in the last N epochs")
+    run.add_argument("--rounds", type=int, default=2, help="train: alternating cvzoo/ultralytics runs")
+    run.add_argument("--device", default="cpu", help="train/map device: cpu, cuda, cuda:N")
+    lat = parser.add_argument_group("latency")
+    lat.add_argument("--latency-imgsz", type=int, default=640)
+    lat.add_argument("--repeats", type=int, default=20, help="alternating pairs")
+    lat.add_argument("--warmup", type=int, default=3)
+    lat.add_argument("--cvzoo-weights", help="a cvzoo training checkpoint (default: random weights)")
+    lat.add_argument("--breakdown", action="store_true",
+                     help="also time the bare forward passes (cvzoo at both input shapes, "
+                          "ultralytics' folded model)")
+    lat.add_argument("--ultralytics-weights", help="an ultralytics .pt (default: yolov8n.yaml, random weights)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    if args.imgsz is None:
+        args.imgsz = 640 if args.mode == "train" else 320
+    if args.epochs is None:
+        args.epochs = 2 if args.mode == "train" else 20
+    if args.limit_train is None:
+        args.limit_train = 512 if args.mode == "train" else 0
+    args.workdir = str(Path(args.workdir).resolve())
+    return args
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "_child":
+        child(json.loads(sys.argv[2]))
+        return
+    args = parse_args()
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    offline_environment(Path(args.workdir))
+    if args.mode != "latency":  # fail early, before the children start
+        import_ultralytics(args.threads)
+    {"latency": latency, "train": train, "map": map_mode}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()
