@@ -122,7 +122,8 @@ def evaluate(weights: str | Path, data: str | None = None, batch: int | None = N
              overrides: list[str] | None = None, augment: bool = False) -> dict[str, Any]:
     """Validate a checkpoint on its own validation data (or ``data``); returns the metrics dict.
 
-    ``augment=True`` validates with test-time augmentation (detection: see ``cvzoo.models.detection.tta``).
+    ``augment=True`` validates with test-time augmentation (detection: see ``cvzoo.models.detection.tta``;
+    classification: logits of the image and its mirror averaged).
     """
     dev = select_device(device)
     task, model, _ = load_trained(weights, dev)

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
     parser.add_argument("--onnx", help="ONNX file for --backend onnxruntime (default: WEIGHTS with .onnx)")
     parser.add_argument("--augment", action="store_true",
-                        help="detection: test-time augmentation (scales 1, 0.83 flipped, 0.67; one NMS)")
+                        help="test-time augmentation: detection scales 1, 0.83 flipped, 0.67 with one NMS; "
+                             "classification: logits of the image and its mirror averaged")
     add_device_argument(parser)
     parser.set_defaults(func=run)
 

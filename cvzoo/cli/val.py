@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-dir", help="where to write plots (default runs/<task>/val<N>)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.add_argument("--augment", action="store_true",
-                        help="detection: test-time augmentation (scales 1, 0.83 flipped, 0.67; one NMS)")
+                        help="test-time augmentation: detection scales 1, 0.83 flipped, 0.67 with one NMS; "
+                             "classification: logits of the image and its mirror averaged")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override"
     )

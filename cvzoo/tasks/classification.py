@@ -51,6 +51,8 @@ class _EvaluatorAdapter(Evaluator):
 class ClassificationTask(Task):
     name = "classify"
     fitness_metric = "top1"
+    # Test-time augmentation: the logits of the image and of its horizontal mirror, averaged.
+    supports_augment = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -225,9 +227,20 @@ class ClassificationTask(Task):
             return {"loss": loss, "loss_main": loss_main.detach(), "loss_aux": loss_aux.detach()}
         return {"loss": self._loss(outputs, targets)}
 
+    def _logits(self, model: Any, images: torch.Tensor) -> torch.Tensor:
+        """The model's logits; with ``self.augment`` averaged with those of the mirrored images.
+
+        Only meaningful where a mirrored image keeps its class (clothes, objects; not digits or text),
+        i.e. where the model was trained with ``data.augment.hflip > 0``.
+        """
+        logits = model(images)
+        if self.augment:
+            logits = (logits.float() + model(images.flip(-1)).float()) / 2
+        return logits
+
     def validation_step(self, model: nn.Module, batch: Any, evaluator: Evaluator) -> dict[str, torch.Tensor]:
         images, labels = batch
-        logits = model(self._to_float(images, train=False))
+        logits = self._logits(model, self._to_float(images, train=False))
         evaluator.update(logits, batch)
         return {"loss": F.cross_entropy(logits.float(), labels)}
 
@@ -286,7 +299,7 @@ class ClassificationTask(Task):
             images = torch.stack([transform(load_image(path, mode=mode)) for path in chunk]).to(device)
             if isinstance(model, nn.Module):
                 model.eval()
-            probs = torch.softmax(model(images).float(), dim=-1).cpu()
+            probs = torch.softmax(self._logits(model, images).float(), dim=-1).cpu()
             values, indices = probs.topk(k, dim=-1)
             for path, vals, idxs in zip(chunk, values.tolist(), indices.tolist()):
                 top = [{"class": self.classes[i], "index": i, "prob": p} for i, p in zip(idxs, vals)]

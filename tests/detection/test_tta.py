@@ -140,10 +140,11 @@ def test_tasks_without_tta_say_so():
     from cvzoo.api import build_config, enable_augment
     from cvzoo.tasks import task_class
 
-    for name in ("classify", "segment"):
+    for name in ("segment", "siamese"):
         task = task_class(name)(build_config(task=name))
         with pytest.raises(ValueError, match=f"not available for the '{name}' task"):
             enable_augment(task)
-    task = task_class("detect")(build_config(task="detect"))
-    enable_augment(task)
-    assert task.augment
+    for name in ("detect", "classify"):
+        task = task_class(name)(build_config(task=name))
+        enable_augment(task)
+        assert task.augment
