@@ -111,10 +111,7 @@ def load_trained(weights: str | Path, device: str | torch.device = "cpu") -> tup
 
 def enable_augment(task: Task) -> None:
     """Switch test-time augmentation on for ``task``, or say clearly that it has none."""
-    if not task.supports_augment:
-        raise ValueError(f"test-time augmentation (augment / --augment) is not available for the {task.name!r} "
-                         "task; it is supported by 'detect'")
-    task.augment = True
+    task.enable_augment()
 
 
 def evaluate(weights: str | Path, data: str | None = None, batch: int | None = None, device: str = "auto",

@@ -125,6 +125,7 @@ class TrainConfig:
     sync_bn: bool = False
     channels_last: bool = False
     val_interval: int = 1
+    val_augment: bool = False  # validate with test-time augmentation (tasks with supports_augment)
     log_images: bool = True
     aux_loss_weight: float = 0.3  # GoogLeNet aux heads (0.3 each), segmentation aux head
     compile: bool = False

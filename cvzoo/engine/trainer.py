@@ -109,6 +109,8 @@ class Trainer:
             from cvzoo.tasks import build_task
 
             task = build_task(config)
+        if config.train.val_augment:
+            task.enable_augment()  # fails here, before any work, for a task without test-time augmentation
         self.task = task
         self.extra_callbacks = list(callbacks or [])
         self.dist: DistInfo = dist_info_from_env()

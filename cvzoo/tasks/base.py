@@ -55,6 +55,13 @@ class Task(ABC):
         # {"conf": float, "iou": float, "max_det": int} when the export should include NMS.
         self.export_nms: dict[str, Any] | None = None
 
+    def enable_augment(self) -> None:
+        """Switch test-time augmentation on, or say clearly that this task has none."""
+        if not self.supports_augment:
+            raise ValueError(f"test-time augmentation (augment / --augment / train.val_augment) is not available "
+                             f"for the {self.name!r} task; it is supported by 'classify' and 'detect'")
+        self.augment = True
+
     # --- construction ---------------------------------------------------------------------------
     @abstractmethod
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:

@@ -119,3 +119,16 @@ def test_yaml_recipe_rejects_unknown_key(tmp_path, capsys):
     assert main(["train", "--config", str(recipe), "--project", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "r.yaml" in err and "optim.learning_rate" in err
+
+
+def test_val_augment_switches_tta_on_for_training_validation_or_fails_early(tmp_path):
+    from cvzoo.api import build_config
+    from cvzoo.engine.trainer import Trainer
+
+    common = ["run.progress=false", f"run.project={tmp_path}", "train.val_augment=true"]
+    cfg = build_config(overrides=["task=classify", "model.name=lenet_mnist", "data.source=fashion_mnist_sample",
+                                  *common])
+    assert Trainer(cfg).task.augment is True
+    cfg = build_config(overrides=["task=segment", "model.name=unet", *common])
+    with pytest.raises(ValueError, match="'segment' task"):
+        Trainer(cfg)

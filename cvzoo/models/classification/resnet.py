@@ -79,7 +79,8 @@ class BasicBlock(nn.Module):
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.act2(out + shortcut)
+        out += shortcut  # in place: one fewer full-size allocation per block (autograd-safe after BN/conv)
+        return self.act2(out)
 
 
 class Bottleneck(nn.Module):
@@ -125,7 +126,8 @@ class Bottleneck(nn.Module):
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.act2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.act3(out + shortcut)
+        out += shortcut  # in place, as in BasicBlock
+        return self.act3(out)
 
 
 Block = type[BasicBlock] | type[Bottleneck]

@@ -129,9 +129,9 @@ class NmsDetector(nn.Module):
         Near-tied candidates make element-wise comparison meaningless: scores closer than the float
         error between two runtimes (about 1e-7 relative) may swap ranks, and NMS then keeps the other
         of two overlapping boxes. So the check is: the same number of detections per image, the same
-        sorted scores, and every detection of ``got`` one of the model's candidates (same class, box
-        and score). ``inf`` for a different count. Exact equality of the NMS itself is tested on
-        models without ties (``tests/detection/test_graph_nms.py``).
+        sorted scores, and every detection of ``got`` one of the model's candidates (box, score, and a
+        class tied for the candidate's best score). ``inf`` for a different count. Exact equality of the
+        NMS itself is tested on models without ties (``tests/detection/test_graph_nms.py``).
         """
         predictions = self.model.decode(self.model(images))
         worst = 0.0
@@ -143,10 +143,13 @@ class NmsDetector(nn.Module):
                 continue
             sorted_a, sorted_b = a.scores.sort(descending=True).values, b.scores.sort(descending=True).values
             worst = max(worst, float((sorted_a - sorted_b).abs().max()))
-            scores, labels = pred[:, 4:].max(dim=-1)
-            error = torch.maximum((b.boxes[:, None] - pred[None, :, :4]).abs().amax(dim=-1),
-                                  (b.scores[:, None] - scores[None]).abs())  # [D, A]
-            error[b.labels[:, None] != labels[None]] = float("inf")
+            # A detection may take any class whose score ties with the candidate's best (saturated
+            # sigmoids give several classes 1.0, and runtimes break such ties differently): its error is
+            # also how far its class's score falls below the candidate's best.
+            class_scores = pred[:, 4:][:, b.labels.long()].T  # [D, A]: each detection's class, every candidate
+            best = pred[:, 4:].max(dim=-1).values[None]  # [1, A]
+            error = torch.stack([(b.boxes[:, None] - pred[None, :, :4]).abs().amax(dim=-1),
+                                 (b.scores[:, None] - class_scores).abs(), best - class_scores]).amax(dim=0)
             worst = max(worst, float(error.min(dim=1).values.max()))
         return worst
 
