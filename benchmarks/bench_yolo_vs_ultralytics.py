@@ -142,7 +142,7 @@ def cvzoo_predictor(args: argparse.Namespace):
     import torch
 
     from cvzoo.api import build_config, load_trained
-    from cvzoo.layers.reparam import fuse_batchnorm
+    from cvzoo.layers.reparam import prepare_for_inference
     from cvzoo.models.registry import create_model
     from cvzoo.tasks.detection import DetectionTask
 
@@ -154,7 +154,7 @@ def cvzoo_predictor(args: argparse.Namespace):
         torch.manual_seed(0)
         model = create_model("yolov8n", num_classes=80).eval()
     task.img_size = args.latency_imgsz
-    fuse_batchnorm(model)  # as cvzoo.api.predict does before predicting
+    prepare_for_inference(model, "cpu")  # as cvzoo.api.predict does: BN folded, channels-last weights
     return task, model
 
 
@@ -228,7 +228,10 @@ def latency(args: argparse.Namespace) -> None:
     print(f"{'side':12s} {'weights':28s} {'net input':>16s} {'dets':>5s} {'median ms':>10s}")
     print(f"{'cvzoo':12s} {ours_weights:28s} {shape_text(ours_shape):>16s} {ours_dets:5d} {median(ours) * 1e3:10.2f}")
     print(f"{'ultralytics':12s} {ref_weights:28s} {shape_text(ref_shape):>16s} {ref_dets:5d} {median(ref) * 1e3:10.2f}")
-    print(f"ultralytics folded Conv+BN for inference: {fused}; cvzoo runs the model as built")
+    layout = "channels-last" if next(reference.predictor.model.model.parameters()).is_contiguous(
+        memory_format=torch.channels_last) else "NCHW"
+    print(f"ultralytics folded Conv+BN for inference: {fused}, {layout} weights; cvzoo: folded, channels-last "
+          "(cvzoo.layers.reparam.prepare_for_inference, as cvzoo predict)")
     print(f"latency ratio cvzoo/ultralytics (median of per-pair ratios): {median_ratio(ours, ref):.3f} "
           "(target <= 1.0)")
     if args.breakdown:

@@ -25,7 +25,7 @@ from cvzoo.engine.device import select_device
 from cvzoo.engine.evaluate import run_validation
 from cvzoo.engine.run_dir import make_run_dir
 from cvzoo.engine.trainer import Trainer, TrainResult, default_workers
-from cvzoo.layers.reparam import fuse_batchnorm
+from cvzoo.layers.reparam import prepare_for_inference
 from cvzoo.tasks import Task, task_class
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -202,8 +202,8 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
     elif backend != "torch":
         raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnxruntime'")
     else:
-        # Inference only from here: fold BatchNorm into the convs before them (same outputs, fewer passes).
-        fuse_batchnorm(model)
+        # Inference only from here: BatchNorm folded into the convs, channels-last weights on the CPU.
+        prepare_for_inference(model, dev)
     results = task.predict_files(model, files, dev, **options)
     if save_dir is not None:
         task.save_predictions(results, Path(save_dir))

@@ -321,8 +321,10 @@ class DetectionTask(Task):
         letterbox = T.LetterBox(self.img_size, stride=max_stride(model) if is_torch else 32, auto=is_torch,
                                 scaleup=True)
         boxed, _, ratio, pad = letterbox.apply(image)
-        x = torch.from_numpy(np.ascontiguousarray(boxed.transpose(2, 0, 1))).float().div(255).unsqueeze(0)
-        x = x.to(device)
+        # HWC uint8 -> [1, 3, H, W] float: a channels-last tensor (the permute is a view), which is what
+        # the channels-last convolutions of a predicting model want; an exported graph gets NCHW.
+        x = torch.from_numpy(np.ascontiguousarray(boxed)).permute(2, 0, 1).unsqueeze(0).to(device)
+        x = x.float().div_(255) if is_torch else x.float().div_(255).contiguous()
         defaults = (PREDICT_CONF if conf is None else conf, PREDICT_IOU if iou is None else iou,
                     300 if max_det is None else max_det)
         if is_torch:

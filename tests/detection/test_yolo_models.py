@@ -183,3 +183,28 @@ def test_bad_backbones_are_rejected():
         YOLOv3(tiny=True, spp=True)
     with pytest.raises(ValueError, match="same even number"):
         YOLOv3(anchors=((10, 13, 16), (30, 61, 62), (116, 90, 156)))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_yolov8_postprocess_decodes_only_candidates_with_the_same_detections(channels_last):
+    from cvzoo.models.detection.base import nms_postprocess
+    from tests.detection.helpers import calibrated_detector
+
+    model = calibrated_detector("yolov8n", num_classes=3).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        outputs = model(torch.rand(2, 3, 64, 96))
+        full = model.decode(outputs)
+        for conf in (0.05, 0.3, 0.99):
+            partial = model.decode(outputs, min_score=conf)
+            keep = full[..., 4:].amax(-1) > conf
+            torch.testing.assert_close(partial[keep], full[keep])  # the candidates: decoded exactly
+            torch.testing.assert_close(partial[..., 4:], full[..., 4:])  # scores of all points
+            fast = model.postprocess(outputs, conf, 0.6, 50)
+            reference = nms_postprocess(full, conf, 0.6, 50)
+            for a, b in zip(fast, reference):
+                torch.testing.assert_close(a.boxes, b.boxes)
+                torch.testing.assert_close(a.scores, b.scores)
+                assert a.labels.tolist() == b.labels.tolist()
+        assert int((full[..., 4:].amax(-1) > 0.3).sum()) > 0  # the check is not vacuous

@@ -113,3 +113,20 @@ def test_fuse_batchnorm_keeps_eval_outputs_and_removes_the_norms(name):
     assert pairs
     for a, b in pairs:
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+def test_prepare_for_inference_keeps_outputs_folds_bn_and_goes_channels_last():
+    from cvzoo.layers.reparam import prepare_for_inference
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 4, 1))
+    model[1].running_mean.uniform_(-1, 1)
+    model[1].running_var.uniform_(0.5, 2)
+    model.eval()
+    x = torch.randn(2, 3, 12, 10)
+    expected = model(x)
+    assert prepare_for_inference(model, "cpu") is model
+    assert isinstance(model[1], nn.Identity)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvzoo.models.detection.base import Detector
+from cvzoo.models.detection.base import Detections, Detector, nms_postprocess
 from cvzoo.models.detection.darknet import CSPDarknet, build_backbone
 from cvzoo.models.detection.yolo_common import C2f, conv_bn_act, scale_depth, scale_width
 from cvzoo.models.detection.yolo_loss import YoloV8Loss, expected_distances
@@ -126,14 +126,39 @@ class YOLOv8(Detector):
     ) -> dict[str, torch.Tensor]:
         return self.criterion([outputs[name] for name in self.level_names], targets)
 
-    def decode(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def decode(self, outputs: dict[str, torch.Tensor], min_score: float | None = None) -> torch.Tensor:
+        """``[B, A, 4 + K]``. With ``min_score``, only the points whose best class score exceeds it get
+        their box decoded (the rest keep a zero-size box at their point): what NMS with that confidence
+        threshold keeps is unchanged, and the softmax over the box bins, the costliest step of decoding
+        (~1 ms of a CPU prediction at 640 px), runs on a few rows instead of thousands."""
         maps = [outputs[name] for name in self.level_names]
-        flat = torch.cat([m.flatten(2) for m in maps], dim=2).transpose(1, 2)  # [B, A, 4R + K]
+        # NHWC -> [B, HW, C] is a view for channels-last maps (cvzoo predict), one copy for NCHW ones.
+        flat = torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, m.shape[1]) for m in maps], dim=1)
         box_logits, cls_logits = flat.split((4 * self.reg_max, self.num_classes), dim=-1)
         sizes = [(m.shape[2], m.shape[3]) for m in maps]
         points, point_strides = make_grid_points(sizes, self.strides, 0.5, flat.device, flat.dtype)
-        distances = expected_distances(box_logits, self.reg_max) * point_strides[:, None]
-        return torch.cat((dist2bbox(distances, points), cls_logits.sigmoid()), dim=-1)
+        scores = cls_logits.sigmoid()
+        if min_score is None:
+            distances = expected_distances(box_logits, self.reg_max)
+        else:
+            keep = scores.amax(dim=-1) > min_score  # [B, A]
+            distances = box_logits.new_zeros((*box_logits.shape[:2], 4))
+            distances[keep] = expected_distances(box_logits[keep], self.reg_max)
+        return torch.cat((dist2bbox(distances * point_strides[:, None], points), scores), dim=-1)
+
+    def postprocess(
+        self,
+        outputs: dict[str, torch.Tensor],
+        conf_threshold: float = 0.25,
+        iou_threshold: float = 0.7,
+        max_detections: int = 300,
+        classes: Sequence[int] | None = None,
+        soft_nms: str | None = None,
+        agnostic: bool = False,
+    ) -> list[Detections]:
+        """As :meth:`Detector.postprocess`, decoding only the boxes that can pass ``conf_threshold``."""
+        return nms_postprocess(self.decode(outputs, min_score=conf_threshold), conf_threshold, iou_threshold,
+                               max_detections, classes, soft_nms, agnostic)
 
 
 _DETECT = {"task": "detect", "input_size": (3, 640, 640)}
