@@ -321,7 +321,7 @@ class Trainer:
                             f"({parts}); stopped. The last good checkpoint is kept at {last_path}. "
                             "Try a lower optim.lr, train.clip_grad_norm, or train.amp=false."
                         )
-                    scaler.scale(loss / accumulate).backward()
+                    scaler.scale(loss if self.task.loss_is_batch_sum else loss / accumulate).backward()
                     if (step_in_epoch + 1) % accumulate == 0 or step_in_epoch + 1 == len(train_loader) + skip:
                         if cfg.train.clip_grad_norm > 0:
                             scaler.unscale_(optimizer)

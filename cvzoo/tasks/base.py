@@ -48,6 +48,11 @@ class Task(ABC):
     # ``augment`` / ``export_nms`` below), so that asking a task without it is one clear error.
     supports_augment: bool = False  # test-time augmentation in validation_step and predict_files
     supports_export_nms: bool = False  # NMS inside the exported graph (export_module, export_output_names)
+    # How gradient accumulation combines batches. False: the loss is a mean over the batch, so the trainer
+    # divides each batch's loss by the accumulation count (the accumulated gradient is that of the mean over
+    # the nominal batch). True: the loss is a sum over the batch's images (YOLOv5/v8 multiply the mean by the
+    # batch size and tune lr=0.01 for it), so the batches' losses are added, as YOLO's training loop does.
+    loss_is_batch_sum: bool = False
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -77,6 +77,9 @@ class DetectionTask(Task):
     fitness_metric = "fitness"
     supports_augment = True
     supports_export_nms = True
+    # The YOLO losses are sums over the batch's images (mean x batch size); with the nominal batch of 64
+    # the trainer adds the accumulated batches' losses, as YOLOv5/v8 do (their lr 0.01 assumes it).
+    loss_is_batch_sum = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -131,6 +134,8 @@ class DetectionTask(Task):
     def to_device(self, batch: Any, device: torch.device) -> Any:
         images, targets, metas = batch
         images = images.to(device, non_blocking=device.type == "cuda").float() / 255.0
+        if self.config.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         return images, targets, metas
 

@@ -138,6 +138,30 @@ def test_gradient_accumulation_matches_large_batch(tmp_path):
         torch.testing.assert_close(big[key], acc[key], rtol=1e-5, atol=1e-6)
 
 
+
+def test_gradient_accumulation_adds_batch_sum_losses(tmp_path):
+    # A task whose loss is a sum over the batch (YOLO's mean x batch size) accumulates by adding: 2 x 32
+    # accumulated equals one batch of 64 with the same sum loss.
+    def run(batch, accumulate, name):
+        cfg = make_config(tmp_path, f"run.name={name}", f"data.batch_size={batch}", f"train.accumulate={accumulate}",
+                          "train.epochs=1", "optim.momentum=0.0", "optim.weight_decay=0.0", "optim.lr=0.001")
+
+        class SumLoss(ToyTask):
+            loss_is_batch_sum = True
+
+            def build_model(self):
+                return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+
+            def training_step(self, model, batch):
+                x, y = batch
+                return {"loss": torch.nn.functional.cross_entropy(model(x), y, reduction="sum")}
+
+        return _weights(Trainer(cfg, SumLoss(cfg)).fit().last_checkpoint)
+
+    big, acc = run(64, 1, "big"), run(32, 2, "acc")
+    for key in big:
+        torch.testing.assert_close(big[key], acc[key], rtol=1e-5, atol=1e-6)
+
 def test_warmup_and_cosine_floor():
     from cvzoo.config import SchedulerConfig
     from cvzoo.engine.optim import lr_factor_fn

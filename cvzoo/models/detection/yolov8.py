@@ -24,6 +24,7 @@ from cvzoo.models.detection.yolo_loss import YoloV8Loss, expected_distances
 from cvzoo.models.detection.yolov3 import level_names
 from cvzoo.models.necks import PathAggregationNetwork
 from cvzoo.models.registry import register_model
+from cvzoo.models.weights import register_remap
 from cvzoo.ops import dist2bbox, make_grid_points
 
 STRIDES = (8, 16, 32)
@@ -160,6 +161,60 @@ class YOLOv8(Detector):
         return nms_postprocess(self.decode(outputs, min_score=conf_threshold), conf_threshold, iou_threshold,
                                max_detections, classes, soft_nms, agnostic)
 
+
+
+# ultralytics' YOLOv8 layer indices (its yolov8.yaml, every scale) -> cvzoo module paths. Layers 10, 11,
+# 13, 14, 17 and 20 (upsampling, concatenation) have no weights.
+_ULTRALYTICS_V8_LAYERS = {
+    0: "backbone.body.stem", 1: "backbone.body.stage1.0", 2: "backbone.body.stage1.1",
+    3: "backbone.body.stage2.0", 4: "backbone.body.stage2.1", 5: "backbone.body.stage3.0",
+    6: "backbone.body.stage3.1", 7: "backbone.body.stage4.0", 8: "backbone.body.stage4.1",
+    9: "backbone.body.stage4.2", 12: "neck.top_down4", 15: "neck.top_down3", 16: "neck.down3",
+    18: "neck.bottom_up4", 19: "neck.down4", 21: "neck.bottom_up5",
+}
+# Inside a layer: C2f's cv1 / cv2 / m.i.cv1 / m.i.cv2 and SPPF's cv1 / cv2 (layer 9).
+_ULTRALYTICS_V8_PARTS = (("m.", "blocks."), ("cv1.", "split."), ("cv2.", "fuse."))
+
+
+def ultralytics_yolov8_to_cvzoo(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys of an ultralytics YOLOv8 detection state dict (``YOLO("yolov8n.pt").model.state_dict()``,
+    saved by the user with ultralytics installed) -> cvzoo's :class:`YOLOv8` keys.
+
+    The layer order of ultralytics' ``yolov8.yaml`` fixes the mapping; the Detect head's ``cv2`` (box) and
+    ``cv3`` (class) branches are cvzoo's ``box_branches`` / ``cls_branches``, and its fixed DFL conv (the
+    bin indices 0..15, which cvzoo computes) is dropped. Only key names change; shapes are checked when
+    the result is loaded.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] != "model" or len(parts) < 3 or not parts[1].isdigit():
+            raise KeyError(f"not an ultralytics YOLOv8 key: {key!r}")
+        index, rest = int(parts[1]), ".".join(parts[2:])
+        if index == 22:  # Detect
+            if rest.startswith("dfl."):
+                continue
+            branch = {"cv2": "box_branches", "cv3": "cls_branches"}.get(parts[2])
+            if branch is None:
+                raise KeyError(f"unexpected ultralytics Detect key {key!r}")
+            out[f"head.{branch}.{'.'.join(parts[3:])}"] = value
+            continue
+        if index not in _ULTRALYTICS_V8_LAYERS:
+            raise KeyError(f"ultralytics YOLOv8 layer {index} has no cvzoo counterpart ({key!r})")
+        if index == 9:
+            rest = rest.replace("cv1.", "reduce.", 1).replace("cv2.", "fuse.", 1)
+        else:
+            for theirs, ours in _ULTRALYTICS_V8_PARTS:
+                if rest.startswith(theirs):
+                    rest = ours + rest[len(theirs):]
+                    break
+            # inside a bottleneck (blocks.i.cv1 / cv2) -> blocks.i.conv1 / conv2
+            rest = rest.replace(".cv1.", ".conv1.").replace(".cv2.", ".conv2.")
+        out[f"{_ULTRALYTICS_V8_LAYERS[index]}.{rest}"] = value
+    return out
+
+
+register_remap("yolov8", ultralytics_yolov8_to_cvzoo, name="ultralytics:yolov8")
 
 _DETECT = {"task": "detect", "input_size": (3, 640, 640)}
 register_model("yolov8n", YOLOv8, depth_multiple=0.33, width_multiple=0.25, max_channels=1024, **_DETECT)
