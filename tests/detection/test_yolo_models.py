@@ -10,6 +10,7 @@ from cvzoo.analysis.flops import count_flops
 from cvzoo.models import create_model, get_entry, list_models
 from cvzoo.models.detection.base import Detections, Detector
 from cvzoo.models.detection.yolov3 import YOLOv3
+from cvzoo.models.detection.yolov8 import ultralytics_yolov8_to_cvzoo
 
 YOLO_MODELS = [
     "yolov3", "yolov3_spp", "yolov3_tiny",
@@ -208,3 +209,33 @@ def test_yolov8_postprocess_decodes_only_candidates_with_the_same_detections(cha
                 torch.testing.assert_close(a.scores, b.scores)
                 assert a.labels.tolist() == b.labels.tolist()
         assert int((full[..., 4:].amax(-1) > 0.3).sum()) > 0  # the check is not vacuous
+
+
+def test_ultralytics_yolov8_state_dict_loads_through_the_remap(tmp_path):
+    """Key names and shapes of a real ultralytics 8.4 YOLOv8n (10 classes) checkpoint, recorded as JSON
+    (ultralytics itself is never imported): every tensor lands on a cvzoo key of the same shape."""
+    import json
+    from pathlib import Path
+
+    from cvzoo.models.weights import load_weights
+
+    layout = json.loads((Path(__file__).parent / "data" / "ultralytics_yolov8n_nc10_keys.json").read_text())
+    assert "model.22.dfl.conv.weight" in layout and "model.2.m.0.cv1.conv.weight" in layout
+    generator = torch.Generator().manual_seed(0)
+    theirs = {k: (torch.randn(shape, generator=generator) if shape else torch.tensor(3)) for k, shape in layout.items()}
+    model = create_model("yolov8n", num_classes=10)
+    ours = model.state_dict()
+    converted = ultralytics_yolov8_to_cvzoo(theirs)
+    assert set(converted) == set(ours)  # nothing missing, nothing left over (the fixed DFL conv is dropped)
+    assert all(converted[k].shape == ours[k].shape for k in ours)
+    assert torch.equal(converted["neck.bottom_up4.blocks.0.conv1.conv.weight"], theirs["model.18.m.0.cv1.conv.weight"])
+    assert torch.equal(converted["backbone.body.stage4.2.reduce.conv.weight"], theirs["model.9.cv1.conv.weight"])
+    assert torch.equal(converted["head.cls_branches.2.2.bias"], theirs["model.22.cv3.2.2.bias"])
+    # remap="auto" finds it from the key names alone
+    path = tmp_path / "ultralytics_state.pt"
+    torch.save(theirs, path)
+    report = load_weights(model, path)
+    assert report.remap == "ultralytics:yolov8"
+    torch.testing.assert_close(model.state_dict()["head.box_branches.0.2.weight"], theirs["model.22.cv2.0.2.weight"])
+    with pytest.raises(KeyError, match="not an ultralytics YOLOv8 key"):
+        ultralytics_yolov8_to_cvzoo({"backbone.stem.weight": torch.zeros(1)})
