@@ -410,11 +410,12 @@ def loss_parity(args: argparse.Namespace) -> None:
     theirs.sum().backward()
     mine["loss"].backward()
     worst = 0.0
+    our_params = dict(ours.named_parameters())
     for name, param in reference.named_parameters():
         (key,) = ultralytics_yolov8_to_cvzoo({name: param}).keys() or (None,)
         if key is None or param.grad is None:
             continue
-        mine_grad = dict(ours.named_parameters())[key].grad
+        mine_grad = our_params[key].grad
         worst = max(worst, float((mine_grad - param.grad).norm() / (param.grad.norm() + 1e-12)))
     print(f"yolov8n (10 classes), same random weights, one batch of 2 images at {size} px with 3 boxes")
     print(f"loss x batch: ultralytics {theirs.detach().sum().item():.6f}  cvzoo {mine['loss'].item():.6f}")

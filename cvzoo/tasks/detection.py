@@ -329,7 +329,9 @@ class DetectionTask(Task):
         # HWC uint8 -> [1, 3, H, W] float: a channels-last tensor (the permute is a view), which is what
         # the channels-last convolutions of a predicting model want; an exported graph gets NCHW.
         x = torch.from_numpy(np.ascontiguousarray(boxed)).permute(2, 0, 1).unsqueeze(0).to(device)
-        x = x.float().div_(255) if is_torch else x.float().div_(255).contiguous()
+        x = x.float().div_(255)
+        if not is_torch:
+            x = x.contiguous()
         defaults = (PREDICT_CONF if conf is None else conf, PREDICT_IOU if iou is None else iou,
                     300 if max_det is None else max_det)
         if is_torch:

@@ -143,8 +143,14 @@ class Detector(nn.Module, ABC):
     ) -> list[Detections]:
         """Decode, threshold and run (Soft-)NMS per image; boxes stay in network-input pixels."""
         return nms_postprocess(
-            self.decode(outputs), conf_threshold, iou_threshold, max_detections, classes, soft_nms, agnostic
+            self.decode_candidates(outputs, conf_threshold), conf_threshold, iou_threshold, max_detections,
+            classes, soft_nms, agnostic,
         )
+
+    def decode_candidates(self, outputs: dict[str, torch.Tensor], min_score: float) -> torch.Tensor:
+        """:meth:`decode` for NMS at confidence ``min_score``: rows whose best class score does not exceed it
+        are dropped by NMS anyway, so a detector may leave their boxes undecoded (YOLOv8 does)."""
+        return self.decode(outputs)
 
 
 def nms_postprocess(

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvzoo.models.detection.base import Detections, Detector, nms_postprocess
+from cvzoo.models.detection.base import Detector
 from cvzoo.models.detection.darknet import CSPDarknet, build_backbone
 from cvzoo.models.detection.yolo_common import C2f, conv_bn_act, scale_depth, scale_width
 from cvzoo.models.detection.yolo_loss import YoloV8Loss, expected_distances
@@ -147,20 +147,8 @@ class YOLOv8(Detector):
             distances[keep] = expected_distances(box_logits[keep], self.reg_max)
         return torch.cat((dist2bbox(distances * point_strides[:, None], points), scores), dim=-1)
 
-    def postprocess(
-        self,
-        outputs: dict[str, torch.Tensor],
-        conf_threshold: float = 0.25,
-        iou_threshold: float = 0.7,
-        max_detections: int = 300,
-        classes: Sequence[int] | None = None,
-        soft_nms: str | None = None,
-        agnostic: bool = False,
-    ) -> list[Detections]:
-        """As :meth:`Detector.postprocess`, decoding only the boxes that can pass ``conf_threshold``."""
-        return nms_postprocess(self.decode(outputs, min_score=conf_threshold), conf_threshold, iou_threshold,
-                               max_detections, classes, soft_nms, agnostic)
-
+    def decode_candidates(self, outputs: dict[str, torch.Tensor], min_score: float) -> torch.Tensor:
+        return self.decode(outputs, min_score=min_score)
 
 
 # ultralytics' YOLOv8 layer indices (its yolov8.yaml, every scale) -> cvzoo module paths. Layers 10, 11,
