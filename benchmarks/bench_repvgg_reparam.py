@@ -8,6 +8,7 @@ the per-round ratios (deploy / training; RepVGG's claim is a clear speed-up, the
 
     python benchmarks/bench_repvgg_reparam.py                       # repvgg_a0, 224 px, 1 thread
     python benchmarks/bench_repvgg_reparam.py --model repvgg_b0 --threads 2 --repeats 50
+    python benchmarks/bench_repvgg_reparam.py --channels-last     # both forms in NHWC (as cvzoo predict runs)
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--channels-last", action="store_true",
+                        help="both forms and the input in channels-last memory order (oneDNN's NHWC kernels, the "
+                             "order cvzoo's predictor uses on the CPU); the default is NCHW for both")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -39,6 +43,12 @@ def main() -> None:
     train_form = create_model(args.model).eval()
     deploy_form = copy.deepcopy(train_form).reparameterize()
     x = torch.randn(1, 3, args.size, args.size)
+    layout = "NCHW"
+    if args.channels_last:
+        layout = "channels-last"
+        x = x.contiguous(memory_format=torch.channels_last)
+        for model in (train_form, deploy_form):
+            model.to(memory_format=torch.channels_last)
     with torch.inference_mode():
         expected = train_form(x)
         difference = ((deploy_form(x) - expected).abs().max() / expected.abs().max()).item()
@@ -53,7 +63,7 @@ def main() -> None:
     times = alternate({"train": run(train_form), "deploy": run(deploy_form)}, args.repeats, args.warmup)
     params = {name: sum(p.numel() for p in m.parameters()) / 1e6 for name, m in
               (("train", train_form), ("deploy", deploy_form))}
-    print(f"{args.model}, batch 1, {args.size} px, {args.threads} thread(s), {args.repeats} rounds")
+    print(f"{args.model}, batch 1, {args.size} px, {layout}, {args.threads} thread(s), {args.repeats} rounds")
     print(f"max |logit difference| / max |logit|: {difference:.1e}")
     for name in ("train", "deploy"):
         print(f"{name:<7} median {median(times[name]) * 1e3:8.2f} ms   params {params[name]:.2f} M")

@@ -6,7 +6,7 @@
     A B A B after a warm-up; the figure is the median of the per-pair ratios (target <= 1.05).
 (b) ``train``: cvzoo deeplabv3_resnet50 and torchvision's, both from the same random init (torchvision's,
     loaded into cvzoo), trained by one identical plain loop (SGD + momentum, poly lr, CE + 0.5 aux, same
-    batches in the same order) on a synthetic VOC-style set; epochs alternate A B A B. Reports both
+    batches in the same order) on a synthetic VOC-style set; epochs alternate A B, B A, ... Reports both
     final mIoUs and the median per-epoch time ratio.
 (c) ``unet``: ``cvzoo train --task segment --model unet`` on synthetic scenes for a fixed number of
     epochs; reports the validation mIoU and mean Dice.
@@ -113,6 +113,7 @@ def _miou(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, num
 def bench_train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     n_train, n_val, size, epochs = (64, 16, 64, 3) if args.quick else (240, 60, 96, 4)
+    epochs = args.epochs or epochs
     with tempfile.TemporaryDirectory() as tmp:
         root = _scenes(Path(tmp), n_train, n_val, size)
         train_x, train_y = _tensors(root, "train")
@@ -127,7 +128,9 @@ def bench_train(args: argparse.Namespace) -> None:
           f"{args.threads} threads")
     for epoch in range(epochs):
         order = torch.randperm(n_train, generator=torch.Generator().manual_seed(epoch))
-        for key, model in models.items():  # A B A B: each epoch of both models under the same load
+        # A B, B A, ...: each epoch of both models under the same load, neither always first.
+        for key in (("cvzoo", "tv") if epoch % 2 == 0 else ("tv", "cvzoo")):
+            model = models[key]
             model.train()
             start = time.perf_counter()
             for first in range(0, n_train - batch + 1, batch):  # drop the last partial batch (BatchNorm)
@@ -185,6 +188,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="train / unet: the short version")
+    parser.add_argument("--epochs", type=int, help="train: epochs (default 4, --quick 3)")
     args = parser.parse_args()
     {"latency": bench_latency, "train": bench_train, "unet": bench_unet}[args.what](args)
 

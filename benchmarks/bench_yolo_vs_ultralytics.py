@@ -335,7 +335,17 @@ def map_mode(args: argparse.Namespace) -> None:
     results = {}
     for side in ("cvzoo", "ultralytics"):
         spec = child_spec(args, side, "map", data, "map")
-        results[side] = run_child(spec, Path(args.workdir) / "logs" / f"map_{side}.log")
+        log = Path(args.workdir) / "logs" / f"map_{side}.log"
+        record = log.with_suffix(".json")  # the spec and result of the last completed run of this side
+        if side == "ultralytics" and args.reuse_reference and record.exists():
+            saved = json.loads(record.read_text())
+            if saved["spec"] == spec:
+                print(f"  {side:12s} reused from {record} (same settings; --reuse-reference)")
+                results[side] = saved["result"]
+                continue
+            print(f"  {side:12s} {record} was run with other settings: running it again")
+        results[side] = run_child(spec, log)
+        record.write_text(json.dumps({"spec": spec, "result": results[side]}))
     print(f"{'side':12s} {'mAP50-95':>9s} {'mAP50':>7s} {'train s':>8s} {'peak RSS MiB':>13s}   last.pt")
     for side, r in results.items():
         print(f"{side:12s} {r['map50_95']:9.4f} {r['map50']:7.4f} {r['train_s']:8.0f} {r['peak_rss_mib']:13.0f}   "
@@ -555,6 +565,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--batch", type=int, default=16)
     run.add_argument("--close-mosaic", type=int, default=10, help="map: no mosaic in the last N epochs")
     run.add_argument("--rounds", type=int, default=2, help="train: alternating cvzoo/ultralytics runs")
+    run.add_argument("--reuse-reference", action="store_true",
+                     help="map: reuse ultralytics' result of an earlier run with the same settings (the reference "
+                          "does not change when cvzoo does; its seeded run is repeatable)")
     run.add_argument("--device", default="cpu", help="train/map device: cpu, cuda, cuda:N")
     lat = parser.add_argument_group("latency")
     lat.add_argument("--latency-imgsz", type=int, default=640)

@@ -99,6 +99,9 @@ class SchedulerConfig:
     warmup_start_factor: float = 0.1
     warmup_bias_lr: float = 0.0  # YOLO-style: biases start at this lr during warm-up (0 = off)
     warmup_momentum: float = 0.0  # YOLO-style: momentum ramps from this value during warm-up (0 = off)
+    # True: the schedule starts after warm-up; False: it spans all epochs and warm-up ramps towards it (YOLO)
+    warmup_prefix: bool = True
+    per_epoch: bool = False  # hold the lr within each epoch (YOLO's epoch-stepped schedule); False: every step
     min_lr_ratio: float = 0.01  # the floor: lr never goes below lr * min_lr_ratio after warm-up
     step_size: int = 30
     milestones: tuple[int, ...] = (30, 60, 90)
@@ -113,7 +116,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     amp: bool = False  # fp16 + GradScaler on CUDA, bf16 autocast on CPU
     accumulate: int = 1  # optimizer step every N batches
-    nominal_batch_size: int = 0  # >0: accumulate to reach this batch size (YOLO's nbs)
+    nominal_batch_size: int = 0  # >0: accumulate to reach this batch size (YOLO's nbs; ramps up in warm-up)
     clip_grad_norm: float = 0.0
     ema: bool = False
     ema_decay: float = 0.9998
@@ -174,15 +177,17 @@ class Config:
 
 # Defaults that differ per task, applied before a recipe and the user's flags. Detection follows the
 # YOLOv5/v8 recipe (Jocher et al.): SGD 0.01 with momentum 0.937, 3 warm-up epochs with a high bias lr
-# and a momentum ramp, nominal batch 64, EMA, gradient clipping, mosaic closed for the last epochs.
+# and a momentum ramp, nominal batch 64 (accumulation ramping up in warm-up), a linear decay held per epoch
+# over all epochs, EMA, gradient clipping, mosaic closed for the last epochs.
 TASK_DEFAULTS: dict[str, dict[str, object]] = {
     "classify": {},
     "detect": {
         "model.name": "yolov8n", "data.img_size": 640, "data.batch_size": 16, "optim.lr": 0.01,
         "optim.momentum": 0.937, "optim.weight_decay": 0.0005, "scheduler.name": "linear",
         "scheduler.warmup_epochs": 3.0, "scheduler.warmup_start_factor": 0.0, "scheduler.warmup_bias_lr": 0.1,
-        "scheduler.warmup_momentum": 0.8, "train.nominal_batch_size": 64, "train.ema": True,
-        "train.clip_grad_norm": 10.0, "data.augment.close_mosaic": 10,
+        "scheduler.warmup_momentum": 0.8, "scheduler.warmup_prefix": False,
+        "scheduler.per_epoch": True, "train.nominal_batch_size": 64,
+        "train.ema": True, "train.ema_decay": 0.9999, "train.clip_grad_norm": 10.0, "data.augment.close_mosaic": 10,
         # NHWC convolutions: a YOLOv8n training step at 640 px, batch 8, 2 CPU threads takes 0.90x the time.
         "train.channels_last": True,
     },

@@ -1,4 +1,10 @@
-"""Optimizers and learning-rate schedules (stepped per optimizer step, with warm-up and a floor)."""
+"""Optimizers and learning-rate schedules (warm-up, a floor, YOLO's warm-up extras).
+
+Schedules are indexed by training *batches* (iterations), not optimizer steps: the trainer advances the
+scheduler by the number of batches each optimizer step consumed. With a fixed accumulation this is the
+same schedule either way; it keeps the schedule right when the accumulation changes during training
+(YOLO's nominal-batch ramp, see ``nominal_accumulate``).
+"""
 
 from __future__ import annotations
 
@@ -39,18 +45,27 @@ def build_optimizer(param_groups: list[dict[str, Any]], cfg: OptimConfig) -> tor
     raise ValueError(f"unknown optimizer {cfg.name!r}")
 
 
-def lr_factor_fn(cfg: SchedulerConfig, total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """The multiplier of the base lr at optimizer step ``t`` (0-based).
+def lr_factor_fn(
+    cfg: SchedulerConfig, total_steps: int, warmup_steps: int, steps_per_epoch: int = 1
+) -> Callable[[int], float]:
+    """The multiplier of the base lr at iteration ``t`` (0-based).
 
-    Linear warm-up from ``warmup_start_factor`` to 1 over ``warmup_steps``, then the named schedule
-    over the remaining steps, never below ``min_lr_ratio`` (the floor). ``step``/``multistep``
-    milestones are in epochs and converted with ``steps_per_epoch`` by the caller through
-    ``total_steps``/epochs; here they arrive already in steps (see ``build_scheduler``).
+    A linear warm-up over ``warmup_steps`` from ``warmup_start_factor``, and the named schedule, never
+    below ``min_lr_ratio`` (the floor) after warm-up. With ``cfg.warmup_prefix`` (the default) the
+    schedule starts when warm-up ends and runs over the remaining steps (the warm-up ramps to 1); without
+    it the schedule runs over all steps and warm-up ramps up to the schedule's value at that step, as
+    YOLOv5/v8 do (their linear decay is ``lf(epoch)`` from epoch 0, warm-up interpolating towards it).
+    With ``cfg.per_epoch`` the schedule holds its value from the first step of each epoch (of
+    ``steps_per_epoch`` steps) to the last, as an epoch-stepped PyTorch scheduler does (YOLO's); the
+    warm-up ramp still moves every step.
+    The returned function carries ``.schedule(t)``: the schedule without the warm-up ramp, the target of
+    the bias-lr warm-up in ``apply_warmup_overrides``.
     """
     floor = cfg.min_lr_ratio
-    main_steps = max(1, total_steps - warmup_steps)
+    offset = warmup_steps if cfg.warmup_prefix else 0
+    main_steps = max(1, total_steps - offset)
 
-    def main(progress: float, step_in_main: int) -> float:
+    def main(progress: float) -> float:
         if cfg.name == "cosine":
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
         if cfg.name == "linear":
@@ -69,20 +84,41 @@ def lr_factor_fn(cfg: SchedulerConfig, total_steps: int, warmup_steps: int) -> C
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p))
         raise ValueError(f"unknown scheduler {cfg.name!r}")
 
+    def schedule(step: int) -> float:
+        if cfg.per_epoch:
+            step -= step % steps_per_epoch
+        return main(min(1.0, max(0, step - offset) / main_steps))
+
+    return _with_warmup(schedule, cfg, warmup_steps)
+
+
+def _with_warmup(schedule: Callable[[int], float], cfg: SchedulerConfig, warmup_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
-            alpha = step / warmup_steps
-            return cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * alpha
-        progress = min(1.0, (step - warmup_steps) / main_steps)
-        return main(progress, step - warmup_steps)
+            ramp = cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * step / warmup_steps
+            return ramp * (1.0 if cfg.warmup_prefix else schedule(step))
+        return schedule(step)
 
+    factor.schedule = schedule  # type: ignore[attr-defined]
     return factor
+
+
+def nominal_accumulate(nominal_batch_size: int, batch_size: int, step: int, warmup_steps: int) -> int:
+    """Batches per optimizer step for a nominal batch size (YOLOv5/v8's ``nbs``) at iteration ``step``.
+
+    After warm-up: ``round(nbs / batch)``. During warm-up YOLO ramps it linearly from 1 (an optimizer step
+    every batch) to that value, so that the first iterations take many small steps while the lr is low.
+    """
+    full = max(1, round(nominal_batch_size / batch_size))
+    if step >= warmup_steps:
+        return full
+    return max(1, round(1 + (nominal_batch_size / batch_size - 1) * step / warmup_steps))
 
 
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: SchedulerConfig, epochs: int, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """A per-optimizer-step LambdaLR implementing warm-up + schedule + floor."""
+    """A LambdaLR implementing warm-up + schedule + floor, stepped once per iteration (see the module doc)."""
     total = max(1, epochs * steps_per_epoch)
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     if cfg.name in ("step", "multistep"):
@@ -93,14 +129,12 @@ def build_scheduler(
         )
         milestone_steps = [m * steps_per_epoch for m in milestones]
 
-        def factor(step: int) -> float:
-            if step < warmup:
-                return cfg.warmup_start_factor + (1 - cfg.warmup_start_factor) * step / warmup
+        def schedule(step: int) -> float:
             decays = sum(step >= m for m in milestone_steps)
             return max(cfg.min_lr_ratio, cfg.gamma**decays)
 
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_fn(cfg, total, warmup))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, _with_warmup(schedule, cfg, warmup))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_fn(cfg, total, warmup, steps_per_epoch))
 
 
 def apply_warmup_overrides(
@@ -110,8 +144,9 @@ def apply_warmup_overrides(
     """YOLO-style warm-up extras, applied after ``scheduler.step()`` while in warm-up.
 
     The group named "bias" starts at ``cfg.warmup_bias_lr`` and falls linearly to its scheduled lr
-    (a large early bias lr lets the detection heads' biases settle fast), and momentum rises from
-    ``cfg.warmup_momentum`` to ``momentum`` (YOLOv5 recipe). No-ops when both are 0.
+    (the schedule's value without the warm-up ramp, as YOLOv5/v8 interpolate towards
+    ``initial_lr * lf(epoch)``; a large early bias lr lets the detection heads' biases settle fast), and
+    momentum rises from ``cfg.warmup_momentum`` to ``momentum`` (YOLOv5 recipe). No-ops when both are 0.
     """
     step = scheduler.last_epoch
     # step == warmup_steps lands exactly on the final values (alpha = 1) and leaves them there.
@@ -120,7 +155,7 @@ def apply_warmup_overrides(
     alpha = step / max(1, warmup_steps)
     for group, lr_lambda in zip(optimizer.param_groups, scheduler.lr_lambdas):
         if cfg.warmup_bias_lr > 0 and group.get("name") == "bias":
-            target = group["initial_lr"] * lr_lambda(step)
+            target = group["initial_lr"] * lr_lambda.schedule(step)
             group["lr"] = cfg.warmup_bias_lr + (target - cfg.warmup_bias_lr) * alpha
         if cfg.warmup_momentum > 0 and "momentum" in group:  # SGD; Adam's betas are left alone
             group["momentum"] = cfg.warmup_momentum + (momentum - cfg.warmup_momentum) * alpha

@@ -42,7 +42,7 @@ from cvzoo.engine.distributed import (
 )
 from cvzoo.engine.ema import ModelEMA
 from cvzoo.engine.evaluate import run_validation
-from cvzoo.engine.optim import apply_warmup_overrides, build_optimizer, build_scheduler
+from cvzoo.engine.optim import apply_warmup_overrides, build_optimizer, build_scheduler, nominal_accumulate
 from cvzoo.engine.run_dir import make_run_dir
 from cvzoo.engine.sampler import ResumableSampler
 from cvzoo.tasks.base import Task
@@ -203,21 +203,30 @@ class Trainer:
         if val_ds is not None and len(val_ds) == 0:
             raise ValueError(f"the validation set of {cfg.data.source!r} is empty")
 
-        accumulate = cfg.train.accumulate
+        batches_per_epoch = len(train_loader)
+        total_batches = cfg.train.epochs * batches_per_epoch
+        # The schedule and warm-up count iterations (batches); see cvzoo.engine.optim.
+        warmup_batches = int(round(cfg.scheduler.warmup_epochs * batches_per_epoch))
+        global_batch_size = batch_size * self.dist.world_size
+        nominal = cfg.train.nominal_batch_size
         weight_decay_scale = 1.0
-        if cfg.train.nominal_batch_size > 0:
-            # YOLO's nominal batch size: step every ~nbs images, and scale weight decay to match.
-            accumulate = max(1, round(cfg.train.nominal_batch_size / (batch_size * self.dist.world_size)))
-            weight_decay_scale = batch_size * self.dist.world_size * accumulate / cfg.train.nominal_batch_size
+        if nominal > 0:
+            # YOLO's nominal batch size: step every ~nbs images (fewer in warm-up), weight decay scaled to match.
+            full = nominal_accumulate(nominal, global_batch_size, total_batches, warmup_batches)
+            weight_decay_scale = global_batch_size * full / nominal
+
+        def accumulate_at(batch_index: int) -> int:
+            if nominal > 0:
+                return nominal_accumulate(nominal, global_batch_size, batch_index, warmup_batches)
+            return cfg.train.accumulate
+
         groups = self.task.param_groups(bare_model)
         for group in groups:
             group["weight_decay"] = group.get("weight_decay", cfg.optim.weight_decay) * weight_decay_scale
         optimizer = build_optimizer(groups, cfg.optim)
-        steps_per_epoch = math.ceil(len(train_loader) / accumulate)
-        scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.train.epochs, steps_per_epoch)
-        warmup_steps = int(round(cfg.scheduler.warmup_epochs * steps_per_epoch))
+        scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.train.epochs, batches_per_epoch)
         if self.resume_state is None:
-            apply_warmup_overrides(optimizer, scheduler, warmup_steps, cfg.scheduler, cfg.optim.momentum)
+            apply_warmup_overrides(optimizer, scheduler, warmup_batches, cfg.scheduler, cfg.optim.momentum)
         use_scaler = cfg.train.amp and self.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         ema = ModelEMA(bare_model, cfg.train.ema_decay) if cfg.train.ema else None
@@ -283,8 +292,10 @@ class Trainer:
         )
         metrics: dict[str, Any] = self.history[-1] if self.history else {}
         last_metrics: dict[str, Any] = {}
-        global_step = start_epoch * len(train_loader) + start_step
-        epoch, completed = start_epoch, start_step
+        global_step = start_epoch * batches_per_epoch + start_step
+        # The iteration of the last optimizer step: a step is due when ``accumulate_at`` batches followed it.
+        last_step_batch = global_step - 1
+        epoch = start_epoch
         try:
             for epoch in range(start_epoch, cfg.train.epochs):
                 t0 = time.time()
@@ -295,7 +306,6 @@ class Trainer:
                 self.task.set_train_mode(bare_model)
                 sums: dict[str, float] = {}
                 seen = 0
-                completed = skip
                 iterator = train_loader
                 if self.dist.is_main and cfg.run.progress:
                     from tqdm import tqdm
@@ -317,25 +327,28 @@ class Trainer:
                     if not torch.isfinite(loss).all():
                         parts = {k: float(v.detach()) for k, v in out.items()}
                         raise NonFiniteLossError(
-                            f"loss became {float(loss)} at epoch {epoch + 1}, batch {step_in_epoch} "
+                            f"loss became {float(loss.detach())} at epoch {epoch + 1}, batch {step_in_epoch} "
                             f"({parts}); stopped. The last good checkpoint is kept at {last_path}. "
                             "Try a lower optim.lr, train.clip_grad_norm, or train.amp=false."
                         )
+                    accumulate = accumulate_at(global_step)
                     scaler.scale(loss if self.task.loss_is_batch_sum else loss / accumulate).backward()
-                    if (step_in_epoch + 1) % accumulate == 0 or step_in_epoch + 1 == len(train_loader) + skip:
+                    end_of_epoch = step_in_epoch + 1 == len(train_loader) + skip
+                    if global_step - last_step_batch >= accumulate or end_of_epoch:
                         if cfg.train.clip_grad_norm > 0:
                             scaler.unscale_(optimizer)
                             nn.utils.clip_grad_norm_(bare_model.parameters(), cfg.train.clip_grad_norm)
                         scaler.step(optimizer)
                         scaler.update()
                         optimizer.zero_grad(set_to_none=True)
-                        scheduler.step()
-                        apply_warmup_overrides(optimizer, scheduler, warmup_steps, cfg.scheduler, cfg.optim.momentum)
+                        while scheduler.last_epoch <= global_step:  # one scheduler step per batch consumed
+                            scheduler.step()
+                        apply_warmup_overrides(optimizer, scheduler, warmup_batches, cfg.scheduler, cfg.optim.momentum)
+                        last_step_batch = global_step
                         if ema is not None:
                             ema.update(bare_model)
                     global_step += 1
                     seen += 1
-                    completed = step_in_epoch + 1
                     logs = {k: float(v.detach()) for k, v in out.items()}
                     for key, value in logs.items():
                         sums[key] = sums.get(key, 0.0) + value
@@ -396,8 +409,9 @@ class Trainer:
             # Save where we are: the next run skips the batches already seen in this epoch.
             interrupt_path = weights_dir / "last.pt"
             if self.dist.is_main:
-                # Gradients of an unfinished accumulation window are lost; resume at its start.
-                done = completed - completed % accumulate
+                # Gradients of an unfinished accumulation window are lost; resume at its start (the batch
+                # after the last optimizer step, which is never before the epoch's first batch).
+                done = max(0, last_step_batch + 1 - epoch * batches_per_epoch)
                 atomic_save(checkpoint(epoch, done, last_metrics), interrupt_path)
             raise TrainingInterrupted(
                 f"training interrupted at epoch {epoch + 1}; resumable checkpoint {interrupt_path} "

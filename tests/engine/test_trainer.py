@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -212,7 +213,9 @@ def test_yolo_style_bias_lr_and_momentum_warmup():
         opt.step()
         sched.step()
         apply_warmup_overrides(opt, sched, 10, cfg, 0.937)
-    assert opt.param_groups[1]["lr"] == pytest.approx(0.1 + (0.005 - 0.1) * 0.5)
+    # Half-way: half-way from 0.1 to the scheduled 0.01 (not to the warmed-up weights' lr, 0.005).
+    assert opt.param_groups[1]["lr"] == pytest.approx(0.1 + (0.01 - 0.1) * 0.5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.005)
     assert opt.param_groups[0]["momentum"] == pytest.approx(0.8 + 0.137 * 0.5)
     for _ in range(5):
         opt.step()
@@ -220,3 +223,67 @@ def test_yolo_style_bias_lr_and_momentum_warmup():
         apply_warmup_overrides(opt, sched, 10, cfg, 0.937)
     assert opt.param_groups[1]["lr"] == pytest.approx(0.01)  # warm-up over: back on the schedule
     assert opt.param_groups[0]["momentum"] == pytest.approx(0.937)
+
+
+def test_yolo_schedule_spans_warmup():
+    # warmup_prefix=False (YOLO): the linear decay runs from step 0 and warm-up ramps towards it.
+    from cvzoo.config import SchedulerConfig
+    from cvzoo.engine.optim import lr_factor_fn
+
+    cfg = SchedulerConfig(name="linear", warmup_epochs=1, warmup_start_factor=0.0, min_lr_ratio=0.01,
+                          warmup_prefix=False)
+    f = lr_factor_fn(cfg, total_steps=100, warmup_steps=10)
+    lf = lambda t: 0.01 + 0.99 * (1 - t / 100)  # noqa: E731  YOLO's lf, per step
+    assert f(0) == pytest.approx(0.0)
+    assert f(5) == pytest.approx(0.5 * lf(5))
+    assert f(10) == pytest.approx(lf(10))
+    assert f(60) == pytest.approx(lf(60))
+    assert f.schedule(5) == pytest.approx(lf(5))
+    per_epoch = lr_factor_fn(replace(cfg, per_epoch=True), total_steps=100, warmup_steps=10, steps_per_epoch=10)
+    assert per_epoch(5) == pytest.approx(0.5 * lf(0))  # the ramp moves every step, towards lf(epoch 0)
+    assert per_epoch(60) == per_epoch(69) == pytest.approx(lf(60))  # held through epoch 6
+    prefixed = lr_factor_fn(SchedulerConfig(name="linear", warmup_epochs=1, min_lr_ratio=0.01), 100, 10)
+    assert prefixed(10) == pytest.approx(1.0) and prefixed(55) == pytest.approx(0.01 + 0.99 * 0.5)
+
+
+def test_nominal_batch_accumulation_ramps_in_warmup():
+    from cvzoo.engine.optim import nominal_accumulate
+
+    # YOLOv8, nbs 64 at batch 16 with 189 warm-up iterations: round(interp(i, [0, 189], [1, 4])).
+    assert [nominal_accumulate(64, 16, i, 189) for i in (0, 31, 32, 94, 95, 157, 158, 188, 189, 500)] == [
+        1, 1, 2, 2, 3, 3, 4, 4, 4, 4]
+    assert nominal_accumulate(64, 16, 0, 0) == 4  # no warm-up: the full accumulation from the start
+    assert nominal_accumulate(64, 128, 0, 0) == 1
+
+
+def _ramp_config(tmp_path, *overrides):
+    # 256 samples, batch 32: 8 batches per epoch; nbs 128 -> 4 batches per step after one warm-up epoch.
+    return make_config(tmp_path, "train.epochs=2", "train.nominal_batch_size=128", "scheduler.warmup_epochs=1",
+                       "train.ema=true", *overrides)
+
+
+def test_nominal_batch_ramp_optimizer_steps(tmp_path):
+    # Warm-up batches 0-7 accumulate round(1 + 3 b / 8) = 1 1 2 2 2 3 3 4: steps after batches 0, 1, 3, 6
+    # and 7 (the end of the epoch); then one step per 4 batches: 11 and 15. 7 steps in all (EMA counts them).
+    config = _ramp_config(tmp_path)
+    result = Trainer(config, ToyTask(config)).fit()
+    assert load_checkpoint(result.last_checkpoint)["ema"]["updates"] == 7
+
+
+def test_interrupt_in_nominal_batch_ramp_resumes_at_window_start(tmp_path):
+    config = _ramp_config(tmp_path)
+
+    class Interrupting(ToyTask):
+        def training_step(self, model, batch):
+            if self.steps == 5:  # batches 0-4 done; the last optimizer step followed batch 3
+                self.steps += 1
+                raise KeyboardInterrupt
+            return super().training_step(model, batch)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        Trainer(config, Interrupting(config)).fit()
+    state = load_checkpoint(info.value.checkpoint)
+    assert state["step_in_epoch"] == 4 and state["ema"]["updates"] == 3
+    resume_cfg = _ramp_config(tmp_path, f"run.resume={info.value.checkpoint}")
+    result = Trainer(resume_cfg, ToyTask(resume_cfg)).fit()
+    assert load_checkpoint(result.last_checkpoint)["ema"]["updates"] == 7  # the same steps as uninterrupted
