@@ -2,10 +2,11 @@
 
 Both models carry the same weights (the reference's random init, loaded into cvzoo through the key
 remaps), run eager fp32 in eval mode under ``torch.inference_mode`` with the same thread count; calls
-alternate A B A B after a warm-up and the figure is the median of the per-pair ratios.
+alternate A B, B A after a warm-up and the figure is the median of the per-pair ratios.
 
     python benchmarks/bench_latency.py                      # every model with a reference
     python benchmarks/bench_latency.py 'resnet*' --size 224 --repeats 30
+    python benchmarks/bench_latency.py '*' --skip 'vgg*' 'resnet*' alexnet --repeats 10   # several patterns
 """
 
 from __future__ import annotations
@@ -59,28 +60,38 @@ def compare(name: str, size: int | None, repeats: int) -> tuple[float, float, fl
     for _ in range(3):
         time_call(ours, x), time_call(ref, x)
     a, b = [], []
-    for _ in range(repeats):
-        a.append(time_call(ours, x))
-        b.append(time_call(ref, x))
+    for i in range(repeats):  # A B, B A, ...: neither model always runs first
+        if i % 2 == 0:
+            a.append(time_call(ours, x))
+            b.append(time_call(ref, x))
+        else:
+            b.append(time_call(ref, x))
+            a.append(time_call(ours, x))
     return median(a), median(b), median_ratio(a, b)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("pattern", nargs="?", default="*")
+    parser.add_argument("patterns", nargs="*", default=["*"], help="fnmatch patterns of model names")
+    parser.add_argument("--skip", nargs="*", default=[], help="fnmatch patterns of model names to leave out")
     parser.add_argument("--size", type=int, help="input side (default: each model's input_size)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = [n for n in list_models(task="classify") if fnmatch.fnmatch(n, args.pattern) and get_entry(n).reference]
+    names = [
+        n for n in list_models(task="classify")
+        if any(fnmatch.fnmatch(n, p) for p in args.patterns) and not any(fnmatch.fnmatch(n, p) for p in args.skip)
+        and get_entry(n).reference
+    ]
     print(f"batch 1, eager fp32, {args.threads} threads, {args.repeats} alternating pairs")
     print(f"{'model':28s} {'reference':34s} {'cvzoo ms':>9s} {'ref ms':>9s} {'ratio':>7s}")
     worst = 0.0
     for name in names:
         ours, ref, ratio = compare(name, args.size, args.repeats)
         worst = max(worst, ratio)
-        print(f"{name:28s} {get_entry(name).reference:34s} {ours * 1e3:9.2f} {ref * 1e3:9.2f} {ratio:7.3f}")
+        print(f"{name:28s} {get_entry(name).reference:34s} {ours * 1e3:9.2f} {ref * 1e3:9.2f} {ratio:7.3f}",
+              flush=True)
     print(f"worst ratio {worst:.3f} (target <= 1.05)")
     # Segmentation models have their own script (benchmarks/bench_segmentation.py); detection has none
     # with a reference in this environment.

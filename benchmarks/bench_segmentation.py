@@ -10,10 +10,15 @@
     final mIoUs and the median per-epoch time ratio.
 (c) ``unet``: ``cvzoo train --task segment --model unet`` on synthetic scenes for a fixed number of
     epochs; reports the validation mIoU and mean Dice.
+(d) ``profile``: the operators of one training step (forward + backward, batch 8 at 96 px, aux head) of
+    each deeplabv3_resnet50 under ``torch.profiler``, three steps each: per-operator call counts and self
+    CPU times side by side, the largest differences first. Shows whether a throughput difference in (b)
+    comes from different work or from timing noise.
 
     python benchmarks/bench_segmentation.py latency
     python benchmarks/bench_segmentation.py train --quick
     python benchmarks/bench_segmentation.py unet --quick
+    python benchmarks/bench_segmentation.py profile
 """
 
 from __future__ import annotations
@@ -152,6 +157,40 @@ def bench_train(args: argparse.Namespace) -> None:
           f"peak RSS {peak_rss_mib():.0f} MiB")
 
 
+# ------------------------------------------------------------------------------------ (d) operator profile
+def bench_profile(args: argparse.Namespace) -> None:
+    from torch.profiler import profile
+
+    torch.set_num_threads(args.threads)
+    models = dict(zip(("cvzoo", "tv"), _pair("deeplabv3_resnet50", 4, aux=True)))
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(8, 3, 96, 96, generator=generator)
+    masks = torch.randint(0, 4, (8, 96, 96), generator=generator)
+
+    def step(model: torch.nn.Module) -> None:
+        outputs = model(images)
+        loss = F.cross_entropy(outputs["out"], masks) + 0.5 * F.cross_entropy(outputs["aux"], masks)
+        loss.backward()
+
+    table: dict[str, dict[str, tuple[int, float]]] = {}
+    for key, model in models.items():
+        model.train()
+        step(model)  # warm-up: allocator and oneDNN primitive caches
+        with profile() as prof:
+            for _ in range(3):
+                step(model)
+        table[key] = {e.key: (e.count, e.self_cpu_time_total / 1e3) for e in prof.key_averages()}
+    totals = {key: sum(ms for _, ms in ops.values()) for key, ops in table.items()}
+    print(f"deeplabv3_resnet50, 3 training steps (batch 8, 96 px, aux), {args.threads} threads: self CPU "
+          f"{totals['cvzoo']:.0f} ms cvzoo, {totals['tv']:.0f} ms torchvision")
+    names = sorted(set(table["cvzoo"]) | set(table["tv"]),
+                   key=lambda n: -abs(table["cvzoo"].get(n, (0, 0.0))[1] - table["tv"].get(n, (0, 0.0))[1]))
+    print(f"{'operator':56s} {'calls':>11s} {'self ms cvzoo':>14s} {'self ms tv':>11s}")
+    for name in names[:20]:
+        (n_ours, ms_ours), (n_ref, ms_ref) = table["cvzoo"].get(name, (0, 0.0)), table["tv"].get(name, (0, 0.0))
+        print(f"{name[:56]:56s} {n_ours:5d}/{n_ref:<5d} {ms_ours:14.1f} {ms_ref:11.1f}")
+
+
 # ------------------------------------------------------------------------------------------- (c) U-Net
 def bench_unet(args: argparse.Namespace) -> None:
     from cvzoo.cli.main import main
@@ -181,7 +220,7 @@ def bench_unet(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["latency", "train", "unet"])
+    parser.add_argument("what", choices=["latency", "train", "unet", "profile"])
     parser.add_argument("--models", nargs="+", default=list(LATENCY_MODELS), help="latency: models to compare")
     parser.add_argument("--size", type=int, default=512, help="latency: input side")
     parser.add_argument("--repeats", type=int, default=7, help="latency: A B pairs")
@@ -190,7 +229,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="train / unet: the short version")
     parser.add_argument("--epochs", type=int, help="train: epochs (default 4, --quick 3)")
     args = parser.parse_args()
-    {"latency": bench_latency, "train": bench_train, "unet": bench_unet}[args.what](args)
+    {"latency": bench_latency, "train": bench_train, "unet": bench_unet, "profile": bench_profile}[args.what](args)
 
 
 if __name__ == "__main__":
