@@ -157,6 +157,33 @@ def bench_train(args: argparse.Namespace) -> None:
           f"peak RSS {peak_rss_mib():.0f} MiB")
 
 
+# ------------------------------------------------------------------------------------------- (c) U-Net
+def bench_unet(args: argparse.Namespace) -> None:
+    from cvzoo.cli.main import main
+
+    torch.set_num_threads(args.threads)
+    n_train, n_val, size, epochs, base = (120, 30, 64, 8, 8) if args.quick else (400, 100, 96, 20, 16)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _scenes(Path(tmp) / "data", n_train, n_val, size)
+        start = time.perf_counter()
+        code = main([
+            "train", "--task", "segment", "--model", "unet", "--data", str(root), "--epochs", str(epochs),
+            "--batch", "8", "--imgsz", str(size), "--lr", "0.005", "--optimizer", "adam", "--device", "cpu",
+            "--project", str(Path(tmp) / "runs"), "--name", "unet", "--set", f"model.kwargs={{base_channels: {base}}}",
+            "--set", "data.augment.scale=[0.75, 1.33]", "--set", "optim.weight_decay=0",
+            "--set", "run.progress=false", "--set", "run.tensorboard=false",
+        ])
+        elapsed = time.perf_counter() - start
+        if code != 0:
+            raise SystemExit(code)
+        rows = (Path(tmp) / "runs" / "segment" / "unet" / "results.csv").read_text().splitlines()
+        header, last = rows[0].split(","), rows[-1].split(",")
+        row = dict(zip(header, last))
+    print(f"U-Net base {base}, {n_train} train / {n_val} val scenes of {size}px (3 classes + background), "
+          f"{epochs} epochs in {elapsed:.0f}s: val mIoU {float(row['metrics/mIoU']):.4f}, "
+          f"mDice {float(row['metrics/mDice']):.4f}, pixel acc {float(row['metrics/pixel_acc']):.4f}")
+
+
 # ------------------------------------------------------------------------------------ (d) operator profile
 def bench_profile(args: argparse.Namespace) -> None:
     from torch.profiler import profile
@@ -189,33 +216,6 @@ def bench_profile(args: argparse.Namespace) -> None:
     for name in names[:20]:
         (n_ours, ms_ours), (n_ref, ms_ref) = table["cvzoo"].get(name, (0, 0.0)), table["tv"].get(name, (0, 0.0))
         print(f"{name[:56]:56s} {n_ours:5d}/{n_ref:<5d} {ms_ours:14.1f} {ms_ref:11.1f}")
-
-
-# ------------------------------------------------------------------------------------------- (c) U-Net
-def bench_unet(args: argparse.Namespace) -> None:
-    from cvzoo.cli.main import main
-
-    torch.set_num_threads(args.threads)
-    n_train, n_val, size, epochs, base = (120, 30, 64, 8, 8) if args.quick else (400, 100, 96, 20, 16)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = _scenes(Path(tmp) / "data", n_train, n_val, size)
-        start = time.perf_counter()
-        code = main([
-            "train", "--task", "segment", "--model", "unet", "--data", str(root), "--epochs", str(epochs),
-            "--batch", "8", "--imgsz", str(size), "--lr", "0.005", "--optimizer", "adam", "--device", "cpu",
-            "--project", str(Path(tmp) / "runs"), "--name", "unet", "--set", f"model.kwargs={{base_channels: {base}}}",
-            "--set", "data.augment.scale=[0.75, 1.33]", "--set", "optim.weight_decay=0",
-            "--set", "run.progress=false", "--set", "run.tensorboard=false",
-        ])
-        elapsed = time.perf_counter() - start
-        if code != 0:
-            raise SystemExit(code)
-        rows = (Path(tmp) / "runs" / "segment" / "unet" / "results.csv").read_text().splitlines()
-        header, last = rows[0].split(","), rows[-1].split(",")
-        row = dict(zip(header, last))
-    print(f"U-Net base {base}, {n_train} train / {n_val} val scenes of {size}px (3 classes + background), "
-          f"{epochs} epochs in {elapsed:.0f}s: val mIoU {float(row['metrics/mIoU']):.4f}, "
-          f"mDice {float(row['metrics/mDice']):.4f}, pixel acc {float(row['metrics/pixel_acc']):.4f}")
 
 
 def main() -> None:

@@ -106,6 +106,13 @@ class Task(ABC):
             return {k: self.to_device(v, device) for k, v in batch.items()}
         return batch
 
+    def memory_format(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` in the memory order the model trains in: channels-last (NHWC) with
+        ``train.channels_last``, matching the model's weights (the trainer converts them), else as given."""
+        if self.config.train.channels_last and images.ndim == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
     # --- steps ------------------------------------------------------------------------------------
     @abstractmethod
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:

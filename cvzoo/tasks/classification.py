@@ -215,8 +215,7 @@ class ClassificationTask(Task):
         targets = labels
         if self.mixer is not None:
             images, targets = self.mixer(images, labels)
-        if self.config.train.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = self.memory_format(images)
         outputs = model(images)
         if isinstance(outputs, (tuple, list)):
             # GoogLeNet: main logits + auxiliary classifiers, weighted 0.3 each (Szegedy et al., 2015).

@@ -134,8 +134,7 @@ class DetectionTask(Task):
     def to_device(self, batch: Any, device: torch.device) -> Any:
         images, targets, metas = batch
         images = images.to(device, non_blocking=device.type == "cuda").float() / 255.0
-        if self.config.train.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = self.memory_format(images)
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         return images, targets, metas
 

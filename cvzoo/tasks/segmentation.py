@@ -268,8 +268,7 @@ class SegmentationTask(Task):
 
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         images, masks, _ = batch
-        if self.config.train.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = self.memory_format(images)
         outputs = model(images)
         main = self.pixel_loss(outputs["out"], masks)
         if "aux" not in outputs:

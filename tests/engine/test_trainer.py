@@ -46,8 +46,15 @@ def _weights(path):
     return load_checkpoint(path)["model"]
 
 
-def test_resume_after_epoch_equals_uninterrupted_run(tmp_path):
-    full_cfg = make_config(tmp_path, "run.name=full", "train.ema=true")
+@pytest.mark.parametrize("extra", [
+    [],
+    # YOLO's schedule: nominal-batch ramp across the epoch boundary, whole-run decay held per epoch.
+    ["train.nominal_batch_size=128", "scheduler.warmup_epochs=1.5", "scheduler.warmup_prefix=false",
+     "scheduler.per_epoch=true", "scheduler.name=linear", "scheduler.warmup_bias_lr=0.1",
+     "scheduler.warmup_momentum=0.8"],
+], ids=["plain", "yolo_schedule"])
+def test_resume_after_epoch_equals_uninterrupted_run(tmp_path, extra):
+    full_cfg = make_config(tmp_path, "run.name=full", "train.ema=true", *extra)
     full = Trainer(full_cfg, ToyTask(full_cfg)).fit()
 
     class Killed(Exception):
@@ -58,13 +65,13 @@ def test_resume_after_epoch_equals_uninterrupted_run(tmp_path):
             if epoch == 1:
                 raise Killed  # like a SIGKILL right after epoch 1's checkpoint was written
 
-    part_cfg = make_config(tmp_path, "run.name=part", "train.ema=true")
+    part_cfg = make_config(tmp_path, "run.name=part", "train.ema=true", *extra)
     part = Trainer(part_cfg, ToyTask(part_cfg), callbacks=[KillAfterFirstEpoch()])
     with pytest.raises(Killed):
         part.fit()
     last = part.run_dir / "weights" / "last.pt"
     assert load_checkpoint(last)["epoch"] == 1
-    resume_cfg = make_config(tmp_path, f"run.resume={last}")
+    resume_cfg = make_config(tmp_path, f"run.resume={last}", *extra)
     resumed = Trainer(resume_cfg, ToyTask(resume_cfg)).fit()
 
     assert resumed.run_dir == part.run_dir
@@ -287,3 +294,13 @@ def test_interrupt_in_nominal_batch_ramp_resumes_at_window_start(tmp_path):
     resume_cfg = _ramp_config(tmp_path, f"run.resume={info.value.checkpoint}")
     result = Trainer(resume_cfg, ToyTask(resume_cfg)).fit()
     assert load_checkpoint(result.last_checkpoint)["ema"]["updates"] == 7  # the same steps as uninterrupted
+
+
+def test_task_memory_format_follows_train_channels_last(tmp_path):
+    images = torch.randn(2, 3, 8, 8)
+    on = make_config(tmp_path, "train.channels_last=true")
+    converted = ToyTask(on).memory_format(images)
+    assert converted.is_contiguous(memory_format=torch.channels_last) and torch.equal(converted, images)
+    assert ToyTask(on).memory_format(torch.randn(4, 8)).shape == (4, 8)  # not an image batch: unchanged
+    off = make_config(tmp_path)
+    assert ToyTask(off).memory_format(images) is images
