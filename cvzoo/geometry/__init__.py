@@ -1,4 +1,4 @@
-"""Camera geometry: the pinhole model, Brown-Conrady distortion and Zhang's calibration.
+"""Camera geometry: the pinhole model, Brown-Conrady distortion, Zhang's calibration and stereo rigs.
 
 Pure numpy maths; OpenCV (imported lazily) is used only to detect chessboard corners, read images and
 resample them.
@@ -30,6 +30,13 @@ from cvzoo.geometry.errors import CalibrationError, DegenerateViewsError, Geomet
 from cvzoo.geometry.homography import apply_homography, find_homography
 from cvzoo.geometry.result import CalibrationResult
 from cvzoo.geometry.rotation import rodrigues, rotation_to_rvec
+from cvzoo.geometry.stereo import (
+    StereoCalibrationResult,
+    StereoRectification,
+    stereo_calibrate,
+    stereo_calibrate_from_points,
+    stereo_rectify,
+)
 
 __all__ = [
     "CalibrationError",
@@ -38,6 +45,8 @@ __all__ = [
     "DegenerateViewsError",
     "Extrinsics",
     "GeometryError",
+    "StereoCalibrationResult",
+    "StereoRectification",
     "apply_homography",
     "back_project",
     "calibrate_camera",
@@ -52,6 +61,9 @@ __all__ = [
     "project_points",
     "rodrigues",
     "rotation_to_rvec",
+    "stereo_calibrate",
+    "stereo_calibrate_from_points",
+    "stereo_rectify",
     "undistort_image",
     "undistort_map",
     "undistort_normalized",
