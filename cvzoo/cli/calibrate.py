@@ -1,4 +1,5 @@
-"""``cvzoo calibrate``: intrinsics, distortion and board poses from chessboard photographs."""
+"""``cvzoo calibrate``: intrinsics, distortion and board poses from chessboard photographs; with
+``--right-images``, a stereo rig (both cameras, R, T, E, F and the rectification)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         nargs="+",
         help="image files or glob patterns (quote them), e.g. 'calib/*.jpg'",
+    )
+    parser.add_argument(
+        "--right-images",
+        nargs="+",
+        help="stereo: the right camera's images (files or globs); the i-th of each list (sorted) is one pair, "
+        "and --images are the left camera's",
     )
     parser.add_argument("--pattern", default="9x6", help="inner corners COLSxROWS (default: 9x6)")
     parser.add_argument(
@@ -78,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.square > 0:
         raise CliError(f"--square must be positive, got {args.square}")
     paths = _expand(args.images)
+    if args.right_images:
+        return _run_stereo(args, paths, _expand(args.right_images), pattern)
     try:
         result = calibrate_camera(
             paths,
@@ -98,6 +107,35 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         _print_summary(result, out, args.plots)
+    return 0
+
+
+def _run_stereo(args: argparse.Namespace, left: list[str], right: list[str], pattern: tuple[int, int]) -> int:
+    from cvzoo.geometry import GeometryError, stereo_calibrate
+
+    try:
+        rig = stereo_calibrate(
+            left, right, pattern, args.square, min_views=args.min_views, use_sb=args.sb, fix_k3=args.fix_k3,
+            zero_tangent=args.zero_tangent, fix_principal_point=args.fix_principal_point,
+        )
+        out = rig.save(args.out)
+    except GeometryError as err:
+        raise CliError(str(err)) from None
+    if args.plots:
+        _write_plots(rig.left, Path(args.plots) / "left")
+        _write_plots(rig.right, Path(args.plots) / "right")
+    if args.json:
+        print(json.dumps(rig.to_dict(), indent=2))
+        return 0
+    print(f"pairs used: {len(rig.pairs)}, rejected: {len(rig.rejected_pairs)}"
+          + "".join(f"\n  not in both: {a} + {b}" for a, b in rig.rejected_pairs))
+    for side, camera in (("left", rig.left), ("right", rig.right)):
+        K = camera.K
+        print(f"{side:5s} fx={K[0, 0]:.4f} fy={K[1, 1]:.4f} cx={K[0, 2]:.4f} cy={K[1, 2]:.4f} RMS {camera.rms:.4f} px")
+    print(f"T = ({rig.T[0]:.6f}, {rig.T[1]:.6f}, {rig.T[2]:.6f}), baseline {rig.baseline:.6f}; "
+          f"stereo RMS reprojection error: {rig.rms:.4f} px")
+    print(f"wrote {out} (both cameras, R, T, E, F, rectification R1 R2 P1 P2 Q)"
+          + (f" and plots to {args.plots}" if args.plots else ""))
     return 0
 
 

@@ -75,6 +75,40 @@ class StereoCalibrationResult:
         """Distance between the two optical centres (board units)."""
         return float(np.linalg.norm(self.T))
 
+    def rectification(self) -> StereoRectification:
+        """:func:`stereo_rectify` of this rig."""
+        return stereo_rectify(self.left.K, self.right.K, self.R, self.T, self.left.image_size)
+
+    def to_dict(self) -> dict:
+        """Plain-Python representation (lists and floats) used by :meth:`save`: both cameras as
+        :meth:`CalibrationResult.to_dict` writes them, the rig, and its rectification."""
+        rect = self.rectification()
+
+        def matrix(a: np.ndarray) -> list:
+            return np.asarray(a, dtype=float).tolist()
+
+        return {
+            "left": self.left.to_dict(), "right": self.right.to_dict(), "R": matrix(self.R), "T": matrix(self.T),
+            "E": matrix(self.E), "F": matrix(self.F), "rms": float(self.rms), "baseline": self.baseline,
+            "per_view_errors": matrix(self.per_view_errors), "pairs": [list(p) for p in self.pairs],
+            "rejected_pairs": [list(p) for p in self.rejected_pairs],
+            "rectification": {"R1": matrix(rect.R1), "R2": matrix(rect.R2), "P1": matrix(rect.P1),
+                              "P2": matrix(rect.P2), "Q": matrix(rect.Q), "vertical": rect.vertical},
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON (``.json``) or YAML (any other suffix)."""
+        import json
+
+        import yaml
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = self.to_dict()
+        path.write_text(json.dumps(data, indent=2) + "\n" if path.suffix.lower() == ".json"
+                        else yaml.safe_dump(data, sort_keys=False))
+        return path
+
 
 @dataclass
 class StereoRectification:

@@ -69,3 +69,29 @@ def test_calibrate_command_errors(assets, tmp_path, capsys, argv, message):
 def test_calibrate_command_no_match(tmp_path, capsys):
     assert main(["calibrate", "--images", str(tmp_path / "*.jpg")]) == 2
     assert "nothing matches" in capsys.readouterr().err
+
+
+def test_calibrate_command_stereo(assets, tmp_path, capsys):
+    import yaml
+
+    from cvzoo.geometry import stereo_calibrate
+
+    out = tmp_path / "rig.yaml"
+    code = main(["calibrate", "--images", str(assets / "*_left.jpg"), "--right-images", str(assets / "*_right.jpg"),
+                 "--square", "0.025", "--out", str(out), "--plots", str(tmp_path / "plots")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "pairs used: 4, rejected: 0" in printed and "stereo RMS reprojection error" in printed
+    saved = yaml.safe_load(out.read_text())
+    rig = stereo_calibrate(str(assets / "*_left.jpg"), str(assets / "*_right.jpg"), (9, 6), 0.025)
+    np.testing.assert_allclose(saved["R"], rig.R, atol=1e-12)
+    np.testing.assert_allclose(saved["T"], rig.T, atol=1e-12)
+    assert saved["rms"] == pytest.approx(rig.rms) and saved["left"]["camera_matrix"] == rig.left.K.tolist()
+    assert set(saved["rectification"]) == {"R1", "R2", "P1", "P2", "Q", "vertical"}
+    assert len(list((tmp_path / "plots" / "left").glob("corners_*.jpg"))) == 4
+    assert len(list((tmp_path / "plots" / "right").glob("corners_*.jpg"))) == 4
+    # A right list of another length: a clear error, nothing written.
+    bad = tmp_path / "bad.yaml"
+    assert main(["calibrate", "--images", str(assets / "*_left.jpg"), "--right-images", str(assets / "0_right.jpg"),
+                 "--out", str(bad)]) != 0
+    assert "as many left as right images" in capsys.readouterr().err and not bad.exists()
