@@ -103,10 +103,12 @@ def _with_warmup(schedule: Callable[[int], float], cfg: SchedulerConfig, warmup_
     return factor
 
 
-def nominal_accumulate(nominal_batch_size: int, batch_size: int, step: int, warmup_steps: int) -> int:
+def nominal_accumulate(
+    nominal_batch_size: int, batch_size: int, step: float = math.inf, warmup_steps: int = 0
+) -> int:
     """Batches per optimizer step for a nominal batch size (YOLOv5/v8's ``nbs``) at iteration ``step``.
 
-    After warm-up: ``round(nbs / batch)``. During warm-up YOLO ramps it linearly from 1 (an optimizer step
+    After warm-up (and without ``step``): ``round(nbs / batch)``. During warm-up YOLO ramps it linearly from 1 (an optimizer step
     every batch) to that value, so that the first iterations take many small steps while the lr is low.
     """
     full = max(1, round(nominal_batch_size / batch_size))

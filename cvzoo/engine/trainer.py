@@ -204,7 +204,6 @@ class Trainer:
             raise ValueError(f"the validation set of {cfg.data.source!r} is empty")
 
         batches_per_epoch = len(train_loader)
-        total_batches = cfg.train.epochs * batches_per_epoch
         # The schedule and warm-up count iterations (batches); see cvzoo.engine.optim.
         warmup_batches = int(round(cfg.scheduler.warmup_epochs * batches_per_epoch))
         global_batch_size = batch_size * self.dist.world_size
@@ -212,8 +211,7 @@ class Trainer:
         weight_decay_scale = 1.0
         if nominal > 0:
             # YOLO's nominal batch size: step every ~nbs images (fewer in warm-up), weight decay scaled to match.
-            full = nominal_accumulate(nominal, global_batch_size, total_batches, warmup_batches)
-            weight_decay_scale = global_batch_size * full / nominal
+            weight_decay_scale = global_batch_size * nominal_accumulate(nominal, global_batch_size) / nominal
 
         def accumulate_at(batch_index: int) -> int:
             if nominal > 0:

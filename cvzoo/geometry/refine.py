@@ -11,8 +11,9 @@ Damping follows Marquardt (scaled by ``diag(J^T J)``) with Nielsen's update of t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -132,6 +133,84 @@ def _normal_equations(
     return JtJ, Jtr, cost, residuals
 
 
+@dataclass
+class LMSolution:
+    """Output of :func:`levenberg_marquardt`: the parameters, ``J^T J``, the cost ``sum r^2 / 2`` and the
+    ``extra`` output of the normal-equation function at them, the iterations and whether a stopping test
+    (not the cap) ended the loop."""
+
+    params: np.ndarray
+    JtJ: np.ndarray
+    cost: float
+    extra: Any
+    iterations: int
+    converged: bool
+
+
+def levenberg_marquardt(
+    normal_equations: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, float, Any]],
+    params: np.ndarray,
+    free: np.ndarray | None = None,
+    max_iter: int = 200,
+    tol: float = 1e-14,
+) -> LMSolution:
+    """Minimise ``sum r^2 / 2`` with Levenberg-Marquardt: Marquardt's damping scaled by ``diag(J^T J)``
+    and Nielsen's update of the damping factor (Madsen, Nielsen & Tingleff 2004, sec. 3.2).
+
+    Args:
+        normal_equations: ``params -> (J^T J, J^T r, cost, extra)``; ``extra`` (e.g. the residuals) is
+            handed back for the final parameters.
+        params: starting parameters.
+        free: boolean mask of the parameters to optimise (the others keep their values); all by default.
+        max_iter: iteration cap.
+        tol: stop when the relative cost decrease or the relative step falls below this.
+    """
+    params = np.asarray(params, dtype=np.float64).copy()
+    free = np.ones(len(params), dtype=bool) if free is None else free
+    JtJ, Jtr, cost, extra = normal_equations(params)
+    mu = 1e-3 * float(np.max(np.diag(JtJ)[free]))
+    nu = 2.0
+    converged = False
+    iterations = 0
+    while iterations < max_iter:
+        iterations += 1
+        A = JtJ[np.ix_(free, free)]
+        g = Jtr[free]
+        if np.max(np.abs(g)) < 1e-14 * max(1.0, cost):
+            converged = True
+            break
+        # Marquardt scaling, floored so that a parameter with a tiny curvature still gets damped.
+        diag = np.maximum(np.diag(A), 1e-12 * np.max(np.diag(A)))
+        try:
+            step = np.linalg.solve(A + mu * np.diag(diag), -g)
+        except np.linalg.LinAlgError:
+            mu *= nu
+            nu *= 2.0
+            continue
+        candidate = params.copy()
+        candidate[free] += step
+        new = normal_equations(candidate)
+        predicted = -(step @ g) - 0.5 * step @ A @ step
+        actual = cost - new[2]
+        if actual > 0 and predicted > 0:
+            rho = actual / predicted
+            params = candidate
+            JtJ, Jtr, cost, extra = new
+            mu *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+            nu = 2.0
+            small_step = np.linalg.norm(step) < tol * (np.linalg.norm(params[free]) + tol)
+            if actual < tol * cost or small_step:
+                converged = True
+                break
+        else:
+            mu *= nu
+            nu *= 2.0
+            if mu > 1e30:  # no descent possible at machine precision: at a minimum
+                converged = True
+                break
+    return LMSolution(params=params, JtJ=JtJ, cost=cost, extra=extra, iterations=iterations, converged=converged)
+
+
 def refine_calibration(
     intrinsics: np.ndarray,
     poses: np.ndarray,
@@ -176,47 +255,11 @@ def refine_calibration(
         return intr, vector[NUM_INTRINSIC:].reshape(-1, POSE_SIZE)
 
     params = np.concatenate([intrinsics, poses.reshape(-1)])
-    JtJ, Jtr, cost, residuals = _normal_equations(*unpack(params), object_points, image_points, aspect)
-    mu = 1e-3 * float(np.max(np.diag(JtJ)[free]))
-    nu = 2.0
-    converged = False
-    iterations = 0
-    while iterations < max_iter:
-        iterations += 1
-        A = JtJ[np.ix_(free, free)]
-        g = Jtr[free]
-        if np.max(np.abs(g)) < 1e-14 * max(1.0, cost):
-            converged = True
-            break
-        # Marquardt scaling, floored so that a parameter with a tiny curvature still gets damped.
-        diag = np.maximum(np.diag(A), 1e-12 * np.max(np.diag(A)))
-        try:
-            step = np.linalg.solve(A + mu * np.diag(diag), -g)
-        except np.linalg.LinAlgError:
-            mu *= nu
-            nu *= 2.0
-            continue
-        candidate = params.copy()
-        candidate[free] += step
-        new = _normal_equations(*unpack(candidate), object_points, image_points, aspect)
-        predicted = -(step @ g) - 0.5 * step @ A @ step
-        actual = cost - new[2]
-        if actual > 0 and predicted > 0:
-            rho = actual / predicted
-            params = candidate
-            JtJ, Jtr, cost, residuals = new
-            mu *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
-            nu = 2.0
-            small_step = np.linalg.norm(step) < tol * (np.linalg.norm(params[free]) + tol)
-            if actual < tol * cost or small_step:
-                converged = True
-                break
-        else:
-            mu *= nu
-            nu *= 2.0
-            if mu > 1e30:  # no descent possible at machine precision: at a minimum
-                converged = True
-                break
+    solution = levenberg_marquardt(
+        lambda vector: _normal_equations(*unpack(vector), object_points, image_points, aspect),
+        params, free, max_iter=max_iter, tol=tol)
+    params, JtJ, cost, residuals = solution.params, solution.JtJ, solution.cost, solution.extra
+    iterations, converged = solution.iterations, solution.converged
     intr, final_poses = unpack(params)
     return RefineResult(
         intrinsics=intr,

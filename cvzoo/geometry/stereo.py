@@ -4,7 +4,7 @@
 then, with both intrinsics held fixed (OpenCV's ``CALIB_FIX_INTRINSIC``), the rig's rotation ``R`` and
 translation ``T`` (left camera frame -> right camera frame: ``X_r = R X_l + T``) are estimated from the
 board poses seen by both cameras: the per-view estimates ``R_r R_l^T`` and ``t_r - R t_l`` give a
-median start, and Levenberg-Marquardt refines ``(R, T)`` together with every view's left pose on the
+median start, and Levenberg-Marquardt (the loop of :mod:`cvzoo.geometry.refine`) refines ``(R, T)`` together with every view's left pose on the
 reprojection error of both images (the right pose of a view is the left pose composed with the rig).
 The essential and fundamental matrices follow: ``E = [T]_x R``, ``F = K_r^-T E K_l^-1``
 (Hartley & Zisserman, 2004, sec. 9.6 and 9.2).
@@ -36,6 +36,7 @@ from cvzoo.geometry.calibration import (
 )
 from cvzoo.geometry.camera import project_points
 from cvzoo.geometry.errors import CalibrationError
+from cvzoo.geometry.refine import levenberg_marquardt
 from cvzoo.geometry.result import CalibrationResult
 from cvzoo.geometry.rotation import rodrigues, rotation_to_rvec, skew
 
@@ -141,55 +142,29 @@ def compose_pose(rig_rvec: np.ndarray, rig_t: np.ndarray, rvec: np.ndarray, tvec
 def _initial_rig(left_poses: np.ndarray, right_poses: np.ndarray) -> np.ndarray:
     """Median of the per-view rig estimates ``R_r R_l^T`` (as rotation vectors) and ``t_r - R t_l``."""
     rvecs, tvecs = [], []
-    for (rl, tl), (rr, tr) in zip(((p[:3], p[3:]) for p in left_poses), ((p[:3], p[3:]) for p in right_poses)):
-        R = rodrigues(rr) @ rodrigues(rl).T
+    for left, right in zip(left_poses, right_poses):
+        R = rodrigues(right[:3]) @ rodrigues(left[:3]).T
         rvecs.append(rotation_to_rvec(R))
-        tvecs.append(tr - R @ tl)
+        tvecs.append(right[3:] - R @ left[3:])
     return np.concatenate([np.median(rvecs, axis=0), np.median(tvecs, axis=0)])
 
 
-def _levenberg_marquardt(
-    residual_fn: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, max_iter: int = 100, tol: float = 1e-15
-) -> tuple[np.ndarray, int]:
-    """Minimise ``|residual_fn(x)|^2`` with Marquardt's scaled damping and Nielsen's damping update
-    (Madsen, Nielsen & Tingleff, 2004, sec. 3.2). The Jacobian is taken by central differences: the rig
-    problem has ``6 + 6 M`` unknowns, so that costs ``2 (6 + 6 M)`` cheap residual evaluations."""
-    x = np.asarray(x0, dtype=np.float64).copy()
-    r = residual_fn(x)
-    cost = float(r @ r)
-    mu, nu = None, 2.0
-    iterations = 0
-    for iterations in range(1, max_iter + 1):
+def _numeric_normal_equations(
+    residual_fn: Callable[[np.ndarray], np.ndarray],
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, float, np.ndarray]]:
+    """``J^T J``, ``J^T r``, ``sum r^2 / 2`` and ``r`` with the Jacobian by central differences: the rig
+    problem has only ``6 + 6 M`` unknowns, so that costs ``2 (6 + 6 M)`` cheap residual evaluations."""
+
+    def normal_equations(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        r = residual_fn(x)
         J = np.empty((len(r), len(x)))
         for i in range(len(x)):
-            h = 1e-6 * max(1.0, abs(x[i]))
             step = np.zeros_like(x)
-            step[i] = h
-            J[:, i] = (residual_fn(x + step) - residual_fn(x - step)) / (2 * h)
-        A, g = J.T @ J, J.T @ r
-        diag = np.maximum(np.diag(A), 1e-12)
-        if mu is None:
-            mu = 1e-3 * float(diag.max())
-        improved = False
-        while not improved:
-            delta = np.linalg.solve(A + mu * np.diag(diag), -g)
-            candidate = residual_fn(x + delta)
-            new_cost = float(candidate @ candidate)
-            predicted = float(delta @ (mu * diag * delta - g))
-            gain = (cost - new_cost) / predicted if predicted > 0 else -1.0
-            if gain > 0:
-                x, r, improved = x + delta, candidate, True
-                decrease, cost = cost - new_cost, new_cost
-                mu *= max(1 / 3, 1 - (2 * gain - 1) ** 3)
-                nu = 2.0
-            else:
-                mu *= nu
-                nu *= 2.0
-                if mu > 1e30:  # no step decreases the cost: at the minimum up to float error
-                    return x, iterations
-        if decrease <= tol * max(cost, 1e-300) or np.linalg.norm(delta) <= tol * (np.linalg.norm(x) + tol):
-            break
-    return x, iterations
+            step[i] = 1e-6 * max(1.0, abs(x[i]))
+            J[:, i] = (residual_fn(x + step) - residual_fn(x - step)) / (2 * step[i])
+        return J.T @ J, J.T @ r, 0.5 * float(r @ r), r
+
+    return normal_equations
 
 
 def stereo_calibrate_from_points(
@@ -238,15 +213,15 @@ def stereo_calibrate_from_points(
             parts.append(project_points(board, right_r, right_t, right.K, right.dist) - seen_right)
         return np.concatenate([p.reshape(-1) for p in parts])
 
-    x, iterations = _levenberg_marquardt(residuals, np.concatenate([start, np.asarray(left_poses).reshape(-1)]),
-                                         max_iter=max_iter)
-    rig_r, rig_t, poses = unpack(x)
-    flat, per_view, start_index = residuals(x), [], 0
+    solution = levenberg_marquardt(_numeric_normal_equations(residuals),
+                                   np.concatenate([start, np.asarray(left_poses).reshape(-1)]), max_iter=max_iter)
+    rig_r, rig_t, poses = unpack(solution.params)
+    flat, per_view, start_index = solution.extra, [], 0
     for board in object_points:
         size = 4 * len(board)
         per_view.append(flat[start_index:start_index + size].reshape(2, len(board), 2))
         start_index += size
-    return rodrigues(rig_r), rig_t, poses, per_view, iterations
+    return rodrigues(rig_r), rig_t, poses, per_view, solution.iterations
 
 
 def essential_and_fundamental(R: np.ndarray, T: np.ndarray, K_left: np.ndarray, K_right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
