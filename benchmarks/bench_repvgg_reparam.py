@@ -9,6 +9,7 @@ the per-round ratios (deploy / training; RepVGG's claim is a clear speed-up, the
     python benchmarks/bench_repvgg_reparam.py                       # repvgg_a0, 224 px, 1 thread
     python benchmarks/bench_repvgg_reparam.py --model repvgg_b0 --threads 2 --repeats 50
     python benchmarks/bench_repvgg_reparam.py --channels-last     # both forms in NHWC (as cvzoo predict runs)
+    python benchmarks/bench_repvgg_reparam.py --device cuda       # on a GPU (each call synchronised)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--channels-last", action="store_true",
                         help="both forms and the input in channels-last memory order (oneDNN's NHWC kernels, the "
                              "order cvzoo's predictor uses on the CPU); the default is NCHW for both")
@@ -40,9 +42,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    train_form = create_model(args.model).eval()
+    device = torch.device(args.device)
+    train_form = create_model(args.model).eval().to(device)
     deploy_form = copy.deepcopy(train_form).reparameterize()
-    x = torch.randn(1, 3, args.size, args.size)
+    x = torch.randn(1, 3, args.size, args.size, device=device)
     layout = "NCHW"
     if args.channels_last:
         layout = "channels-last"
@@ -57,13 +60,16 @@ def main() -> None:
         def call() -> None:
             with torch.inference_mode():
                 model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # time the kernels, not their launch
 
         return call
 
     times = alternate({"train": run(train_form), "deploy": run(deploy_form)}, args.repeats, args.warmup)
     params = {name: sum(p.numel() for p in m.parameters()) / 1e6 for name, m in
               (("train", train_form), ("deploy", deploy_form))}
-    print(f"{args.model}, batch 1, {args.size} px, {layout}, {args.threads} thread(s), {args.repeats} rounds")
+    where = f"{args.threads} thread(s)" if device.type == "cpu" else str(device)
+    print(f"{args.model}, batch 1, {args.size} px, {layout}, {where}, {args.repeats} rounds")
     print(f"max |logit difference| / max |logit|: {difference:.1e}")
     for name in ("train", "deploy"):
         print(f"{name:<7} median {median(times[name]) * 1e3:8.2f} ms   params {params[name]:.2f} M")
