@@ -37,14 +37,15 @@ def chessboard_points(pattern_size: tuple[int, int], square_size: float = 1.0) -
     Returns:
         ``[columns * rows, 3]`` points ``(col * s, row * s, 0)``, row-major.
     """
-    cols, rows = _check_pattern(pattern_size)
+    cols, rows = check_pattern_size(pattern_size)
     if not np.isfinite(square_size) or square_size <= 0:
         raise GeometryError(f"square_size must be positive, got {square_size}")
     grid = np.stack(np.meshgrid(np.arange(cols), np.arange(rows)), axis=-1).reshape(-1, 2)
     return np.concatenate([grid * float(square_size), np.zeros((len(grid), 1))], axis=1)
 
 
-def _check_pattern(pattern_size: Sequence[int]) -> tuple[int, int]:
+def check_pattern_size(pattern_size: Sequence[int]) -> tuple[int, int]:
+    """``(columns, rows)`` of inner corners as ints; a GeometryError unless two values >= 2."""
     if len(pattern_size) != 2 or min(pattern_size) < 2:
         raise GeometryError(f"pattern_size must be (columns, rows) of inner corners >= 2, got {pattern_size}")
     return int(pattern_size[0]), int(pattern_size[1])
@@ -66,8 +67,8 @@ def find_chessboard_corners(
     """
     import cv2
 
-    cols, rows = _check_pattern(pattern_size)
-    gray = _read_gray(image) if isinstance(image, str | Path) else np.asarray(image)
+    cols, rows = check_pattern_size(pattern_size)
+    gray = read_gray(image) if isinstance(image, str | Path) else np.asarray(image)
     if gray.ndim == 3:
         gray = cv2.cvtColor(gray, cv2.COLOR_BGR2GRAY)
     if gray.ndim != 2 or gray.dtype != np.uint8:
@@ -92,7 +93,8 @@ def find_chessboard_corners(
     return corners.reshape(-1, 2).astype(np.float64)
 
 
-def _read_gray(path: str | Path) -> np.ndarray:
+def read_gray(path: str | Path) -> np.ndarray:
+    """An image file as 8-bit greyscale; a CalibrationError naming the file if it cannot be read."""
     import cv2
 
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
@@ -263,7 +265,7 @@ def calibrate_camera(
     used, rejected, detections = [], [], []
     image_size = None
     for path in paths:
-        gray = _read_gray(path)
+        gray = read_gray(path)
         size = (gray.shape[1], gray.shape[0])
         if image_size is None:
             image_size = size
@@ -279,13 +281,13 @@ def calibrate_camera(
             used.append(path)
             detections.append(corners)
     if len(used) < min_views:
-        cols, rows = _check_pattern(pattern_size)
+        cols, rows = check_pattern_size(pattern_size)
         raise CalibrationError(
             f"chessboard {cols}x{rows} found in {len(used)} of {len(paths)} images, need at least "
             f"{min_views}; not found in: {', '.join(rejected) or '-'}"
         )
     result = calibrate_from_points([board] * len(used), detections, image_size, view_names=used, **options)
     result.rejected_images = rejected
-    result.pattern_size = _check_pattern(pattern_size)
+    result.pattern_size = check_pattern_size(pattern_size)
     result.square_size = float(square_size)
     return result

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from cvzoo.geometry.calibration import (
-    _check_pattern,
-    _read_gray,
     calibrate_from_points,
+    check_pattern_size,
     chessboard_points,
     find_chessboard_corners,
+    read_gray,
 )
 from cvzoo.geometry.camera import project_points
 from cvzoo.geometry.errors import CalibrationError
@@ -239,7 +239,7 @@ def _detect_pairs(
     for left_path, right_path in zip(left_paths, right_paths):
         corners = []
         for side, path in enumerate((left_path, right_path)):
-            gray = _read_gray(path)
+            gray = read_gray(path)
             size = (gray.shape[1], gray.shape[0])
             if sizes[side] is None:
                 sizes[side] = size
@@ -289,7 +289,7 @@ def stereo_calibrate(
         raise CalibrationError(f"stereo calibration needs as many left as right images (pairs), got "
                                f"{len(left_paths)} left ({left_images!r}) and {len(right_paths)} right "
                                f"({right_images!r})")
-    pattern = _check_pattern(pattern_size)
+    pattern = check_pattern_size(pattern_size)
     used, rejected, left_found, right_found, left_size, right_size = _detect_pairs(
         left_paths, right_paths, pattern, use_sb)
     if len(used) < min_views:
