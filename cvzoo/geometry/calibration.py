@@ -93,6 +93,11 @@ def find_chessboard_corners(
     return corners.reshape(-1, 2).astype(np.float64)
 
 
+def list_images(spec: str | Sequence[str | Path]) -> list[str]:
+    """A glob pattern -> its matches, sorted; a list of files -> their paths as strings, in order."""
+    return sorted(glob.glob(spec)) if isinstance(spec, str) else [str(p) for p in spec]
+
+
 def read_gray(path: str | Path) -> np.ndarray:
     """An image file as 8-bit greyscale; a CalibrationError naming the file if it cannot be read."""
     import cv2
@@ -258,7 +263,7 @@ def calibrate_camera(
             in fewer than ``min_views`` images (the message names the images where it was not found).
         DegenerateViewsError: the detected views do not determine the intrinsics.
     """
-    paths = sorted(glob.glob(image_paths)) if isinstance(image_paths, str) else [str(p) for p in image_paths]
+    paths = list_images(image_paths)
     if not paths:
         raise CalibrationError(f"no images to calibrate from (pattern or list: {image_paths!r})")
     board = chessboard_points(pattern_size, square_size)

@@ -20,7 +20,6 @@ homogeneous 3-D points in the rectified left camera frame.
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from cvzoo.geometry.calibration import (
     check_pattern_size,
     chessboard_points,
     find_chessboard_corners,
+    list_images,
     read_gray,
 )
 from cvzoo.geometry.camera import project_points
@@ -281,10 +281,7 @@ def stereo_calibrate(
         CalibrationError: different numbers of left and right images, unreadable images, or the board in
             both images of fewer than ``min_views`` pairs (the message names the pairs where it was not).
     """
-    def listing(spec: str | Sequence[str | Path]) -> list[str]:
-        return sorted(glob.glob(spec)) if isinstance(spec, str) else [str(p) for p in spec]
-
-    left_paths, right_paths = listing(left_images), listing(right_images)
+    left_paths, right_paths = list_images(left_images), list_images(right_images)
     if len(left_paths) != len(right_paths) or not left_paths:
         raise CalibrationError(f"stereo calibration needs as many left as right images (pairs), got "
                                f"{len(left_paths)} left ({left_images!r}) and {len(right_paths)} right "

@@ -86,18 +86,20 @@ def test_resume_after_epoch_equals_uninterrupted_run(tmp_path, extra):
     assert len(rows) == 4  # header + 3 epochs in one continuous file
 
 
+class InterruptedAtBatch5(ToyTask):
+    """Ctrl-C arrives before the sixth training batch (index 5) of the run."""
+
+    def training_step(self, model, batch):
+        if self.steps == 5:
+            self.steps += 1
+            raise KeyboardInterrupt
+        return super().training_step(model, batch)
+
+
 def test_interrupt_saves_resumable_checkpoint_mid_epoch(tmp_path):
     config = make_config(tmp_path, "train.epochs=2")
-
-    class Interrupting(ToyTask):
-        def training_step(self, model, batch):
-            if self.steps == 5:
-                self.steps += 1
-                raise KeyboardInterrupt
-            return super().training_step(model, batch)
-
     with pytest.raises(TrainingInterrupted) as info:
-        Trainer(config, Interrupting(config)).fit()
+        Trainer(config, InterruptedAtBatch5(config)).fit()
     state = load_checkpoint(info.value.checkpoint)
     assert state["epoch"] == 0 and state["step_in_epoch"] == 5
     resume_cfg = make_config(tmp_path, f"run.resume={info.value.checkpoint}")
@@ -279,16 +281,8 @@ def test_nominal_batch_ramp_optimizer_steps(tmp_path):
 
 def test_interrupt_in_nominal_batch_ramp_resumes_at_window_start(tmp_path):
     config = _ramp_config(tmp_path)
-
-    class Interrupting(ToyTask):
-        def training_step(self, model, batch):
-            if self.steps == 5:  # batches 0-4 done; the last optimizer step followed batch 3
-                self.steps += 1
-                raise KeyboardInterrupt
-            return super().training_step(model, batch)
-
-    with pytest.raises(TrainingInterrupted) as info:
-        Trainer(config, Interrupting(config)).fit()
+    with pytest.raises(TrainingInterrupted) as info:  # batches 0-4 done; the last step followed batch 3
+        Trainer(config, InterruptedAtBatch5(config)).fit()
     state = load_checkpoint(info.value.checkpoint)
     assert state["step_in_epoch"] == 4 and state["ema"]["updates"] == 3
     resume_cfg = _ramp_config(tmp_path, f"run.resume={info.value.checkpoint}")
