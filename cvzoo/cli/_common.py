@@ -12,8 +12,8 @@ class CliError(Exception):
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="YAML", help="recipe file (keys of cvzoo.config.Config)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override any config key, e.g. --set optim.lr=0.1 --set train.amp=true (repeatable)",
+        "--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+        help="override config keys, e.g. --set optim.lr=0.1 train.amp=true (repeatable)",
     )
 
 

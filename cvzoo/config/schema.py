@@ -50,6 +50,12 @@ class AugmentConfig:
     translate: float = 0.1
     affine_scale: float = 0.5
     shear: float = 0.0
+    # Metric learning (siamese), batched per image: elastic distortion of Simard et al. (2003) with
+    # noise smoothed by a Gaussian of elastic_sigma px and scaled by elastic_alpha (0 = off), and the probability of a 3x3
+    # dilation (wider bright strokes). degrees/shear/affine_scale above also apply there.
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
+    dilate: float = 0.0
     # Multi-scale training (YOLOv2/v3, YOLOv5's --multi-scale): each batch is resized to a random
     # multiple of the model's largest stride in [0.5, 1.5] x img_size; validation keeps img_size.
     multiscale: bool = False
@@ -120,6 +126,9 @@ class TrainConfig:
     clip_grad_norm: float = 0.0
     ema: bool = False
     ema_decay: float = 0.9998
+    # The EMA's decay ramps as ema_decay * (1 - exp(-updates / ema_tau)) (YOLOv5's 2000); a run of a few
+    # hundred steps needs a shorter ramp, or its average hardly starts.
+    ema_tau: float = 2000.0
     label_smoothing: float = 0.0
     early_stop_patience: int = 0  # epochs without improvement of the fitness metric; 0 = off
     fitness_metric: str = ""  # "" = the task's default (top1, mAP50-95, mIoU, ...)

@@ -39,12 +39,13 @@ class ModelEMA:
                 value.copy_(source[name])
 
     def state_dict(self) -> dict:
-        return {"module": self.module.state_dict(), "updates": self.updates, "decay": self.decay}
+        return {"module": self.module.state_dict(), "updates": self.updates, "decay": self.decay, "tau": self.tau}
 
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state["module"])
         self.updates = state["updates"]
         self.decay = state.get("decay", self.decay)
+        self.tau = state.get("tau", self.tau)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

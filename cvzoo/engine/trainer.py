@@ -227,7 +227,7 @@ class Trainer:
             apply_warmup_overrides(optimizer, scheduler, warmup_batches, cfg.scheduler, cfg.optim.momentum)
         use_scaler = cfg.train.amp and self.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-        ema = ModelEMA(bare_model, cfg.train.ema_decay) if cfg.train.ema else None
+        ema = ModelEMA(bare_model, cfg.train.ema_decay, cfg.train.ema_tau) if cfg.train.ema else None
 
         start_epoch, start_step = 0, 0
         best_fitness, patience = -math.inf, 0

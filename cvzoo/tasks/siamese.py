@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from cvzoo.data.batch_augment import random_affine, random_dilate, random_elastic
 from cvzoo.data.classification import build_classification_dataset
 from cvzoo.data.images import load_image
 from cvzoo.data.pairs import sample_pairs
@@ -75,49 +75,6 @@ class _Indexed(Dataset):
         return image, label, index
 
 
-def affine_warp(
-    images: torch.Tensor, angle: torch.Tensor, shear: torch.Tensor, zoom: torch.Tensor, fill: torch.Tensor
-) -> torch.Tensor:
-    """Warp each image by its own rotation, x-shear and zoom about the centre, in one ``grid_sample``.
-
-    Per image the same as torchvision's ``affine(image, angle=-angle, translate=[0, 0], scale=zoom,
-    shear=[shear, 0])`` with bilinear interpolation (its ``affine`` turns clockwise, ``rotate`` and this
-    function counter-clockwise).
-
-    Args:
-        images: float ``[N, C, H, W]`` (normalised; square, as the task's transforms make them).
-        angle: ``[N]`` rotation in degrees, counter-clockwise on screen.
-        shear: ``[N]`` x-shear angle in degrees.
-        zoom: ``[N]`` scale factors (> 1 enlarges).
-        fill: ``[C]`` or ``[1]`` value given to areas from outside the image (``-mean / std``: black).
-    """
-    count = images.shape[0]
-    options = {"device": images.device, "dtype": torch.float32}
-    # grid coordinates have y pointing down, so a counter-clockwise turn on screen is -angle here.
-    radians = -torch.deg2rad(angle.to(**options))
-    cos, sin = torch.cos(radians), torch.sin(radians)
-    shear_tan = -torch.tan(torch.deg2rad(shear.to(**options)))
-    # forward map = zoom * rotation @ [[1, -tan(shear)], [0, 1]]; the sampling grid needs its inverse.
-    forward = torch.stack([torch.stack([cos, cos * shear_tan - sin], -1),
-                           torch.stack([sin, sin * shear_tan + cos], -1)], 1) * zoom.to(**options)[:, None, None]
-    theta = torch.cat([torch.linalg.inv(forward), torch.zeros(count, 2, 1, **options)], dim=2)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    fill = fill.to(images.device, images.dtype).view(1, -1, 1, 1)
-    return F.grid_sample(images - fill, grid.to(images.dtype), align_corners=False) + fill
-
-
-def random_affine(images: torch.Tensor, degrees: float, shear: float, scale: float, fill: torch.Tensor) -> torch.Tensor:
-    """:func:`affine_warp` with per-image parameters drawn uniformly: angle in ``+-degrees``, shear in
-    ``+-shear``, zoom in ``1 +- scale`` (torch's global generator). One batched warp costs about what a
-    per-sample ``v2.RandomAffine`` costs for a single 28 px image."""
-    count, device = images.shape[0], images.device
-
-    def uniform(half_width: float) -> torch.Tensor:
-        return (torch.rand(count, device=device) * 2 - 1) * half_width
-
-    return affine_warp(images, uniform(degrees), uniform(shear), 1 + uniform(scale), fill)
-
-
 class _TwoViews(Dataset):
     """Each item twice through the (random) transform: ``([2, C, H, W], label)``."""
 
@@ -177,14 +134,18 @@ class SiameseTask(Task):
             padding=None if augment.padding < 0 else augment.padding)
 
     def _augment_batch(self, images: torch.Tensor) -> torch.Tensor:
-        """With ``augment.degrees`` or ``augment.shear`` set: a random rotation/shear/zoom per image (zoom
-        in ``1 +- augment.affine_scale``), on the whole batch at once. Shape-preserving deformations teach
-        invariances (slant, size of a digit) that carry over to classes never seen in training."""
+        """The batch augmentations of ``data.augment`` (:mod:`cvzoo.data.batch_augment`), in this order:
+        pen width (``dilate``: probability of a 3x3 dilation), elastic wobble (``elastic_alpha`` /
+        ``elastic_sigma``, Simard et al. 2003), then a random rotation/shear/zoom (``degrees``, ``shear``,
+        zoom in ``1 +- affine_scale``). Shape-preserving deformations teach invariances (slant, size,
+        stroke) that carry over to classes never seen in training."""
         augment = self.config.data.augment
-        if augment.degrees <= 0 and augment.shear <= 0:
-            return images
         fill = -torch.tensor(self.mean) / torch.tensor(self.std)
-        return random_affine(images, augment.degrees, augment.shear, augment.affine_scale, fill)
+        images = random_dilate(images, augment.dilate)
+        images = random_elastic(images, augment.elastic_alpha, augment.elastic_sigma, fill)
+        if augment.degrees > 0 or augment.shear > 0:
+            images = random_affine(images, augment.degrees, augment.shear, augment.affine_scale, fill)
+        return images
 
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:
         train = self._split("train", seen=True, train=True)

@@ -104,3 +104,10 @@ def test_info_errors(capsys):
     assert "did you mean clitest_tiny_plain" in capsys.readouterr().err
     assert main(["info", "clitest_tiny_plain", "--depth", "0"]) == 2
     assert main(["info", "clitest_tiny_plain", "--size", "1"]) == 2  # too small for the network
+
+
+def test_train_set_takes_several_overrides_per_flag_and_repeats():
+    from cvzoo.cli.main import build_parser
+
+    args = build_parser().parse_args(["train", "--set", "optim.lr=0.1", "train.amp=true", "--set", "train.epochs=2"])
+    assert args.overrides == ["optim.lr=0.1", "train.amp=true", "train.epochs=2"]

@@ -7,6 +7,7 @@ import torch
 from cvzoo.config import Config, apply_overrides
 from cvzoo.engine.callbacks import Callback
 from cvzoo.engine.checkpoint import load_checkpoint
+from cvzoo.engine.ema import ModelEMA
 from cvzoo.engine.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 from tests.engine.toy_task import ToyTask
 
@@ -277,6 +278,16 @@ def test_nominal_batch_ramp_optimizer_steps(tmp_path):
     config = _ramp_config(tmp_path)
     result = Trainer(config, ToyTask(config)).fit()
     assert load_checkpoint(result.last_checkpoint)["ema"]["updates"] == 7
+
+
+def test_ema_decay_ramp_length_comes_from_the_config(tmp_path):
+    # 7 updates with tau 2 -> decay 0.9 * (1 - e^-3.5); the default tau 2000 would leave it at 0.003.
+    config = _ramp_config(tmp_path, "train.ema_decay=0.9", "train.ema_tau=2")
+    result = Trainer(config, ToyTask(config)).fit()
+    state = load_checkpoint(result.last_checkpoint)["ema"]
+    assert state["tau"] == 2 and state["updates"] == 7
+    ema = ModelEMA(torch.nn.Linear(1, 1), state["decay"], state["tau"], updates=state["updates"])
+    assert ema.current_decay() == pytest.approx(0.9 * (1 - math.exp(-3.5)))
 
 
 def test_interrupt_in_nominal_batch_ramp_resumes_at_window_start(tmp_path):

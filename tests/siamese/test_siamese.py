@@ -109,25 +109,21 @@ def test_siamese_supcon_two_views_and_affine_augmentation_on_mnist_json(tmp_path
     assert 0.0 <= result.metrics["metrics/auc"] <= 1.0
 
 
-def test_batched_affine_warp_matches_torchvision_per_image():
-    from torchvision.transforms.v2 import functional as TF
+def test_siamese_batch_augmentation_follows_the_config():
+    import torch.nn.functional as F
 
-    from cvzoo.tasks.siamese import affine_warp, random_affine
+    from cvzoo.config import Config, apply_overrides
+    from cvzoo.tasks import build_task
 
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(3, 2, 12, 12, generator=generator)
-    angle, shear, zoom = torch.tensor([0.0, 30.0, -90.0]), torch.tensor([20.0, -15.0, 10.0]), torch.tensor([1.0, 0.9, 1.2])
-    fill = torch.tensor([-0.5, 0.25])
-    warped = affine_warp(images, angle, shear, zoom, fill)
-    for i in range(3):
-        reference = TF.affine(images[i] - fill[:, None, None], angle=-float(angle[i]), translate=[0, 0],
-                              scale=float(zoom[i]), shear=[float(shear[i]), 0.0],
-                              interpolation=TF.InterpolationMode.BILINEAR) + fill[:, None, None]
-        torch.testing.assert_close(warped[i], reference, atol=1e-5, rtol=0)
-    # Rotation is counter-clockwise like torchvision's rotate; nothing to do leaves the batch as it is.
-    torch.testing.assert_close(affine_warp(images, torch.full((3,), 90.0), torch.zeros(3), torch.ones(3), fill),
-                               torch.rot90(images, 1, (2, 3)), atol=1e-5, rtol=0)
-    torch.testing.assert_close(random_affine(images, 0.0, 0.0, 0.0, fill), images, atol=1e-6, rtol=0)
-    # A black image stays black whatever the warp (the fill is the normalised black).
-    black = fill.view(1, 2, 1, 1).expand(4, 2, 12, 12)
-    torch.testing.assert_close(random_affine(black, 30.0, 20.0, 0.3, fill), black, atol=1e-6, rtol=0)
+    def task_with(*overrides):
+        task = build_task(apply_overrides(Config(), ["task=siamese", "data.augment.degrees=0", *overrides]))
+        task.mean, task.std = [0.1307], [0.3081]
+        return task
+
+    images = torch.rand(4, 1, 28, 28)
+    assert torch.equal(task_with()._augment_batch(images), images)  # nothing asked: untouched
+    torch.manual_seed(0)
+    dilated = task_with("data.augment.dilate=1")._augment_batch(images)
+    assert torch.equal(dilated, F.max_pool2d(images, 3, stride=1, padding=1))
+    elastic = task_with("data.augment.elastic_alpha=34", "data.augment.elastic_sigma=4")._augment_batch(images)
+    assert elastic.shape == images.shape and (elastic - images).abs().mean() > 0.05
