@@ -50,9 +50,9 @@ class AugmentConfig:
     translate: float = 0.1
     affine_scale: float = 0.5
     shear: float = 0.0
-    # Metric learning (siamese), batched per image: elastic distortion of Simard et al. (2003) with
-    # noise smoothed by a Gaussian of elastic_sigma px and scaled by elastic_alpha (0 = off), and the probability of a 3x3
-    # dilation (wider bright strokes). degrees/shear/affine_scale above also apply there.
+    # Metric learning (siamese), batched per image: elastic distortion of Simard et al. (2003), noise
+    # smoothed by a Gaussian of elastic_sigma px and scaled by elastic_alpha (0 = off), and the
+    # probability of a 3x3 dilation (wider bright strokes). degrees/shear/affine_scale also apply there.
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
     dilate: float = 0.0
