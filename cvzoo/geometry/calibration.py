@@ -98,6 +98,31 @@ def list_images(spec: str | Sequence[str | Path]) -> list[str]:
     return sorted(glob.glob(spec)) if isinstance(spec, str) else [str(p) for p in spec]
 
 
+def detect_board_in_images(
+    paths: Sequence[str], pattern_size: tuple[int, int], use_sb: bool = False
+) -> tuple[tuple[int, int], list[np.ndarray | None]]:
+    """The common ``(width, height)`` of one camera's images and the board's corners in each (``None``
+    where it is not found).
+
+    Raises:
+        CalibrationError: an image cannot be read, or its size differs from the first image's (one
+            calibration needs one camera mode).
+    """
+    image_size, found = None, []
+    for path in paths:
+        gray = read_gray(path)
+        size = (gray.shape[1], gray.shape[0])
+        if image_size is None:
+            image_size = size
+        elif size != image_size:
+            raise CalibrationError(
+                f"{path}: image size {size[0]}x{size[1]} differs from {image_size[0]}x{image_size[1]} "
+                f"of {paths[0]}; one calibration needs one camera mode"
+            )
+        found.append(find_chessboard_corners(gray, pattern_size, use_sb=use_sb))
+    return image_size, found
+
+
 def read_gray(path: str | Path) -> np.ndarray:
     """An image file as 8-bit greyscale; a CalibrationError naming the file if it cannot be read."""
     import cv2
@@ -267,24 +292,10 @@ def calibrate_camera(
     if not paths:
         raise CalibrationError(f"no images to calibrate from (pattern or list: {image_paths!r})")
     board = chessboard_points(pattern_size, square_size)
-    used, rejected, detections = [], [], []
-    image_size = None
-    for path in paths:
-        gray = read_gray(path)
-        size = (gray.shape[1], gray.shape[0])
-        if image_size is None:
-            image_size = size
-        elif size != image_size:
-            raise CalibrationError(
-                f"{path}: image size {size[0]}x{size[1]} differs from {image_size[0]}x{image_size[1]} "
-                f"of {paths[0]}; one calibration needs one camera mode"
-            )
-        corners = find_chessboard_corners(gray, pattern_size, use_sb=use_sb)
-        if corners is None:
-            rejected.append(path)
-        else:
-            used.append(path)
-            detections.append(corners)
+    image_size, found = detect_board_in_images(paths, pattern_size, use_sb=use_sb)
+    used = [path for path, corners in zip(paths, found) if corners is not None]
+    rejected = [path for path, corners in zip(paths, found) if corners is None]
+    detections = [corners for corners in found if corners is not None]
     if len(used) < min_views:
         cols, rows = check_pattern_size(pattern_size)
         raise CalibrationError(

@@ -30,9 +30,8 @@ from cvzoo.geometry.calibration import (
     calibrate_from_points,
     check_pattern_size,
     chessboard_points,
-    find_chessboard_corners,
+    detect_board_in_images,
     list_images,
-    read_gray,
 )
 from cvzoo.geometry.camera import project_points
 from cvzoo.geometry.errors import CalibrationError
@@ -231,31 +230,6 @@ def essential_and_fundamental(R: np.ndarray, T: np.ndarray, K_left: np.ndarray, 
     return E, F / F[2, 2]
 
 
-def _detect_pairs(
-    left_paths: list[str], right_paths: list[str], pattern_size: tuple[int, int], use_sb: bool
-) -> tuple[list, list, list, list, tuple[int, int], tuple[int, int]]:
-    used, rejected, left_found, right_found = [], [], [], []
-    sizes: list[tuple[int, int] | None] = [None, None]
-    for left_path, right_path in zip(left_paths, right_paths):
-        corners = []
-        for side, path in enumerate((left_path, right_path)):
-            gray = read_gray(path)
-            size = (gray.shape[1], gray.shape[0])
-            if sizes[side] is None:
-                sizes[side] = size
-            elif size != sizes[side]:
-                raise CalibrationError(f"{path}: image size {size[0]}x{size[1]} differs from the other "
-                                       f"{'left' if side == 0 else 'right'} images ({sizes[side][0]}x{sizes[side][1]})")
-            corners.append(find_chessboard_corners(gray, pattern_size, use_sb=use_sb))
-        if corners[0] is None or corners[1] is None:
-            rejected.append((left_path, right_path))
-        else:
-            used.append((left_path, right_path))
-            left_found.append(corners[0])
-            right_found.append(corners[1])
-    return used, rejected, left_found, right_found, sizes[0], sizes[1]
-
-
 def stereo_calibrate(
     left_images: str | Sequence[str | Path],
     right_images: str | Sequence[str | Path],
@@ -287,8 +261,14 @@ def stereo_calibrate(
                                f"{len(left_paths)} left ({left_images!r}) and {len(right_paths)} right "
                                f"({right_images!r})")
     pattern = check_pattern_size(pattern_size)
-    used, rejected, left_found, right_found, left_size, right_size = _detect_pairs(
-        left_paths, right_paths, pattern, use_sb)
+    left_size, left_corners = detect_board_in_images(left_paths, pattern, use_sb=use_sb)
+    right_size, right_corners = detect_board_in_images(right_paths, pattern, use_sb=use_sb)
+    in_both = [a is not None and b is not None for a, b in zip(left_corners, right_corners)]
+    pairs = list(zip(left_paths, right_paths))
+    used = [pair for pair, ok in zip(pairs, in_both) if ok]
+    rejected = [pair for pair, ok in zip(pairs, in_both) if not ok]
+    left_found = [c for c, ok in zip(left_corners, in_both) if ok]
+    right_found = [c for c, ok in zip(right_corners, in_both) if ok]
     if len(used) < min_views:
         raise CalibrationError(
             f"chessboard {pattern[0]}x{pattern[1]} found in both images of {len(used)} of {len(left_paths)} pairs, "

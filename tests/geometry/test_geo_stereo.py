@@ -144,5 +144,9 @@ def test_stereo_bad_input_names_the_pairs(assets, tmp_path):
     cv2.imwrite(str(blank), np.full((768, 1024), 128, np.uint8))
     with pytest.raises(CalibrationError, match=r"both images of 3 of 4 pairs, need at least 4; not in: .*3_left\.jpg \+ .*blank\.png"):
         stereo_calibrate(left_paths, [*right_paths[:3], str(blank)], min_views=4)
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), np.zeros((100, 120), np.uint8))
+    with pytest.raises(CalibrationError, match=r"small\.png: image size 120x100 differs from .* of .*0_right\.jpg"):
+        stereo_calibrate(left_paths, [*right_paths[:3], str(small)])
     result = stereo_calibrate(left_paths, [*right_paths[:3], str(blank)])  # 3 pairs are enough by default
     assert result.rejected_pairs == [(left_paths[3], str(blank))] and len(result.pairs) == 3
