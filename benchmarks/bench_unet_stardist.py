@@ -15,8 +15,8 @@ What the script does, in order:
 2. **Semantic labels**: instance id > 0 -> 1 (nucleus), 0 -> 0 (background).
 3. **Normalise** the image to uint8 by a per-image percentile stretch, as StarDist's own examples do:
    ``clip((x - p1) / (p99.8 - p1), 0, 1) * 255`` with p1 / p99.8 the 1st / 99.8th intensity percentiles
-   of the whole image (no labels involved). cvzoo's loader would otherwise map 16-bit samples by
-   ``255 / 65535``, and this image's values (0..235) would all become 0 or 1.
+   of the whole image (no labels involved). cvzoo's loader would otherwise keep the high byte of 16-bit
+   samples (``v >> 8``), and this image's values (0..235) would all become 0.
 4. **Split in space**: columns ``[0, 384 - gap)`` train, ``[384, 512)`` validation (the right quarter,
    ``--val-fraction 0.25``), with a ``--gap`` (16 px) between them used by neither, so that no
    validation pixel and no pixel of a nucleus cut by the border is ever seen in training.

@@ -9,8 +9,11 @@ of them into the two modes the models consume, with fixed, documented rules:
   colour it happened to store, which keeps hidden colours out of the training data.
 * **Palette** (``P``) images are expanded through their palette (and alpha, if any, as above).
 * **16-bit and 32-bit integer greyscale** (``I;16*``, ``I``) are assumed to hold 16-bit samples
-  (PNG/TIFF store 16-bit grey this way) and are scaled to 8 bit with ``round(v * 255 / 65535)``
-  after clipping to ``[0, 65535]``. Float images (``F``) are clipped to ``[0, 255]`` and rounded.
+  (PNG/TIFF store 16-bit grey this way) and keep their high byte, ``v >> 8``, after clipping to
+  ``[0, 65535]``: the pixels OpenCV's ``imread`` and torchvision's ``to_dtype(uint8, scale=True)``
+  give, so a model sees the same input here as in a pipeline built on either. (Pillow's own
+  ``convert("L")`` clips at 255 instead, which turns most 16-bit images white.) Float images (``F``)
+  are clipped to ``[0, 255]`` and rounded.
 * **CMYK** uses ``c' = (255 - c) * (255 - k) / 255`` per channel (the standard naive conversion,
   computed here so that it does not depend on the Pillow version).
 * **EXIF orientation** is applied, so a phone photo is upright.
@@ -93,8 +96,7 @@ def _high_depth_to_l(img: Image.Image) -> Image.Image:
     if img.mode == "F":
         out = np.clip(np.rint(values), 0, 255)
     else:
-        wide = np.clip(values.astype(np.int64), 0, 65535)
-        out = (wide * 255 + 32767) // 65535
+        out = np.clip(values.astype(np.int64), 0, 65535) >> 8
     return Image.fromarray(out.astype(np.uint8))
 
 

@@ -54,12 +54,26 @@ def test_palette_with_and_without_transparency(tmp_path):
 
 
 def test_16bit_grey_png_is_scaled_to_8bit(tmp_path):
-    values = np.array([[0, 65535, 32768, 25700]], np.uint16)
+    values = np.array([[0, 65535, 32768, 25700, 255, 256]], np.uint16)
     path = tmp_path / "g16.png"
     Image.fromarray(values).save(path)
     assert Image.open(path).mode.startswith("I")
-    assert _px(load_image(path, "L")).tolist() == [[0, 255, 128, 100]]
+    assert _px(load_image(path, "L")).tolist() == [[0, 255, 128, 100, 0, 1]]
     assert _px(load_image(path, "RGB"))[0, 3].tolist() == [100, 100, 100]
+
+
+def test_16bit_grey_matches_opencv_and_torchvision_on_every_value(tmp_path):
+    import cv2
+    import torch
+    from torchvision.transforms.v2 import functional as TF
+
+    every = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    path = tmp_path / "all16.png"
+    assert cv2.imwrite(str(path), every)
+    ours = _px(load_image(path, "L"))
+    assert np.array_equal(ours, cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
+    reference = TF.to_dtype(torch.from_numpy(every)[None], torch.uint8, scale=True)[0].numpy()
+    assert np.array_equal(ours, reference)
 
 
 def test_32bit_int_and_float_modes():
