@@ -143,6 +143,8 @@ class SiameseTask(Task):
         fill = -torch.tensor(self.mean) / torch.tensor(self.std)
         images = random_dilate(images, augment.dilate)
         images = random_elastic(images, augment.elastic_alpha, augment.elastic_sigma, fill)
+        # Zoom only comes with a rotation or shear: affine_scale's default (0.5) is the detection one,
+        # and a recipe that sets neither angle asks for no warp.
         if augment.degrees > 0 or augment.shear > 0:
             images = random_affine(images, augment.degrees, augment.shear, augment.affine_scale, fill)
         return images

@@ -19,7 +19,6 @@ from cvzoo.data.batch_augment import (
 def test_batched_affine_warp_matches_torchvision_per_image():
     from torchvision.transforms.v2 import functional as TF
 
-
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(3, 2, 12, 12, generator=generator)
     angle, shear, zoom = torch.tensor([0.0, 30.0, -90.0]), torch.tensor([20.0, -15.0, 10.0]), torch.tensor([1.0, 0.9, 1.2])
