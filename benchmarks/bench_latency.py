@@ -4,9 +4,9 @@ Both models carry the same weights (the reference's random init, loaded into cvz
 remaps), run eager fp32 in eval mode under ``torch.inference_mode`` with the same thread count; calls
 alternate A B, B A after a warm-up and the figure is the median of the per-pair ratios.
 
-    python benchmarks/bench_latency.py                      # every model with a reference
-    python benchmarks/bench_latency.py 'resnet*' --size 224 --repeats 30
-    python benchmarks/bench_latency.py '*' --skip 'vgg*' 'resnet*' alexnet --repeats 10   # several patterns
+    .venv-bench/bin/python benchmarks/bench_latency.py                      # every model with a reference
+    .venv-bench/bin/python benchmarks/bench_latency.py 'resnet*' --size 224 --repeats 30
+    .venv-bench/bin/python benchmarks/bench_latency.py '*' --skip 'vgg*' 'resnet*' alexnet --repeats 10   # several patterns
 """
 
 from __future__ import annotations

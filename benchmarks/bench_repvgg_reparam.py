@@ -6,10 +6,10 @@ checks that both give the same logits, then times one forward pass of each under
 ``torch.inference_mode``, alternating A B A B after a warm-up, and prints the medians and the median of
 the per-round ratios (deploy / training; RepVGG's claim is a clear speed-up, the target here <= 0.6x).
 
-    python benchmarks/bench_repvgg_reparam.py                       # repvgg_a0, 224 px, 1 thread
-    python benchmarks/bench_repvgg_reparam.py --model repvgg_b0 --threads 2 --repeats 50
-    python benchmarks/bench_repvgg_reparam.py --channels-last     # both forms in NHWC (as cvzoo predict runs)
-    python benchmarks/bench_repvgg_reparam.py --device cuda       # on a GPU (each call synchronised)
+    .venv-bench/bin/python benchmarks/bench_repvgg_reparam.py                       # repvgg_a0, 224 px, 1 thread
+    .venv-bench/bin/python benchmarks/bench_repvgg_reparam.py --model repvgg_b0 --threads 2 --repeats 50
+    .venv-bench/bin/python benchmarks/bench_repvgg_reparam.py --channels-last     # both forms in NHWC (as cvzoo predict runs)
+    .venv-bench/bin/python benchmarks/bench_repvgg_reparam.py --device cuda       # on a GPU (each call synchronised)
 """
 
 from __future__ import annotations

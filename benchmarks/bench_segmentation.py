@@ -15,10 +15,10 @@
     CPU times side by side, the largest differences first. Shows whether a throughput difference in (b)
     comes from different work or from timing noise.
 
-    python benchmarks/bench_segmentation.py latency
-    python benchmarks/bench_segmentation.py train --quick
-    python benchmarks/bench_segmentation.py unet --quick
-    python benchmarks/bench_segmentation.py profile
+    .venv-bench/bin/python benchmarks/bench_segmentation.py latency
+    .venv-bench/bin/python benchmarks/bench_segmentation.py train --quick
+    .venv-bench/bin/python benchmarks/bench_segmentation.py unet --quick
+    .venv-bench/bin/python benchmarks/bench_segmentation.py profile
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ per-round ratios. timm's train.py is a script of timm's repository, not part of 
 timm side is a loop built from timm's own components (create_optimizer_v2, CosineLRScheduler with
 per-update stepping, AverageMeter bookkeeping) doing the per-step work train.py does.
 
-    python benchmarks/bench_train_throughput.py --model resnet18 --size 64 --channels 3
-    python benchmarks/bench_train_throughput.py --model resnet20_cifar --size 32 --channels 1
+    .venv-bench/bin/python benchmarks/bench_train_throughput.py --model resnet18 --size 64 --channels 3
+    .venv-bench/bin/python benchmarks/bench_train_throughput.py --model resnet20_cifar --size 32 --channels 1
 """
 
 from __future__ import annotations

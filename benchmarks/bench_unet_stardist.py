@@ -4,9 +4,8 @@ The data is the real 2-D example that the ``stardist`` wheel ships (BSD-3): a 51
 microscopy image (``img2d.tif``, 16-bit grey) and its instance labels (``mask2d.tif``, 125 nuclei). Get
 it offline, without installing or importing stardist::
 
-    pip download --no-deps stardist==0.9.2 -d /tmp/sd
-    python -m zipfile -e /tmp/sd/stardist-0.9.2-*.whl /tmp/sd/x
-    python benchmarks/bench_unet_stardist.py --stardist /tmp/sd/x/stardist/data/images
+    make bench-data    # pip download --no-deps stardist==0.9.2, unzipped into data/stardist/wheel
+    .venv-bench/bin/python benchmarks/bench_unet_stardist.py --stardist data/stardist/wheel/stardist/data/images
 
 What the script does, in order:
 

@@ -4,13 +4,9 @@ ultralytics is AGPL: it is never a dependency of cvzoo and never imported by cvz
 in a separate benchmark venv that sees the project venv's packages (torch, torchvision, NumPy, OpenCV,
 PyYAML, ...) through a ``.pth`` file, so nothing heavy is installed twice. Once, from the repository root:
 
-    python3 -m venv /work/ulvenv
-    echo "$(ls -d $PWD/.venv/lib/python3.*/site-packages)" \\
-        > "$(ls -d /work/ulvenv/lib/python3.*/site-packages)/cvzoo_venv.pth"
-    /work/ulvenv/bin/pip install --no-deps ultralytics
-    /work/ulvenv/bin/pip install polars   # ultralytics needs it to write its checkpoints (map mode)
+    make bench-env     # .venv-bench: ultralytics 8.4.190 (--no-deps), polars, faster-coco-eval
 
-(both venvs must have the same Python minor version). Nothing else is needed for predict, train and val:
+(both venvs use the same Python). Nothing else is needed for predict, train and val:
 ultralytics' other declared dependencies (psutil, requests, py-cpuinfo, ultralytics-thop, ...) are either
 in the project venv or only imported by features this script does not use. The script keeps ultralytics
 offline: ``YOLO_OFFLINE=1`` (no connectivity check, no analytics, no update check), ``YOLO_AUTOINSTALL=false``
@@ -20,11 +16,11 @@ were checked to run inside a network namespace with no network at all (``unshare
 
 Run from the repository root:
 
-    PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py latency
-    PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py train
-    PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py map
-    PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py loss
-    PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py train --quick   # any mode
+    .venv-bench/bin/python benchmarks/bench_yolo_vs_ultralytics.py latency
+    .venv-bench/bin/python benchmarks/bench_yolo_vs_ultralytics.py train
+    .venv-bench/bin/python benchmarks/bench_yolo_vs_ultralytics.py map
+    .venv-bench/bin/python benchmarks/bench_yolo_vs_ultralytics.py loss
+    .venv-bench/bin/python benchmarks/bench_yolo_vs_ultralytics.py train --quick   # any mode
 
 Modes
     latency  Batch-1 CPU latency at 640 px, eager fp32, pre- and post-processing included, on ultralytics'
@@ -82,15 +78,9 @@ from _timing import alternate, median, median_ratio, peak_rss_mib  # noqa: E402
 
 RESULT_TAG = "BENCH_RESULT "
 SETUP_HINT = """ultralytics is not importable from this Python ({python}).
-It is the reference of this benchmark and lives in its own venv (never a cvzoo dependency). Once:
-
-    python3 -m venv /work/ulvenv
-    echo "$(ls -d $PWD/.venv/lib/python3.*/site-packages)" \\
-        > "$(ls -d /work/ulvenv/lib/python3.*/site-packages)/cvzoo_venv.pth"
-    /work/ulvenv/bin/pip install --no-deps ultralytics
-    /work/ulvenv/bin/pip install polars
-
-then run this script as: PYTHONPATH=. /work/ulvenv/bin/python benchmarks/bench_yolo_vs_ultralytics.py MODE
+It is the reference of this benchmark and lives in its own venv (never a cvzoo dependency). Once, from
+the repository root: `make bench-env`; then run this script as
+.venv-bench/bin/python benchmarks/bench_yolo_vs_ultralytics.py MODE
 (import error: {error})"""
 
 # The quick configuration: every mode runs in a minute or two; the numbers mean nothing.

@@ -10,8 +10,8 @@ and prints a Markdown table: family, model, input size, exit status, train loss,
 A failing family shows its exit status and the last line of its output. This is a check that every
 family trains end to end from the command line, not an accuracy benchmark (one epoch on 1k images).
 
-    python benchmarks/smoke_zoo_train.py                 # all families
-    python benchmarks/smoke_zoo_train.py --only vit swin
+    .venv-bench/bin/python benchmarks/smoke_zoo_train.py                 # all families
+    .venv-bench/bin/python benchmarks/smoke_zoo_train.py --only vit swin
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -13,6 +14,19 @@ from torch import nn
 
 class ExportParityError(RuntimeError):
     """The exported graph's outputs differ from PyTorch's beyond the tolerance."""
+
+
+def require_export_packages(*modules: str) -> None:
+    """Fail before any work, with the install command, when the ``export`` extra is missing.
+
+    (torch.onnx alone reports "Module onnx is not installed!" deep inside the export.)
+    """
+    missing = [m for m in modules or ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(
+            f"ONNX export needs {', '.join(missing)}, which this environment lacks: "
+            "pip install 'cvzoo[export]' (onnx, onnxscript, onnxruntime)"
+        )
 
 
 def export_onnx(
@@ -40,6 +54,7 @@ def export_onnx(
     ``compare(inputs, expected, got) -> difference`` replaces the element-wise check (e.g. for
     detections after NMS, where near-tied candidates may legitimately come out differently).
     """
+    require_export_packages()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
