@@ -60,6 +60,15 @@ def build_config(config: str | Path | Config | None = None, overrides: list[str]
     The task is read from (last wins) the recipe, ``task=`` and a ``task=...`` override; its
     ``TASK_DEFAULTS`` come first so that everything the user wrote takes precedence.
     """
+    return build_config_with_sources(config, overrides, **shortcuts)[0]
+
+
+def build_config_with_sources(config: str | Path | Config | None = None, overrides: list[str] | None = None,
+                              **shortcuts: Any) -> tuple[Config, dict[str, str]]:
+    """``build_config`` and where each setting came from: ``{dotted key: layer}``, the last layer to set
+    it (``"<task> task defaults"``, ``"recipe <path>"``, ``"flags"``, ``"--set"``). The trainer reports it
+    and, on resume, uses it to tell the settings a user asked to change from defaults."""
+    sources: dict[str, str] = {}
     if isinstance(config, Config):
         cfg = config
     else:
@@ -70,11 +79,15 @@ def build_config(config: str | Path | Config | None = None, overrides: list[str]
             if item.split("=", 1)[0].strip() == "task":
                 task = item.split("=", 1)[1].strip()
         cfg = apply_overrides(Config(), {"task": task})
-        cfg = apply_overrides(cfg, TASK_DEFAULTS.get(cfg.task, {}))
+        defaults = TASK_DEFAULTS.get(cfg.task, {})
+        cfg = apply_overrides(cfg, defaults)
+        sources.update(dict.fromkeys(defaults, f"{cfg.task} task defaults"))
         try:
-            cfg = apply_overrides(cfg, flatten(recipe))
+            flat = flatten(recipe)
+            cfg = apply_overrides(cfg, flat)
         except ConfigError as err:
             raise ConfigError(f"{config}: {err}") from None
+        sources.update(dict.fromkeys(flat, f"recipe {config}"))
     pairs = {}
     for key, value in shortcuts.items():
         if value is None:
@@ -83,13 +96,19 @@ def build_config(config: str | Path | Config | None = None, overrides: list[str]
             raise TypeError(f"unknown argument {key!r}; use overrides=['section.key=value'] for other keys")
         pairs[SHORTCUTS[key]] = value
     cfg = apply_overrides(cfg, pairs)
-    return apply_overrides(cfg, overrides or [])
+    cfg = apply_overrides(cfg, overrides or [])
+    for layer, keys in (("flags", list(pairs)), ("--set", [o.split("=", 1)[0].strip() for o in overrides or []])):
+        for key in keys:
+            sources.pop(key, None)  # re-inserted last: the layers keep the order they were applied in
+            sources[key] = layer
+    return cfg, sources
 
 
 def train(config: str | Path | Config | None = None, overrides: list[str] | None = None,
           **shortcuts: Any) -> TrainResult:
     """Train a model; see ``SHORTCUTS`` for the keyword arguments (``model=``, ``data=``, ``epochs=``...)."""
-    return Trainer(build_config(config, overrides, **shortcuts)).fit()
+    cfg, sources = build_config_with_sources(config, overrides, **shortcuts)
+    return Trainer(cfg, sources=sources).fit()
 
 
 def load_trained(weights: str | Path, device: str | torch.device = "cpu") -> tuple[Task, torch.nn.Module, dict]:

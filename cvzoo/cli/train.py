@@ -35,15 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cvzoo.api import SHORTCUTS, build_config
+    from cvzoo.api import SHORTCUTS, build_config_with_sources
     from cvzoo.cli.main import CliError
     from cvzoo.config import ConfigError
     from cvzoo.engine.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
     shortcuts = {key: getattr(args, key, None) for key in SHORTCUTS if key != "exist_ok"}
     try:
-        config = build_config(args.config, args.overrides, **shortcuts)
-        result = Trainer(config).fit()
+        config, sources = build_config_with_sources(args.config, args.overrides, **shortcuts)
+        result = Trainer(config, sources=sources).fit()
     except (ConfigError, FileNotFoundError, ValueError, NonFiniteLossError) as err:
         raise CliError(str(err)) from err
     except TrainingInterrupted as err:

@@ -150,6 +150,14 @@ def apply_overrides(config: T, overrides: list[str] | dict[str, Any]) -> T:
     return config
 
 
+def get_value(config: Any, dotted: str) -> Any:
+    """The value at a dotted key (``get_value(cfg, "optim.lr")``)."""
+    node = config
+    for key in dotted.split("."):
+        node = getattr(node, key)
+    return node
+
+
 def _split_override(text: str) -> tuple[str, str]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.sub=value")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from cvzoo.engine.checkpoint import atomic_write_text
 
 
 class Callback:
@@ -23,24 +27,37 @@ class Callback:
 
 
 class CSVLogger(Callback):
-    """results.csv: one row per epoch, columns fixed by the first row (epoch, time, train/*, val/*,
-    metrics/*, lr/pg*). Appends on resume, so an interrupted run keeps one continuous file."""
+    """results.csv: one row per finished epoch (epoch, time, train/*, val/*, metrics/*, lr/pg*).
+
+    The file is derived from the trainer's history, which the checkpoint holds: it is rewritten whole
+    (atomically) at every epoch end and when a run resumes. A run killed between its checkpoint and
+    this file, or after this file but before its checkpoint, so still ends with every finished epoch
+    exactly once. Columns are those of the first row, then any that appear later, in order.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.columns: list[str] | None = None
-        if self.path.exists():
-            with self.path.open() as handle:
-                header = handle.readline().strip()
-            self.columns = header.split(",") if header else None
+
+    def on_fit_start(self, trainer: Any) -> None:
+        if trainer.history or self.path.exists():
+            write_results(self.path, trainer.history)
 
     def on_epoch_end(self, trainer: Any, epoch: int, row: dict[str, float]) -> None:
-        if self.columns is None:
-            self.columns = list(row)
-            with self.path.open("w", newline="") as handle:
-                csv.writer(handle).writerow(self.columns)
-        with self.path.open("a", newline="") as handle:
-            csv.writer(handle).writerow([_fmt(row.get(c, "")) for c in self.columns])
+        write_results(self.path, trainer.history)
+
+
+def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` as results.csv (atomic replace; see ``cvzoo.engine.checkpoint.atomic_write``)."""
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(key for key in row if key not in columns)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if columns:
+        writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_fmt(row.get(c, "")) for c in columns])
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _fmt(value: Any) -> Any:
@@ -88,27 +105,68 @@ class TensorBoardLogger(Callback):
         self.writer.close()
 
 
-def plot_results(csv_path: Path, out_path: Path) -> Path | None:
-    """results.png: one small panel per column of results.csv (losses, metrics, learning rates)."""
+def results_panels(rows: list[dict[str, float]], headline: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
+    """What results.png shows, as ``(title, columns)`` panels, from the columns of results.csv.
+
+    One panel per loss with its train and val curves together (over- or under-fitting reads at a
+    glance), then the task's headline metrics (``headline``, names without ``metrics/``; every metric
+    column when empty), then one panel with the learning rate of every parameter group. Columns that
+    hold no information are left out: all missing, or all equal to -1 (the COCO placeholder for
+    "no ground truth of that size").
+    """
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(key for key in row if key not in columns)
+
+    def informative(key: str) -> bool:
+        values = [row.get(key, math.nan) for row in rows]
+        finite = [v for v in values if math.isfinite(v)]
+        return bool(finite) and any(v != -1.0 for v in finite)
+
+    panels: list[tuple[str, list[str]]] = []
+    losses = [c[len("train/"):] for c in columns if c.startswith("train/")]
+    losses += [c[len("val/"):] for c in columns if c.startswith("val/") and c[len("val/"):] not in losses]
+    for loss in losses:
+        keys = [k for k in (f"train/{loss}", f"val/{loss}") if k in columns and informative(k)]
+        if keys:
+            panels.append((loss, keys))
+    metric_names = list(headline) or [c[len("metrics/"):] for c in columns if c.startswith("metrics/")]
+    for name in metric_names:
+        key = f"metrics/{name}"
+        if key in columns and informative(key):
+            panels.append((name, [key]))
+    lr_keys = [c for c in columns if c.startswith("lr/")]
+    if lr_keys:
+        panels.append(("learning rate", lr_keys))
+    return panels
+
+
+def plot_results(csv_path: Path, out_path: Path, headline: Sequence[str] = ()) -> Path | None:
+    """results.png: the panels of ``results_panels`` (losses train vs val, headline metrics, lr)."""
     rows = read_results(csv_path)
-    if not rows:
+    panels = results_panels(rows, headline)
+    if not panels:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k in rows[0] if k not in ("epoch", "time")]
-    cols = min(5, len(keys))
-    nrows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.6 * nrows), squeeze=False)
+    cols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.4 * cols, 2.7 * nrows), squeeze=False)
     epochs = [r["epoch"] for r in rows]
-    for ax, key in zip(axes.flat, keys):
-        ax.plot(epochs, [r[key] for r in rows], marker=".", linewidth=1.5)
-        ax.set_title(key, fontsize=9)
+    for ax, (title, keys) in zip(axes.flat, panels):
+        for key in keys:
+            values = [r.get(key, math.nan) for r in rows]
+            label = key.split("/", 1)[0] if title != "learning rate" else key.split("/", 1)[1]
+            ax.plot(epochs, values, marker=".", linewidth=1.5, label=label)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(keys):]:
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(out_path, dpi=120)

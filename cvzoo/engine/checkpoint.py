@@ -5,25 +5,27 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """Write ``obj`` with torch.save to a temporary file in the same folder, fsync it, then rename.
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through ``write(handle)`` into a temporary file beside it, fsync, then rename.
 
     ``os.replace`` is atomic on POSIX and Windows, so a reader (or a run killed mid-write) sees either
-    the old file or the new one, never half of one.
+    the old file or the new one, never half of one. A kill can leave the temporary file behind; every
+    later successful write of the same file removes such orphans.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -31,6 +33,18 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    for orphan in path.parent.glob(f".{path.name}.*.tmp"):
+        orphan.unlink(missing_ok=True)
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (see ``atomic_write``)."""
+    atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Replace the text file ``path`` atomically (see ``atomic_write``)."""
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def rng_states() -> dict[str, Any]:

@@ -7,6 +7,16 @@ Features (all driven by ``cvzoo.config.Config``): device selection, AMP (fp16 + 
 bf16 on CPU), gradient accumulation, clipping, EMA, warm-up + schedule with a floor, early stopping,
 seeds and a deterministic mode, atomic last/best checkpoints, exact resume (also from the middle of
 an epoch after Ctrl-C / SIGTERM), NaN/inf loss detection, DDP through torchrun.
+
+``fit`` reads as its steps: ``_prepare`` (datasets, model, optimizer, schedule, resume state),
+``_train_epoch`` (batches, each a ``_train_batch``, with ``_optimizer_step`` when a window closes),
+``_finish_epoch`` (validation, the results row, ``_commit``). Faults: ``last.pt`` is the commit point
+of a run. At an epoch end ``best.pt`` and periodic copies are written before it and results.csv
+(derived from the history inside it) after it, so a kill at any moment leaves a run that resumes with
+every finished epoch exactly once. SIGINT/SIGTERM stop at the next optimizer step (``cvzoo.engine.stop``)
+with a checkpoint that holds the epoch's running loss sums, so the resumed run writes the same rows as
+an uninterrupted one (exactly with in-process data loading, ``data.workers=0``; worker processes
+carry random state of their own).
 """
 
 from __future__ import annotations
@@ -15,8 +25,8 @@ import contextlib
 import math
 import os
 import random
-import signal
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,14 +38,22 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cvzoo import __version__
-from cvzoo.config import Config, config_to_dict, from_dict
+from cvzoo.config import Config, config_to_dict
 from cvzoo.engine import callbacks as cb
-from cvzoo.engine.checkpoint import atomic_save, load_checkpoint, restore_rng_states, rng_states
+from cvzoo.engine import run_summary
+from cvzoo.engine.checkpoint import (
+    atomic_save,
+    atomic_write_text,
+    load_checkpoint,
+    restore_rng_states,
+    rng_states,
+)
 from cvzoo.engine.device import autocast_dtype, select_device
 from cvzoo.engine.distributed import (
     DistInfo,
     all_gather_objects,
     all_reduce_mean,
+    any_rank,
     cleanup,
     dist_info_from_env,
     init_distributed,
@@ -43,8 +61,10 @@ from cvzoo.engine.distributed import (
 from cvzoo.engine.ema import ModelEMA
 from cvzoo.engine.evaluate import run_validation
 from cvzoo.engine.optim import apply_warmup_overrides, build_optimizer, build_scheduler, nominal_accumulate
+from cvzoo.engine.resume import resolve_resume, resumed_config, run_dir_of
 from cvzoo.engine.run_dir import make_run_dir
 from cvzoo.engine.sampler import ResumableSampler
+from cvzoo.engine.stop import ForcedStop, StopRequests
 from cvzoo.tasks.base import Task
 
 
@@ -93,17 +113,68 @@ def default_workers(device: torch.device, requested: int) -> int:
     return 0 if cpus <= 4 else min(4, cpus // 2)
 
 
-class Trainer:
-    """Trains ``task`` (built from ``config.task`` when not given) under ``config``."""
+@dataclass
+class _Loop:
+    """What ``_prepare`` builds once and every epoch uses."""
 
-    def __init__(self, config: Config, task: Task | None = None, callbacks: list[cb.Callback] | None = None):
+    model: nn.Module  # what the forward runs: the model, or its DDP / compiled wrapper
+    bare_model: nn.Module  # the parameters: checkpoints, EMA and validation use these
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: ModelEMA | None
+    train_ds: Dataset
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    batches_per_epoch: int
+    warmup_batches: int
+    accumulate_at: Callable[[int], int]
+    callbacks: list[cb.Callback]
+    tb_logger: cb.TensorBoardLogger | None
+    workers: int
+
+
+@dataclass
+class _Progress:
+    """Where the run is: everything a checkpoint must hold to continue exactly."""
+
+    epoch: int = 0  # 0-based epoch being trained (= epochs finished)
+    step_in_epoch: int = 0  # batches of ``epoch`` already consumed
+    global_step: int = 0  # batches consumed since the run began
+    last_step_batch: int = -1  # the batch after which the optimizer last stepped
+    best_fitness: float = -math.inf
+    patience: int = 0
+    # The epoch's running sums of the logged losses over ``seen`` batches, and the seconds it has taken:
+    # saved in a mid-epoch checkpoint so the resumed epoch's row averages over all its batches.
+    sums: dict[str, float] = field(default_factory=dict)
+    seen: int = 0
+    epoch_time: float = 0.0
+    # The same at the last optimizer step: where a KeyboardInterrupt raised by code resumes.
+    sums_at_step: dict[str, float] = field(default_factory=dict)
+    seen_at_step: int = 0
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+    rng_to_restore: dict[str, Any] | None = None
+
+
+class Trainer:
+    """Trains ``task`` (built from ``config.task`` when not given) under ``config``.
+
+    ``sources`` maps the dotted keys of ``config`` to the layer that set them (task defaults, recipe,
+    flags, ``--set``; see ``cvzoo.api.build_config_with_sources``): the run's first lines report it, and
+    on ``run.resume`` it tells which settings the user asked to change.
+    """
+
+    def __init__(self, config: Config, task: Task | None = None, callbacks: list[cb.Callback] | None = None,
+                 sources: Mapping[str, str] | None = None):
+        self.sources = dict(sources or {})
         self.resume_state: dict[str, Any] | None = None
+        self.resume_path: Path | None = None
+        self.resume_notes: list[str] = []
         if config.run.resume:
-            self.resume_state = load_checkpoint(_resolve_resume(config))
-            saved = from_dict(Config, self.resume_state["config"])
-            # The saved configuration wins (the run continues as it started); the run keeps its folder.
-            saved.run.resume = config.run.resume
-            config = saved
+            self.resume_path = resolve_resume(config)
+            self.resume_state = load_checkpoint(self.resume_path)
+            explicit = [key for key, layer in self.sources.items() if "defaults" not in layer]
+            config, self.resume_notes = resumed_config(self.resume_state, config, explicit, self.resume_path)
         self.config = config
         if task is None:
             from cvzoo.tasks import build_task
@@ -117,7 +188,6 @@ class Trainer:
         self.device = select_device(config.train.device, self.dist.local_rank)
         self.run_dir: Path | None = None
         self.history: list[dict[str, float]] = []
-        self._stop_signal: int | None = None
 
     # ------------------------------------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -126,19 +196,25 @@ class Trainer:
 
             tqdm.write(message)
 
+    @property
+    def weights_dir(self) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir / "weights"
+
     def _setup_run_dir(self) -> Path:
         cfg = self.config
-        if self.resume_state is not None:
-            run_dir = Path(_resolve_resume(cfg)).resolve().parent.parent
-        elif self.dist.is_main:
-            run_dir = make_run_dir(cfg.run.project, cfg.task, cfg.run.name, cfg.run.exist_ok)
-        else:
-            run_dir = None
-        run_dir = all_gather_objects(run_dir)[0]
+        run_dir = None
         if self.dist.is_main:
-            with (run_dir / "args.yaml").open("w") as handle:
-                yaml.safe_dump(config_to_dict(cfg), handle, sort_keys=False)
-        return Path(run_dir)
+            if self.resume_path is not None:
+                run_dir = run_dir_of(self.resume_path)
+                if run_dir is None:
+                    run_dir = make_run_dir(cfg.run.project, cfg.task, cfg.run.name, cfg.run.exist_ok)
+                    self.log(f"{self.resume_path} is not the weights/last.pt of a run folder, so the resumed "
+                             f"run writes to a new one: {run_dir}")
+            else:
+                run_dir = make_run_dir(cfg.run.project, cfg.task, cfg.run.name, cfg.run.exist_ok)
+            atomic_write_text(run_dir / "args.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        return Path(all_gather_objects(run_dir)[0])
 
     def _loader(self, dataset: Dataset, train: bool, batch_size: int, workers: int) -> DataLoader:
         sampler = ResumableSampler(
@@ -147,20 +223,14 @@ class Trainer:
         )
         # A BatchNorm layer cannot train on a final batch of one sample.
         drop_last = train and sampler.per_rank % batch_size == 1
+        # Its own generator (re-seeded every epoch): creating an iterator draws the workers' base seed
+        # from it, which would otherwise come from the global RNG and shift every later random draw of a
+        # run resumed in the middle of an epoch.
         return DataLoader(
             dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
             collate_fn=self.task.collate, pin_memory=self.device.type == "cuda", drop_last=drop_last,
-            persistent_workers=workers > 0,
+            persistent_workers=workers > 0, generator=torch.Generator(),
         )
-
-    def _install_signal_handler(self) -> Any:
-        def handler(signum: int, frame: Any) -> None:
-            self._stop_signal = signum
-
-        try:
-            return signal.signal(signal.SIGTERM, handler)
-        except ValueError:  # not in the main thread
-            return None
 
     # ------------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -168,12 +238,57 @@ class Trainer:
         init_distributed(self.dist, self.device)
         seed_everything(cfg.train.seed + self.dist.rank, cfg.train.deterministic)
         self.run_dir = run_dir = self._setup_run_dir()
-        weights_dir = run_dir / "weights"
-        last_path, best_path = weights_dir / "last.pt", weights_dir / "best.pt"
+        loop, progress = self._prepare()
+        for callback in loop.callbacks:
+            callback.on_fit_start(self)
+        try:
+            with StopRequests(self.log) as stop:
+                while progress.epoch < cfg.train.epochs:
+                    self._train_epoch(loop, progress, stop)
+                    self._finish_epoch(loop, progress)
+                    if progress.epoch < cfg.train.epochs and self._stop_agreed(stop):
+                        raise TrainingInterrupted(self._interrupt_message(progress), self.weights_dir / "last.pt")
+                    if cfg.train.early_stop_patience and progress.patience >= cfg.train.early_stop_patience:
+                        self.log(f"Early stopping: no improvement of the fitness for {progress.patience} epochs "
+                                 f"(best {progress.best_fitness:.5g})")
+                        break
+        except ForcedStop:
+            last = self.weights_dir / "last.pt"
+            saved = f"{last} holds the last completed save" if last.exists() else "no checkpoint was saved yet"
+            raise TrainingInterrupted(f"stopped at once by a second signal; {saved}", last) from None
+        except KeyboardInterrupt:  # raised by code (or outside the main thread): no safe point was reached
+            self._save_at_last_step(loop, progress)
+            raise TrainingInterrupted(self._interrupt_message(progress), self.weights_dir / "last.pt") from None
+        finally:
+            for callback in loop.callbacks:
+                callback.on_fit_end(self)
 
+        last_path, best_path = self.weights_dir / "last.pt", self.weights_dir / "best.pt"
+        if self.dist.is_main:
+            if cfg.run.plots and (run_dir / "results.csv").exists():
+                cb.plot_results(run_dir / "results.csv", run_dir / "results.png", self.task.headline_metrics)
+            if progress.last_metrics and cfg.run.plots:
+                self.task.save_artifacts(run_dir, progress.last_metrics)
+        cleanup()
+        metrics = self.history[-1] if self.history else {}
+        return TrainResult(
+            run_dir=run_dir,
+            best_fitness=progress.best_fitness,
+            metrics={**metrics, **progress.last_metrics},
+            last_checkpoint=last_path,
+            best_checkpoint=best_path if best_path.exists() else None,
+            epochs_run=len(self.history),
+            history=self.history,
+        )
+
+    # --- setup --------------------------------------------------------------------------------------
+    def _prepare(self) -> tuple[_Loop, _Progress]:
+        cfg = self.config
         train_ds, val_ds = self.task.build_datasets()
         if len(train_ds) == 0:
             raise ValueError(f"the training set of {cfg.data.source!r} is empty")
+        if val_ds is not None and len(val_ds) == 0:
+            raise ValueError(f"the validation set of {cfg.data.source!r} is empty")
         model = self.task.build_model().to(self.device)
         if cfg.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -195,13 +310,8 @@ class Trainer:
         workers = default_workers(self.device, cfg.data.workers)
         batch_size = cfg.data.batch_size
         train_loader = self._loader(train_ds, True, batch_size, workers)
-        val_loader = (
-            self._loader(val_ds, False, cfg.data.eval_batch_size(), workers)
-            if val_ds is not None
-            else None
-        )
-        if val_ds is not None and len(val_ds) == 0:
-            raise ValueError(f"the validation set of {cfg.data.source!r} is empty")
+        val_loader = self._loader(val_ds, False, cfg.data.eval_batch_size(), workers) if val_ds is not None else None
+        self._log_header(bare_model, train_ds, val_ds, workers)
 
         batches_per_epoch = len(train_loader)
         # The schedule and warm-up count iterations (batches); see cvzoo.engine.optim.
@@ -225,218 +335,267 @@ class Trainer:
         scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.train.epochs, batches_per_epoch)
         if self.resume_state is None:
             apply_warmup_overrides(optimizer, scheduler, warmup_batches, cfg.scheduler, cfg.optim.momentum)
-        use_scaler = cfg.train.amp and self.device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp and self.device.type == "cuda")
         ema = ModelEMA(bare_model, cfg.train.ema_decay, cfg.train.ema_tau) if cfg.train.ema else None
-
-        start_epoch, start_step = 0, 0
-        best_fitness, patience = -math.inf, 0
-        if self.resume_state is not None:
-            state = self.resume_state
-            bare_model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            if ema is not None and state.get("ema"):
-                ema.load_state_dict(state["ema"])
-            start_epoch, start_step = state["epoch"], state.get("step_in_epoch", 0)
-            best_fitness, patience = state["best_fitness"], state.get("patience", 0)
-            self.history = list(state.get("history", []))
-            restore_rng_states(state["rng"])
-            if start_epoch >= cfg.train.epochs:
-                self.log(f"{last_path} already finished {cfg.train.epochs} epochs; nothing to resume")
-            else:
-                self.log(f"Resuming {run_dir} from epoch {start_epoch + 1}, batch {start_step}")
 
         callbacks: list[cb.Callback] = []
         tb_logger = None
         if self.dist.is_main:
-            callbacks.append(cb.CSVLogger(run_dir / "results.csv"))
+            callbacks.append(cb.CSVLogger(self.run_dir / "results.csv"))
             if cfg.run.tensorboard:
-                tb_logger = cb.TensorBoardLogger(run_dir, cfg.train.log_images)
+                tb_logger = cb.TensorBoardLogger(self.run_dir, cfg.train.log_images)
                 callbacks.append(tb_logger)
             callbacks.extend(self.extra_callbacks)
-        for callback in callbacks:
-            callback.on_fit_start(self)
+        loop = _Loop(model, bare_model, optimizer, scheduler, scaler, ema, train_ds, train_loader, val_loader,
+                     batches_per_epoch, warmup_batches, accumulate_at, callbacks, tb_logger, workers)
+        return loop, self._restore(loop)
 
-        def checkpoint(epoch: int, step_in_epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
-            return {
-                "model": bare_model.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if use_scaler else None,
-                "epoch": epoch,
-                "step_in_epoch": step_in_epoch,
-                "best_fitness": best_fitness,
-                "patience": patience,
-                "history": self.history,
-                "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-                "rng": rng_states(),
-                "config": config_to_dict(cfg),
-                "model_name": cfg.model.name,
-                "task": cfg.task,
-                "extras": self.task.checkpoint_extras(),
-                "cvzoo_version": __version__,
-                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            }
+    def _restore(self, loop: _Loop) -> _Progress:
+        """The progress of a new run, or the saved state of a resumed one loaded into ``loop``."""
+        progress = _Progress()
+        state = self.resume_state
+        if state is None:
+            return progress
+        loop.bare_model.load_state_dict(state["model"])
+        loop.optimizer.load_state_dict(state["optimizer"])
+        loop.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            loop.scaler.load_state_dict(state["scaler"])
+        if loop.ema is not None and state.get("ema"):
+            loop.ema.load_state_dict(state["ema"])
+        progress.epoch, progress.step_in_epoch = state["epoch"], state.get("step_in_epoch", 0)
+        progress.best_fitness, progress.patience = state["best_fitness"], state.get("patience", 0)
+        progress.sums = dict(state.get("epoch_sums") or {})
+        progress.seen = state.get("epoch_seen", 0)
+        progress.epoch_time = state.get("epoch_time", 0.0)
+        progress.sums_at_step, progress.seen_at_step = dict(progress.sums), progress.seen
+        progress.global_step = progress.epoch * loop.batches_per_epoch + progress.step_in_epoch
+        progress.last_step_batch = progress.global_step - 1
+        progress.rng_to_restore = state["rng"]
+        self.history = list(state.get("history", []))
+        for note in self.resume_notes:
+            self.log(f"resume: {note}")
+        epochs = self.config.train.epochs
+        if progress.epoch >= epochs:
+            # A kill after the last epoch's checkpoint may have cut results.csv or the plots short: the
+            # resumed run restores them from the checkpoint's history and trains nothing.
+            self.log(f"{self.resume_path} has finished its {epochs} epochs: nothing to train; results.csv and "
+                     f"the plots are rewritten from it. To train it longer pass a larger --epochs with --resume "
+                     f"(e.g. --epochs {epochs * 2}); to fine-tune from it, start a new run with --weights "
+                     f"{self.resume_path}")
+        else:
+            self.log(f"Resuming {self.run_dir} at epoch {progress.epoch + 1}, batch {progress.step_in_epoch} "
+                     f"(from {self.resume_path})")
+        return progress
 
-        previous_handler = self._install_signal_handler()
-        autocast = (
-            torch.autocast(self.device.type, dtype=autocast_dtype(self.device))
-            if cfg.train.amp
-            else contextlib.nullcontext()
-        )
-        metrics: dict[str, Any] = self.history[-1] if self.history else {}
-        last_metrics: dict[str, Any] = {}
-        global_step = start_epoch * batches_per_epoch + start_step
-        # The iteration of the last optimizer step: a step is due when ``accumulate_at`` batches followed it.
-        last_step_batch = global_step - 1
-        epoch = start_epoch
+    def _log_header(self, model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, workers: int) -> None:
+        if not self.dist.is_main:
+            return
+        cfg = self.config
         try:
-            for epoch in range(start_epoch, cfg.train.epochs):
-                t0 = time.time()
-                skip = start_step if epoch == start_epoch else 0
-                train_loader.sampler.set_epoch(epoch, skip * batch_size)
-                self.task.on_epoch_start(epoch, train_ds)
-                model.train()
-                self.task.set_train_mode(bare_model)
-                sums: dict[str, float] = {}
-                seen = 0
-                iterator = train_loader
-                if self.dist.is_main and cfg.run.progress:
-                    from tqdm import tqdm
+            example = self.task.example_input(1).to(self.device)
+        except Exception as err:  # the summary must not stop a run; the model line says what is missing
+            self.log(f"(no example input for the GFLOPs count: {type(err).__name__}: {err})")
+            example = None
+        if example is not None and cfg.train.channels_last and example.dim() == 4:
+            example = example.to(memory_format=torch.channels_last)
+        classes = run_summary.class_names(self.task.checkpoint_extras())
+        for line in (
+            f"cvzoo {__version__} · {cfg.task} · {self.run_dir}",
+            run_summary.describe_device(self.device, cfg, workers, self.dist.world_size),
+            run_summary.describe_model(cfg.model.name, model, example),
+            run_summary.describe_data(cfg.data.source, len(train_ds), None if val_ds is None else len(val_ds), classes),
+            run_summary.describe_sources(cfg, self.sources),
+        ):
+            self.log(line)
 
-                    iterator = tqdm(
-                        train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", dynamic_ncols=True,
-                        leave=False, initial=skip, total=len(train_loader) + skip,
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                for step_in_epoch, batch in enumerate(iterator, start=skip):
-                    if self._stop_signal is not None:
-                        raise KeyboardInterrupt
-                    batch = self.task.to_device(batch, self.device)
-                    if tb_logger is not None and global_step == 0:
-                        tb_logger.log_batch_images(self.task.sample_images(batch), 0)
-                    with autocast:
-                        out = self.task.training_step(model, batch)
-                    loss = out["loss"]
-                    if not torch.isfinite(loss).all():
-                        parts = {k: float(v.detach()) for k, v in out.items()}
-                        raise NonFiniteLossError(
-                            f"loss became {float(loss.detach())} at epoch {epoch + 1}, batch {step_in_epoch} "
-                            f"({parts}); stopped. The last good checkpoint is kept at {last_path}. "
-                            "Try a lower optim.lr, train.clip_grad_norm, or train.amp=false."
-                        )
-                    accumulate = accumulate_at(global_step)
-                    scaler.scale(loss if self.task.loss_is_batch_sum else loss / accumulate).backward()
-                    end_of_epoch = step_in_epoch + 1 == len(train_loader) + skip
-                    if global_step - last_step_batch >= accumulate or end_of_epoch:
-                        if cfg.train.clip_grad_norm > 0:
-                            scaler.unscale_(optimizer)
-                            nn.utils.clip_grad_norm_(bare_model.parameters(), cfg.train.clip_grad_norm)
-                        scaler.step(optimizer)
-                        scaler.update()
-                        optimizer.zero_grad(set_to_none=True)
-                        while scheduler.last_epoch <= global_step:  # one scheduler step per batch consumed
-                            scheduler.step()
-                        apply_warmup_overrides(optimizer, scheduler, warmup_batches, cfg.scheduler, cfg.optim.momentum)
-                        last_step_batch = global_step
-                        if ema is not None:
-                            ema.update(bare_model)
-                    global_step += 1
-                    seen += 1
-                    logs = {k: float(v.detach()) for k, v in out.items()}
-                    for key, value in logs.items():
-                        sums[key] = sums.get(key, 0.0) + value
-                    if self.dist.is_main and cfg.run.progress:
-                        iterator.set_postfix(
-                            loss=f"{sums['loss'] / seen:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}"
-                        )
-                    if global_step % 50 == 0:
-                        for callback in callbacks:
-                            callback.on_train_batch_end(self, global_step, logs)
-                start_step = 0
-                train_logs = all_reduce_mean({k: v / max(1, seen) for k, v in sums.items()}, self.device)
-                train_time = time.time() - t0
+    # --- training -----------------------------------------------------------------------------------
+    def _train_epoch(self, loop: _Loop, progress: _Progress, stop: StopRequests) -> None:
+        cfg = self.config
+        epoch, skip = progress.epoch, progress.step_in_epoch
+        loop.train_loader.sampler.set_epoch(epoch, skip * cfg.data.batch_size)
+        loop.train_loader.generator.manual_seed(cfg.train.seed + epoch)
+        self.task.on_epoch_start(epoch, loop.train_ds)
+        if progress.rng_to_restore is not None:
+            # Restored here, right before the first batch the run has not seen (on_epoch_start draws no
+            # random numbers), so the resumed batches get the same random draws as uninterrupted ones.
+            restore_rng_states(progress.rng_to_restore)
+            progress.rng_to_restore = None
+        loop.model.train()
+        self.task.set_train_mode(loop.bare_model)
+        started = time.time() - progress.epoch_time
+        iterator = loop.train_loader
+        if self.dist.is_main and cfg.run.progress:
+            from tqdm import tqdm
 
-                val_losses: dict[str, float] = {}
-                is_last = epoch + 1 == cfg.train.epochs
-                if val_loader is not None and ((epoch + 1) % cfg.train.val_interval == 0 or is_last):
-                    eval_model = ema.module if ema is not None else bare_model
-                    last_metrics, val_losses = run_validation(
-                        self.task, eval_model, val_loader, self.device, cfg.train.amp,
-                        progress=self.dist.is_main and cfg.run.progress,
-                    )
-                    fitness = self.task.fitness(last_metrics)
-                else:
-                    fitness = -train_logs.get("loss", math.inf)
-                improved = fitness > best_fitness
-                if improved:
-                    best_fitness, patience = fitness, 0
-                else:
-                    patience += 1
+            iterator = tqdm(loop.train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", dynamic_ncols=True,
+                            leave=False, initial=skip, total=loop.batches_per_epoch)
+        loop.optimizer.zero_grad(set_to_none=True)
+        for step_in_epoch, batch in enumerate(iterator, start=skip):
+            logs = self._train_batch(loop, progress, batch, step_in_epoch)
+            progress.step_in_epoch = step_in_epoch + 1
+            progress.epoch_time = time.time() - started
+            if self.dist.is_main and cfg.run.progress:
+                iterator.set_postfix(loss=f"{progress.sums['loss'] / progress.seen:.4f}",
+                                     lr=f"{loop.optimizer.param_groups[0]['lr']:.2e}")
+            if progress.global_step % 50 == 0:
+                for callback in loop.callbacks:
+                    callback.on_train_batch_end(self, progress.global_step, logs)
+            at_step = progress.last_step_batch == progress.global_step - 1
+            if at_step and progress.step_in_epoch < loop.batches_per_epoch and self._stop_agreed(stop):
+                self._save_checkpoint(loop, progress, self.weights_dir / "last.pt")
+                raise TrainingInterrupted(self._interrupt_message(progress), self.weights_dir / "last.pt")
 
-                row: dict[str, float] = {"epoch": epoch + 1, "time": round(time.time() - t0, 3)}
-                row.update({f"train/{k}": v for k, v in train_logs.items()})
-                row.update({f"val/{k}": v for k, v in val_losses.items()})
-                row.update(
-                    {f"metrics/{k}": float(v) for k, v in last_metrics.items() if isinstance(v, (int, float))}
-                )
-                row.update({f"lr/pg{i}": g["lr"] for i, g in enumerate(optimizer.param_groups)})
-                self.history.append(row)
-                metrics = row
-                if self.dist.is_main:
-                    state = checkpoint(epoch + 1, 0, last_metrics)
-                    atomic_save(state, last_path)
-                    if improved:
-                        atomic_save(state, best_path)
-                    if cfg.run.save_period and (epoch + 1) % cfg.run.save_period == 0:
-                        atomic_save(state, weights_dir / f"epoch{epoch + 1}.pt")
-                    for callback in callbacks:
-                        callback.on_epoch_end(self, epoch + 1, row)
-                    self.log(_epoch_line(row, train_time))
-                if cfg.train.early_stop_patience and patience >= cfg.train.early_stop_patience:
-                    self.log(
-                        f"Early stopping: no improvement of the fitness for {patience} epochs "
-                        f"(best {best_fitness:.5g})"
-                    )
-                    break
-        except KeyboardInterrupt:
-            # Save where we are: the next run skips the batches already seen in this epoch.
-            interrupt_path = weights_dir / "last.pt"
-            if self.dist.is_main:
-                # Gradients of an unfinished accumulation window are lost; resume at its start (the batch
-                # after the last optimizer step, which is never before the epoch's first batch).
-                done = max(0, last_step_batch + 1 - epoch * batches_per_epoch)
-                atomic_save(checkpoint(epoch, done, last_metrics), interrupt_path)
-            raise TrainingInterrupted(
-                f"training interrupted at epoch {epoch + 1}; resumable checkpoint {interrupt_path} "
-                f"(resume with `cvzoo train --resume {interrupt_path}`)",
-                interrupt_path,
-            ) from None
-        finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
-            for callback in callbacks:
-                callback.on_fit_end(self)
+    def _train_batch(self, loop: _Loop, progress: _Progress, batch: Any, step_in_epoch: int) -> dict[str, float]:
+        cfg = self.config
+        batch = self.task.to_device(batch, self.device)
+        if loop.tb_logger is not None and progress.global_step == 0:
+            loop.tb_logger.log_batch_images(self.task.sample_images(batch), 0)
+        autocast = (torch.autocast(self.device.type, dtype=autocast_dtype(self.device)) if cfg.train.amp
+                    else contextlib.nullcontext())
+        with autocast:
+            out = self.task.training_step(loop.model, batch)
+        loss = out["loss"]
+        if not torch.isfinite(loss).all():
+            parts = {k: float(v.detach()) for k, v in out.items()}
+            raise NonFiniteLossError(
+                f"loss became {float(loss.detach())} at epoch {progress.epoch + 1}, batch {step_in_epoch} "
+                f"({parts}); stopped. The last good checkpoint is kept at {self.weights_dir / 'last.pt'}. "
+                "Try a lower optim.lr, train.clip_grad_norm, or train.amp=false."
+            )
+        accumulate = loop.accumulate_at(progress.global_step)
+        loop.scaler.scale(loss if self.task.loss_is_batch_sum else loss / accumulate).backward()
+        logs = {k: float(v.detach()) for k, v in out.items()}
+        for key, value in logs.items():
+            progress.sums[key] = progress.sums.get(key, 0.0) + value
+        progress.seen += 1
+        end_of_epoch = step_in_epoch + 1 == loop.batches_per_epoch
+        if progress.global_step - progress.last_step_batch >= accumulate or end_of_epoch:
+            self._optimizer_step(loop, progress)
+        progress.global_step += 1
+        return logs
 
+    def _optimizer_step(self, loop: _Loop, progress: _Progress) -> None:
+        cfg = self.config
+        if cfg.train.clip_grad_norm > 0:
+            loop.scaler.unscale_(loop.optimizer)
+            nn.utils.clip_grad_norm_(loop.bare_model.parameters(), cfg.train.clip_grad_norm)
+        loop.scaler.step(loop.optimizer)
+        loop.scaler.update()
+        loop.optimizer.zero_grad(set_to_none=True)
+        while loop.scheduler.last_epoch <= progress.global_step:  # one scheduler step per batch consumed
+            loop.scheduler.step()
+        apply_warmup_overrides(loop.optimizer, loop.scheduler, loop.warmup_batches, cfg.scheduler, cfg.optim.momentum)
+        progress.last_step_batch = progress.global_step
+        progress.sums_at_step, progress.seen_at_step = dict(progress.sums), progress.seen
+        if loop.ema is not None:
+            loop.ema.update(loop.bare_model)
+
+    # --- epoch end ----------------------------------------------------------------------------------
+    def _finish_epoch(self, loop: _Loop, progress: _Progress) -> None:
+        """Validate, append the epoch's row to the history and commit it (``_commit``)."""
+        cfg = self.config
+        epoch = progress.epoch
+        train_logs = all_reduce_mean({k: v / max(1, progress.seen) for k, v in progress.sums.items()}, self.device)
+        train_time = progress.epoch_time
+        started = time.time() - train_time
+        val_losses: dict[str, float] = {}
+        is_last = epoch + 1 == cfg.train.epochs
+        if loop.val_loader is not None and ((epoch + 1) % cfg.train.val_interval == 0 or is_last):
+            eval_model = loop.ema.module if loop.ema is not None else loop.bare_model
+            progress.last_metrics, val_losses = run_validation(
+                self.task, eval_model, loop.val_loader, self.device, cfg.train.amp,
+                progress=self.dist.is_main and cfg.run.progress,
+            )
+            fitness = self.task.fitness(progress.last_metrics)
+        else:
+            fitness = -train_logs.get("loss", math.inf)
+        improved = fitness > progress.best_fitness
+        if improved:
+            progress.best_fitness, progress.patience = fitness, 0
+        else:
+            progress.patience += 1
+
+        row: dict[str, float] = {"epoch": epoch + 1, "time": round(time.time() - started, 3)}
+        row.update({f"train/{k}": v for k, v in train_logs.items()})
+        row.update({f"val/{k}": v for k, v in val_losses.items()})
+        row.update({f"metrics/{k}": float(v) for k, v in progress.last_metrics.items() if isinstance(v, (int, float))})
+        row.update({f"lr/pg{i}": g["lr"] for i, g in enumerate(loop.optimizer.param_groups)})
+        self.history.append(row)
+        progress.epoch, progress.step_in_epoch = epoch + 1, 0
+        progress.sums, progress.seen, progress.epoch_time = {}, 0, 0.0
+        progress.sums_at_step, progress.seen_at_step = {}, 0
         if self.dist.is_main:
-            if cfg.run.plots and (run_dir / "results.csv").exists():
-                cb.plot_results(run_dir / "results.csv", run_dir / "results.png")
-            if last_metrics and cfg.run.plots:
-                self.task.save_artifacts(run_dir, last_metrics)
-        cleanup()
-        return TrainResult(
-            run_dir=run_dir,
-            best_fitness=best_fitness,
-            metrics={**metrics, **{k: v for k, v in last_metrics.items()}},
-            last_checkpoint=last_path,
-            best_checkpoint=best_path if best_path.exists() else None,
-            epochs_run=len(self.history),
-            history=self.history,
-        )
+            self._commit(loop, progress, row, improved)
+            self.log(_epoch_line(row, train_time))
+
+    def _commit(self, loop: _Loop, progress: _Progress, row: dict[str, float], improved: bool) -> None:
+        """Save the finished epoch. ``last.pt`` is the commit point: what is written before it is redone
+        identically by a run resumed from the previous ``last.pt``; results.csv after it is derived from
+        the history inside it."""
+        state = self._state(loop, progress)
+        if improved:
+            atomic_save(state, self.weights_dir / "best.pt")
+        period = self.config.run.save_period
+        if period and progress.epoch % period == 0:
+            atomic_save(state, self.weights_dir / f"epoch{progress.epoch}.pt")
+        atomic_save(state, self.weights_dir / "last.pt")
+        for callback in loop.callbacks:
+            callback.on_epoch_end(self, progress.epoch, row)
+
+    def _state(self, loop: _Loop, progress: _Progress, sums: dict[str, float] | None = None,
+               seen: int | None = None) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "model": loop.bare_model.state_dict(),
+            "ema": loop.ema.state_dict() if loop.ema is not None else None,
+            "optimizer": loop.optimizer.state_dict(),
+            "scheduler": loop.scheduler.state_dict(),
+            "scaler": loop.scaler.state_dict() if loop.scaler.is_enabled() else None,
+            "epoch": progress.epoch,
+            "step_in_epoch": progress.step_in_epoch,
+            "epoch_sums": dict(progress.sums if sums is None else sums),
+            "epoch_seen": progress.seen if seen is None else seen,
+            "epoch_time": progress.epoch_time,
+            "best_fitness": progress.best_fitness,
+            "patience": progress.patience,
+            "history": self.history,
+            "metrics": {k: v for k, v in progress.last_metrics.items() if isinstance(v, (int, float))},
+            "rng": rng_states(),
+            "config": config_to_dict(cfg),
+            "model_name": cfg.model.name,
+            "task": cfg.task,
+            "extras": self.task.checkpoint_extras(),
+            "cvzoo_version": __version__,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+
+    # --- stopping -----------------------------------------------------------------------------------
+    def _stop_agreed(self, stop: StopRequests) -> bool:
+        """Whether to stop now; under DDP every rank stops at the same batch when any rank was signalled."""
+        return any_rank(stop.requested, self.device) if self.dist.enabled else stop.requested
+
+    def _save_checkpoint(self, loop: _Loop, progress: _Progress, path: Path, **overrides: Any) -> None:
+        if self.dist.is_main:
+            atomic_save(self._state(loop, progress, **overrides), path)
+
+    def _save_at_last_step(self, loop: _Loop, progress: _Progress) -> None:
+        """A KeyboardInterrupt raised in the middle of a batch: save the run as it was after its last
+        optimizer step (the gradients of an unfinished accumulation window are lost), resuming at the
+        batch after it, never before the epoch's first batch."""
+        if progress.epoch >= self.config.train.epochs or (progress.step_in_epoch == 0 and progress.seen == 0):
+            return  # between epochs: the epoch's own last.pt is the right checkpoint
+        start = progress.epoch * loop.batches_per_epoch
+        progress.step_in_epoch = max(0, progress.last_step_batch + 1 - start)
+        self._save_checkpoint(loop, progress, self.weights_dir / "last.pt",
+                              sums=progress.sums_at_step, seen=progress.seen_at_step)
+
+    def _interrupt_message(self, progress: _Progress) -> str:
+        last = self.weights_dir / "last.pt"
+        where = (f"after epoch {progress.epoch}" if progress.step_in_epoch == 0
+                 else f"at epoch {progress.epoch + 1}, batch {progress.step_in_epoch}")
+        return (f"training interrupted {where}; resumable checkpoint {last} "
+                f"(resume with `cvzoo train --resume {last}`)")
 
 
 def _epoch_line(row: dict[str, float], train_time: float) -> str:
@@ -446,18 +605,3 @@ def _epoch_line(row: dict[str, float], train_time: float) -> str:
             parts.append(f"{key}={value:.4g}")
     parts.append(f"({row['time']:.1f}s, train {train_time:.1f}s)")
     return "  ".join(parts)
-
-
-def _resolve_resume(config: Config) -> Path:
-    resume = config.run.resume
-    if resume == "auto":
-        candidates = sorted(
-            Path(config.run.project, config.task).glob(f"{config.run.name}*/weights/last.pt"),
-            key=lambda p: p.stat().st_mtime,
-        )
-        if not candidates:
-            raise FileNotFoundError(
-                f"--resume auto: no last.pt under {Path(config.run.project, config.task)}/{config.run.name}*"
-            )
-        return candidates[-1]
-    return Path(resume)

@@ -44,6 +44,8 @@ class Task(ABC):
     name: str = ""
     # Default metric that decides best.pt and early stopping (higher is better).
     fitness_metric: str = ""
+    # The metrics results.png plots (names without ``metrics/``); empty = every metric column.
+    headline_metrics: tuple[str, ...] = ()
     # Optional inference features. The API checks these flags before switching a feature on (by setting
     # ``augment`` / ``export_nms`` below), so that asking a task without it is one clear error.
     supports_augment: bool = False  # test-time augmentation in validation_step and predict_files

@@ -51,6 +51,7 @@ class _EvaluatorAdapter(Evaluator):
 class ClassificationTask(Task):
     name = "classify"
     fitness_metric = "top1"
+    headline_metrics = ("top1", "top5", "precision", "recall")
     # Test-time augmentation: the logits of the image and of its horizontal mirror, averaged.
     supports_augment = True
 

@@ -75,6 +75,7 @@ class DetectionTask(Task):
     name = "detect"
     # YOLOv5/v8's fitness: mostly mAP50-95, a little mAP50.
     fitness_metric = "fitness"
+    headline_metrics = ("mAP50", "mAP50-95", "precision", "recall")
     supports_augment = True
     supports_export_nms = True
     # The YOLO losses are sums over the batch's images (mean x batch size); with the nominal batch of 64

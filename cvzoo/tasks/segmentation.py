@@ -118,6 +118,7 @@ class _OutOnly(nn.Module):
 class SegmentationTask(Task):
     name = "segment"
     fitness_metric = "mIoU"
+    headline_metrics = ("mIoU", "pixel_acc", "mean_acc", "mDice")
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

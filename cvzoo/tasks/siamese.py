@@ -94,6 +94,7 @@ class _TwoViews(Dataset):
 class SiameseTask(Task):
     name = "siamese"
     fitness_metric = "auc"
+    headline_metrics = ("auc", "eer", "accuracy", "recall@1")
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
