@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from cvzoo.cli._common import add_config_arguments
 
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, FileNotFoundError, ValueError, NonFiniteLossError) as err:
         raise CliError(str(err)) from err
     except TrainingInterrupted as err:
-        raise CliError(str(err)) from err
+        print(f"cvzoo train: {err}", file=sys.stderr)
+        return 128 + err.signum if err.signum else 130
     print(f"Results saved to {result.run_dir}")
     print(f"  weights: {result.best_checkpoint or result.last_checkpoint}")
     print(f"  plots:   {result.run_dir / 'results.png'}")

@@ -19,6 +19,10 @@ from typing import Any
 class ForcedStop(KeyboardInterrupt):
     """A second SIGINT/SIGTERM arrived before the trainer reached a safe point."""
 
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"second {signal.Signals(signum).name}")
+        self.signum = signum
+
 
 class StopRequests:
     """Context manager that turns SIGINT/SIGTERM into a stop request (``requested``).
@@ -41,7 +45,7 @@ class StopRequests:
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
         if self.signum is not None:
-            raise ForcedStop(f"second {name}")
+            raise ForcedStop(signum)
         self.signum = signum
         self.log(f"{name} received: stopping at the next optimizer step or epoch end with a resumable "
                  "checkpoint (send it again to stop at once, keeping the last saved checkpoint)")

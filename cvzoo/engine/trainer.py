@@ -73,11 +73,16 @@ class NonFiniteLossError(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    """Ctrl-C / SIGTERM: a resumable checkpoint was written to ``checkpoint``."""
+    """Ctrl-C / SIGTERM: a resumable checkpoint was written to ``checkpoint``.
 
-    def __init__(self, message: str, checkpoint: Path) -> None:
+    ``signum`` is the signal that stopped the run (None for a KeyboardInterrupt raised by code); the
+    command line exits with 128 + signum, as a shell reports a process ended by that signal.
+    """
+
+    def __init__(self, message: str, checkpoint: Path, signum: int | None = None) -> None:
         super().__init__(message)
         self.checkpoint = checkpoint
+        self.signum = signum
 
 
 @dataclass
@@ -247,15 +252,16 @@ class Trainer:
                     self._train_epoch(loop, progress, stop)
                     self._finish_epoch(loop, progress)
                     if progress.epoch < cfg.train.epochs and self._stop_agreed(stop):
-                        raise TrainingInterrupted(self._interrupt_message(progress), self.weights_dir / "last.pt")
+                        raise TrainingInterrupted(self._interrupt_message(progress), self.weights_dir / "last.pt",
+                                                  stop.signum)
                     if cfg.train.early_stop_patience and progress.patience >= cfg.train.early_stop_patience:
                         self.log(f"Early stopping: no improvement of the fitness for {progress.patience} epochs "
                                  f"(best {progress.best_fitness:.5g})")
                         break
-        except ForcedStop:
+        except ForcedStop as err:
             last = self.weights_dir / "last.pt"
             saved = f"{last} holds the last completed save" if last.exists() else "no checkpoint was saved yet"
-            raise TrainingInterrupted(f"stopped at once by a second signal; {saved}", last) from None
+            raise TrainingInterrupted(f"stopped at once by a second signal; {saved}", last, err.signum) from None
         except KeyboardInterrupt:  # raised by code (or outside the main thread): no safe point was reached
             self._save_at_last_step(loop, progress)
             raise TrainingInterrupted(self._interrupt_message(progress), self.weights_dir / "last.pt") from None
@@ -444,7 +450,8 @@ class Trainer:
             at_step = progress.last_step_batch == progress.global_step - 1
             if at_step and progress.step_in_epoch < loop.batches_per_epoch and self._stop_agreed(stop):
                 self._save_checkpoint(loop, progress, self.weights_dir / "last.pt")
-                raise TrainingInterrupted(self._interrupt_message(progress), self.weights_dir / "last.pt")
+                raise TrainingInterrupted(self._interrupt_message(progress), self.weights_dir / "last.pt",
+                                          stop.signum)
 
     def _train_batch(self, loop: _Loop, progress: _Progress, batch: Any, step_in_epoch: int) -> dict[str, float]:
         cfg = self.config
