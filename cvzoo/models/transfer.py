@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
@@ -138,45 +138,85 @@ def param_groups(
     backbone_lr_mult: float = 0.1,
     weight_decay: float = 1e-4,
     no_decay_norm_bias: bool = True,
+    *,
+    split: Literal["head", "backbone", "none"] = "head",
+    split_bias: bool = False,
 ) -> list[dict[str, Any]]:
-    """Optimizer parameter groups: the head at ``lr``, the rest at ``lr * backbone_lr_mult``.
+    """Optimizer parameter groups: the one builder every task uses.
+
+    Parameters are sorted by *part* and by *kind*. Parts (``split``): ``"head"`` takes the classifier
+    head (``model.get_classifier()``) at ``lr`` and everything else as the backbone at
+    ``lr * backbone_lr_mult`` (a model without a classifier is all backbone); ``"backbone"`` takes
+    ``model.backbone`` as the backbone and everything else (decoder, heads) as the head (segmentation);
+    ``"none"`` keeps one part at ``lr``. Kinds: decayed conv/linear weights and, with
+    ``no_decay_norm_bias``, the undecayed norm and 1-D parameters (``is_no_decay``); with ``split_bias``
+    YOLOv5's three kinds instead: weights, norm weights, biases (the group named ``bias`` is the one
+    the warm-up starts at ``scheduler.warmup_bias_lr``).
 
     Args:
-        model: a classifier (its head is ``model.get_classifier()``; models without one are all
-            backbone).
-        lr: head learning rate.
-        backbone_lr_mult: factor for every other trainable parameter (1.0 trains all at ``lr``).
-        weight_decay: decay for conv/linear weights.
-        no_decay_norm_bias: give norm parameters and 1-D parameters (biases) zero weight decay.
+        model: the model; frozen parameters are left out, shared ones listed once.
+        lr: the head's (or the only part's) learning rate.
+        backbone_lr_mult: the backbone's learning-rate factor (1.0 trains all at ``lr``).
+        weight_decay: decay of the decayed kinds.
+        no_decay_norm_bias: give norm and 1-D parameters zero weight decay.
+        split: which parts, see above.
+        split_bias: YOLO's weights / norm / bias kinds.
 
     Returns:
-        Non-empty groups, each ``{"name", "params", "lr", "weight_decay"}`` (optimizers keep the extra
-        ``name`` key, which makes schedules and logs readable). Frozen parameters are left out.
+        Non-empty groups ``{"name", "params", "lr", "weight_decay"}``, parts in the order head, backbone
+        for ``"head"`` and backbone, head for ``"backbone"``; names are ``<part>`` and
+        ``<part>_no_decay`` (``weights``, ``no_decay`` / ``weights``, ``norm``, ``bias`` with one part).
     """
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
-    groups: dict[tuple[str, bool], list[nn.Parameter]] = {
-        (part, decay): [] for part in ("head", "backbone") for decay in (True, False)
-    }
+    if split == "backbone":
+        backbone = getattr(model, "backbone", None)
+        backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+        parts = ("backbone", "head")
+
+        def part_of(param: nn.Parameter) -> str:
+            return "backbone" if id(param) in backbone_ids else "head"
+    elif split == "head":
+        head = model.get_classifier() if hasattr(model, "get_classifier") else None
+        head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+        parts = ("head", "backbone")
+
+        def part_of(param: nn.Parameter) -> str:
+            return "head" if id(param) in head_ids else "backbone"
+    else:
+        parts = ("",)
+
+        def part_of(param: nn.Parameter) -> str:
+            return ""
+
+    def kind_of(module: nn.Module, name: str, param: nn.Parameter) -> str:
+        if split_bias:
+            return "bias" if name == "bias" else "norm" if isinstance(module, NORM_TYPES) else "weights"
+        return "no_decay" if no_decay_norm_bias and is_no_decay(module, param) else "weights"
+
+    kinds = ("weights", "norm", "bias") if split_bias else ("weights", "no_decay")
+    groups: dict[tuple[str, str], list[nn.Parameter]] = {(p, k): [] for p in parts for k in kinds}
     seen: set[int] = set()
     for module in model.modules():
-        for param in module.parameters(recurse=False):
+        for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            part = "head" if id(param) in head_ids else "backbone"
-            decay = not (no_decay_norm_bias and is_no_decay(module, param))
-            groups[(part, decay)].append(param)
+            groups[(part_of(param), kind_of(module, name, param))].append(param)
     out = []
-    for (part, decay), params in groups.items():
+    for (part, kind), params in groups.items():
         if params:
             out.append({
-                "name": f"{part}{'' if decay else '_no_decay'}",
+                "name": _group_name(part, kind),
                 "params": params,
-                "lr": lr if part == "head" else lr * backbone_lr_mult,
-                "weight_decay": weight_decay if decay else 0.0,
+                "lr": lr * backbone_lr_mult if part == "backbone" else lr,
+                "weight_decay": weight_decay if kind == "weights" else 0.0,
             })
     return out
+
+
+def _group_name(part: str, kind: str) -> str:
+    if not part:
+        return kind
+    return part if kind == "weights" else f"{part}_{kind}"
 
 
 def replace_head(model: nn.Module, num_classes: int) -> nn.Module:

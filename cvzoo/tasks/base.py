@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from cvzoo.config import Config
+from cvzoo.models.transfer import param_groups
 
 
 class Evaluator(ABC):
@@ -79,21 +80,11 @@ class Task(ABC):
         """Build the model for the datasets built before (class count known)."""
 
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
-        """Optimizer parameter groups (default: one group, norm/bias without weight decay)."""
-        decay, no_decay = [], []
-        for module in model.modules():
-            for name, param in module.named_parameters(recurse=False):
-                if not param.requires_grad:
-                    continue
-                is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
-                (no_decay if is_norm or name == "bias" or param.ndim <= 1 else decay).append(param)
-        wd = self.config.optim.weight_decay
-        if not self.config.optim.no_decay_norm_bias:
-            return [{"params": decay + no_decay, "weight_decay": wd}]
-        return [
-            {"params": decay, "weight_decay": wd, "name": "weights"},
-            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
-        ]
+        """Optimizer parameter groups (default: one part, norm/bias without weight decay); tasks choose
+        their parts with ``cvzoo.models.transfer.param_groups``, the one builder."""
+        optim = self.config.optim
+        return param_groups(model, optim.lr, weight_decay=optim.weight_decay,
+                            no_decay_norm_bias=optim.no_decay_norm_bias, split="none")
 
     def collate(self, samples: list[Any]) -> Any:
         return default_collate(samples)

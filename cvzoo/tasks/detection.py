@@ -23,6 +23,7 @@ from cvzoo.models.detection.base import Detections, nms_postprocess, validate_ta
 from cvzoo.models.detection.graph_nms import NmsDetector, unpad_detections
 from cvzoo.models.detection.tta import augmented_predictions
 from cvzoo.models.registry import create_model, get_entry
+from cvzoo.models.transfer import param_groups
 from cvzoo.models.weights import load_weights
 from cvzoo.tasks.base import Evaluator, Task
 
@@ -180,23 +181,8 @@ class DetectionTask(Task):
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
         """Three groups as in YOLOv5: conv/linear weights (decayed), norm weights and biases (not decayed);
         the bias group is the one the warm-up starts at ``scheduler.warmup_bias_lr``."""
-        weights, norms, biases = [], [], []
-        for module in model.modules():
-            for name, param in module.named_parameters(recurse=False):
-                if not param.requires_grad:
-                    continue
-                if name == "bias":
-                    biases.append(param)
-                elif isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
-                    norms.append(param)
-                else:
-                    weights.append(param)
-        wd = self.config.optim.weight_decay
-        return [
-            {"params": weights, "weight_decay": wd, "name": "weights"},
-            {"params": norms, "weight_decay": 0.0, "name": "norm"},
-            {"params": biases, "weight_decay": 0.0, "name": "bias"},
-        ]
+        optim = self.config.optim
+        return param_groups(model, optim.lr, weight_decay=optim.weight_decay, split="none", split_bias=True)
 
     # --- steps -----------------------------------------------------------------------------------
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:

@@ -52,7 +52,7 @@ from cvzoo.data.segmentation import (
 from cvzoo.losses import dice_loss
 from cvzoo.metrics.segmentation import SegmentationMetrics
 from cvzoo.models.registry import create_model
-from cvzoo.models.transfer import freeze, is_no_decay, keep_frozen_bn_eval
+from cvzoo.models.transfer import freeze, keep_frozen_bn_eval, param_groups
 from cvzoo.models.weights import load_weights
 from cvzoo.tasks.base import Evaluator, Task
 
@@ -223,22 +223,9 @@ class SegmentationTask(Task):
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
         """Backbone parameters at ``lr * optim.backbone_lr_mult``, the rest (heads, decoder) at ``lr``."""
         optim = self.config.optim
-        backbone = getattr(model, "backbone", None)
-        backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
-        groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
-        for module in model.modules():
-            for param in module.parameters(recurse=False):
-                if not param.requires_grad:
-                    continue
-                part = "backbone" if id(param) in backbone_ids else "head"
-                decay = not (optim.no_decay_norm_bias and is_no_decay(module, param))
-                groups.setdefault((part, decay), []).append(param)
-        return [
-            {"name": f"{part}{'' if decay else '_no_decay'}", "params": params,
-             "lr": optim.lr * (optim.backbone_lr_mult if part == "backbone" else 1.0),
-             "weight_decay": optim.weight_decay if decay else 0.0}
-            for (part, decay), params in groups.items()
-        ]
+        return param_groups(model, optim.lr, backbone_lr_mult=optim.backbone_lr_mult,
+                            weight_decay=optim.weight_decay, no_decay_norm_bias=optim.no_decay_norm_bias,
+                            split="backbone")
 
     def set_train_mode(self, model: nn.Module) -> None:
         keep_frozen_bn_eval(model)

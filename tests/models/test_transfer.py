@@ -126,3 +126,29 @@ def test_replace_head_keeps_dtype_and_drops_to_features():
     assert model(x).shape == (2, 64)
     with pytest.raises(ValueError, match=">= 0"):
         replace_head(model, -1)
+
+
+def test_one_builder_serves_every_task_split():
+    from cvzoo.config import Config, apply_overrides
+    from cvzoo.tasks.base import Task
+    from cvzoo.tasks.detection import DetectionTask
+    from cvzoo.tasks.segmentation import SegmentationTask
+
+    config = apply_overrides(Config(), ["optim.lr=0.1", "optim.backbone_lr_mult=0.5", "optim.weight_decay=0.01"])
+    # Segmentation: model.backbone is the backbone part, everything else the head.
+    seg = create_model("deeplabv3_resnet50", num_classes=3)
+    groups = {g["name"]: g for g in SegmentationTask.param_groups(type("T", (), {"config": config})(), seg)}
+    assert set(groups) == {"backbone", "backbone_no_decay", "head", "head_no_decay"}
+    assert groups["backbone"]["lr"] == pytest.approx(0.05) and groups["head"]["lr"] == pytest.approx(0.1)
+    backbone_ids = {id(p) for p in seg.backbone.parameters()}
+    assert all(id(p) in backbone_ids for g in ("backbone", "backbone_no_decay") for p in groups[g]["params"])
+    # YOLO: weights / norm / bias, the bias group named for the warm-up; one part.
+    yolo = create_model("yolov8n", num_classes=2)
+    groups = DetectionTask.param_groups(type("T", (), {"config": config})(), yolo)
+    assert [g["name"] for g in groups] == ["weights", "norm", "bias"]
+    assert [g["weight_decay"] for g in groups] == [0.01, 0.0, 0.0]
+    biases = {id(m.bias) for m in yolo.modules() if getattr(m, "bias", None) is not None}
+    assert {id(p) for p in groups[2]["params"]} == biases
+    # The default of every task: one part, norm and 1-D parameters undecayed.
+    groups = Task.param_groups(type("T", (), {"config": config})(), nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))
+    assert [(g["name"], len(g["params"])) for g in groups] == [("weights", 1), ("no_decay", 3)]
