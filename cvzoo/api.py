@@ -20,6 +20,7 @@ import torch
 from cvzoo.config import Config, ConfigError, apply_overrides, config_to_dict, from_dict
 from cvzoo.config.core import flatten, read_yaml
 from cvzoo.config.schema import TASK_DEFAULTS
+from cvzoo.config.validate import validate_config
 from cvzoo.engine.checkpoint import load_checkpoint
 from cvzoo.engine.device import select_device
 from cvzoo.engine.evaluate import run_validation
@@ -83,7 +84,18 @@ def build_config(config: str | Path | Config | None = None, overrides: list[str]
             raise TypeError(f"unknown argument {key!r}; use overrides=['section.key=value'] for other keys")
         pairs[SHORTCUTS[key]] = value
     cfg = apply_overrides(cfg, pairs)
-    return apply_overrides(cfg, overrides or [])
+    cfg = apply_overrides(cfg, overrides or [])
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: Config) -> None:
+    """Raise ConfigError naming the key for a value the run cannot use, before any work (no run folder):
+    ranges (``cvzoo.config.validate``), ``train.device`` on this machine, and ``model.name`` with the
+    constructor keywords the config passes to it."""
+    validate_config(cfg)
+    select_device(cfg.train.device)  # DeviceError names train.device
+    task_class(cfg.task).check_model_config(cfg)
 
 
 def train(config: str | Path | Config | None = None, overrides: list[str] | None = None,
@@ -122,7 +134,7 @@ def evaluate(weights: str | Path, data: str | None = None, batch: int | None = N
     ``augment=True`` validates with test-time augmentation (detection: see ``cvzoo.models.detection.tta``;
     classification: logits of the image and its mirror averaged).
     """
-    dev = select_device(device)
+    dev = select_device(device, key="device")
     task, model, _ = load_trained(weights, dev)
     if augment:
         enable_augment(task)
@@ -189,7 +201,7 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
     exported with ``nms=True`` returns its detections directly (no second NMS). ``augment=True`` adds
     test-time augmentation (detection, torch backend).
     """
-    dev = select_device(device)
+    dev = select_device(device, key="device")
     task, model, _ = load_trained(weights, dev)
     if augment:
         enable_augment(task)
@@ -249,5 +261,5 @@ def export(weights: str | Path, format: str = "onnx", out: str | Path | None = N
     return written
 
 
-__all__ = ["build_config", "config_to_dict", "enable_augment", "evaluate", "expand_sources", "export", "load_trained",
-           "predict", "train"]
+__all__ = ["build_config", "check_config", "config_to_dict", "enable_augment", "evaluate", "expand_sources", "export",
+           "load_trained", "predict", "train"]
