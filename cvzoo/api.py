@@ -12,6 +12,7 @@ Every function returns plain Python / NumPy values.
 from __future__ import annotations
 
 import glob
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from cvzoo.config import Config, ConfigError, apply_overrides, config_to_dict, from_dict
 from cvzoo.config.core import flatten, read_yaml
 from cvzoo.config.schema import TASK_DEFAULTS
+from cvzoo.config.validate import validate_config
 from cvzoo.engine.checkpoint import load_checkpoint
 from cvzoo.engine.device import select_device
 from cvzoo.engine.evaluate import run_validation
@@ -27,6 +29,8 @@ from cvzoo.engine.run_dir import make_run_dir
 from cvzoo.engine.trainer import Trainer, TrainResult, default_workers
 from cvzoo.layers.reparam import prepare_for_inference
 from cvzoo.tasks import Task, task_class
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -101,7 +105,17 @@ def build_config_with_sources(config: str | Path | Config | None = None, overrid
         for key in keys:
             sources.pop(key, None)  # re-inserted last: the layers keep the order they were applied in
             sources[key] = layer
+    check_config(cfg)
     return cfg, sources
+
+
+def check_config(cfg: Config) -> None:
+    """Raise ConfigError naming the key for a value the run cannot use, before any work (no run folder):
+    ranges (``cvzoo.config.validate``), ``train.device`` on this machine, and ``model.name`` with the
+    constructor keywords the config passes to it."""
+    validate_config(cfg)
+    select_device(cfg.train.device)  # DeviceError names train.device
+    task_class(cfg.task).check_model_config(cfg)
 
 
 def train(config: str | Path | Config | None = None, overrides: list[str] | None = None,
@@ -141,7 +155,7 @@ def evaluate(weights: str | Path, data: str | None = None, batch: int | None = N
     ``augment=True`` validates with test-time augmentation (detection: see ``cvzoo.models.detection.tta``;
     classification: logits of the image and its mirror averaged).
     """
-    dev = select_device(device)
+    dev = select_device(device, key="device")
     task, model, _ = load_trained(weights, dev)
     if augment:
         enable_augment(task)
@@ -204,20 +218,18 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
     """Predict on images; the result is one plain dict per image (task-specific fields).
 
     ``backend="onnxruntime"`` runs an exported ``.onnx`` file instead (its preprocessing metadata is
-    read from the training checkpoint given as ``weights``; pass ``onnx=PATH``). A detection file
+    read from the training checkpoint given as ``weights``; ``onnx=PATH`` or the default file next to
+    the checkpoint, see ``onnx_model_for``). A detection file
     exported with ``nms=True`` returns its detections directly (no second NMS). ``augment=True`` adds
     test-time augmentation (detection, torch backend).
     """
-    dev = select_device(device)
+    dev = select_device(device, key="device")
     task, model, _ = load_trained(weights, dev)
     if augment:
         enable_augment(task)
     files = expand_sources(source)
     if backend == "onnxruntime":
-        from cvzoo.export.runtime import OnnxTorchModel
-
-        onnx_path = options.pop("onnx", None) or Path(weights).with_suffix(".onnx")
-        model = OnnxTorchModel(onnx_path)
+        model = onnx_model_for(weights, options.pop("onnx", None))
     elif backend != "torch":
         raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnxruntime'")
     else:
@@ -229,6 +241,47 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
     return results
 
 
+def onnx_model_for(weights: str | Path, onnx: str | Path | None = None) -> Any:
+    """The onnxruntime graph of checkpoint ``weights``, never one exported from other weights.
+
+    Exports record the checkpoint's sha256 (``cvzoo.export.provenance``). Without ``onnx`` the file
+    next to the checkpoint (``best.pt`` -> ``best.onnx``) is used, and exported first, with a log line
+    saying why, when it is missing or was made from other weights (a checkpoint retrained at the same
+    path): export is one call and takes seconds. NMS settings built into the old file are kept. A file
+    given as ``onnx`` is the user's to manage, so a mismatch there is an error, not an overwrite.
+    """
+    from cvzoo.export.provenance import file_sha256, source_mismatch
+    from cvzoo.export.runtime import OnnxTorchModel
+
+    digest = file_sha256(weights)
+    if onnx is not None:
+        model = OnnxTorchModel(onnx)
+        problem = source_mismatch(model.metadata, digest)
+        if problem:
+            raise ValueError(f"{onnx} {problem}, not from {weights}; export it again "
+                             f"(cvzoo export {weights} --out {Path(onnx).with_suffix('')}) or leave out --onnx / "
+                             "onnx= to let predict export the checkpoint next to it")
+        return model
+    path = Path(weights).with_suffix(".onnx")
+    model = OnnxTorchModel(path) if path.is_file() else None
+    problem = "does not exist" if model is None else source_mismatch(model.metadata, digest)
+    if problem is None:
+        return model
+    logger.warning("%s %s; exporting %s to it", path, problem, weights)
+    export(weights, format="onnx", out=path.with_suffix(""), **_nms_settings(model.metadata if model else {}))
+    return OnnxTorchModel(path)
+
+
+def _nms_settings(metadata: dict[str, str]) -> dict[str, Any]:
+    """The ``export`` arguments that rebuild the NMS a file has inside (none for a file without)."""
+    from cvzoo.models.detection.graph_nms import META_CONF, META_IOU, META_MAX_DET, META_NMS
+
+    if metadata.get(META_NMS) != "1":
+        return {}
+    return {"nms": True, "conf": float(metadata[META_CONF]), "iou": float(metadata[META_IOU]),
+            "max_det": int(metadata[META_MAX_DET])}
+
+
 def export(weights: str | Path, format: str = "onnx", out: str | Path | None = None, batch: int = 1,
            imgsz: int | None = None, check: bool = True, opset: int = 17, nms: bool = False,
            conf: float = 0.25, iou: float = 0.7, max_det: int = 300) -> list[Path]:
@@ -236,9 +289,11 @@ def export(weights: str | Path, format: str = "onnx", out: str | Path | None = N
 
     ``nms=True`` (detection, ONNX only) puts NMS with ``conf``, ``iou`` and ``max_det`` inside the graph:
     its outputs are padded detections per image (``cvzoo.models.detection.graph_nms`` has the
-    contract) and the settings are recorded in the file's metadata.
+    contract) and the settings are recorded in the file's metadata, as is the checkpoint's sha256 (so that
+    ``predict(backend="onnxruntime")`` can tell a file exported from other weights).
     """
     from cvzoo.export import export_onnx, export_torchscript
+    from cvzoo.export.provenance import CHECKPOINT_SHA256, file_sha256
 
     task, model, checkpoint = load_trained(weights, "cpu")
     if nms:
@@ -256,7 +311,8 @@ def export(weights: str | Path, format: str = "onnx", out: str | Path | None = N
     for fmt in formats:
         if fmt == "onnx":
             module = task.export_module(model)
-            metadata, compare = (module.metadata(), module.parity_difference) if nms else (None, None)
+            metadata, compare = (module.metadata(), module.parity_difference) if nms else ({}, None)
+            metadata[CHECKPOINT_SHA256] = file_sha256(weights)
             written.append(export_onnx(module, out.with_suffix(".onnx"), example,
                                        output_names=task.export_output_names(), opset=opset, check=check,
                                        metadata=metadata, compare=compare))
@@ -268,5 +324,5 @@ def export(weights: str | Path, format: str = "onnx", out: str | Path | None = N
     return written
 
 
-__all__ = ["build_config", "config_to_dict", "enable_augment", "evaluate", "expand_sources", "export", "load_trained",
-           "predict", "train"]
+__all__ = ["build_config", "check_config", "config_to_dict", "enable_augment", "evaluate", "expand_sources", "export",
+           "load_trained", "onnx_model_for", "predict", "train"]

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=["table", "json", "csv"], default="table")
     parser.add_argument("--save", metavar="DIR", help="write annotated images and predictions.json here")
     parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
-    parser.add_argument("--onnx", help="ONNX file for --backend onnxruntime (default: WEIGHTS with .onnx)")
+    parser.add_argument("--onnx", help="ONNX file for --backend onnxruntime, exported from WEIGHTS (default: "
+                                       "WEIGHTS with .onnx, exported when missing or made from other weights)")
     parser.add_argument("--augment", action="store_true",
                         help="test-time augmentation: detection scales 1, 0.83 flipped, 0.67 with one NMS; "
                              "classification: logits of the image and its mirror averaged")

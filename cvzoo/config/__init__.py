@@ -12,6 +12,7 @@ from cvzoo.config.schema import (
     SchedulerConfig,
     TrainConfig,
 )
+from cvzoo.config.validate import validate_config
 
 __all__ = [
     "AugmentConfig",
@@ -28,4 +29,5 @@ __all__ = [
     "config_to_dict",
     "from_dict",
     "load_config",
+    "validate_config",
 ]

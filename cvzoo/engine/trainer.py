@@ -180,6 +180,7 @@ class Trainer:
             self.resume_state = load_checkpoint(self.resume_path)
             explicit = [key for key, layer in self.sources.items() if "defaults" not in layer]
             config, self.resume_notes = resumed_config(self.resume_state, config, explicit, self.resume_path)
+        validate_config(config)  # also for a Trainer built without cvzoo.api.build_config
         self.config = config
         if task is None:
             from cvzoo.tasks import build_task

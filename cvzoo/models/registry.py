@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,18 @@ class UnknownModelError(KeyError, ValueError):
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable.
         return str(self.args[0])
+
+
+class ModelArgumentError(TypeError, ValueError):
+    """A constructor keyword that the registered model does not take; the message lists those it does.
+
+    A TypeError (what calling the constructor would raise) and a ValueError (bad user input, reported
+    by the CLI in one line). ``unexpected`` holds the offending keywords.
+    """
+
+    def __init__(self, message: str, unexpected: list[str]) -> None:
+        super().__init__(message)
+        self.unexpected = unexpected
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -102,6 +115,40 @@ def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
     )
 
 
+def accepted_keywords(builder: Callable[..., Any]) -> set[str] | None:
+    """The keyword arguments ``builder`` takes, or None when it takes ``**kwargs`` we cannot follow.
+
+    A builder that passes its ``**kwargs`` on to a class names it in a ``forwards_kwargs_to``
+    attribute, so that its models are checked like the others.
+    """
+    parameters = inspect.signature(builder).parameters.values()
+    names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return names
+    target = getattr(builder, "forwards_kwargs_to", None)
+    inner = accepted_keywords(target) if target is not None else None
+    return None if inner is None else names | inner
+
+
+def check_model_kwargs(name: str, kwargs: Mapping[str, Any] | Iterable[str]) -> None:
+    """Raise ModelArgumentError when registered model ``name`` does not take one of ``kwargs``' names.
+
+    Checked against the constructor's signature before calling it, so that a TypeError raised inside
+    the constructor for another reason is not mistaken for a wrong keyword.
+    """
+    entry = get_entry(name)
+    accepted = accepted_keywords(entry.builder)
+    if accepted is None:
+        return
+    unexpected = sorted(set(kwargs) - accepted)
+    if unexpected:
+        raise ModelArgumentError(
+            f"model {entry.name!r} takes no argument {', '.join(map(repr, unexpected))}; "
+            f"it accepts: {', '.join(sorted(accepted))}",
+            unexpected,
+        )
+
+
 def create_model(name: str, *, weights: str | None = None, strict: bool = True, **kwargs: Any) -> nn.Module:
     """Build a registered model; ``weights`` is a local checkpoint path loaded through the remaps.
 
@@ -112,6 +159,7 @@ def create_model(name: str, *, weights: str | None = None, strict: bool = True, 
             and report the rest).
         **kwargs: constructor overrides (``num_classes``, ``in_channels``, ...).
     """
+    check_model_kwargs(name, kwargs)
     model = get_entry(name).build(**kwargs)
     if weights is not None:
         from cvzoo.models.weights import load_weights

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, default_collate
 
-from cvzoo.config import Config
+from cvzoo.config import Config, ConfigError
+from cvzoo.models.registry import ModelArgumentError, UnknownModelError, check_model_kwargs
 from cvzoo.models.transfer import param_groups
 
 
@@ -69,6 +70,27 @@ class Task(ABC):
             raise ValueError(f"test-time augmentation (augment / --augment / train.val_augment) is not available "
                              f"for the {self.name!r} task; it is supported by 'classify' and 'detect'")
         self.augment = True
+
+    # --- configuration checks ---------------------------------------------------------------------
+    @classmethod
+    def model_keywords(cls, config: Config) -> dict[str, str]:
+        """The constructor keywords that ``config`` passes to the registered model ``model.name``, each
+        with the config key it comes from (to name it in errors). Tasks that add keywords from other
+        keys, or read some of ``model.kwargs`` themselves, extend this."""
+        return {key: f"model.kwargs.{key}" for key in config.model.kwargs}
+
+    @classmethod
+    def check_model_config(cls, config: Config) -> None:
+        """Raise ConfigError naming the key when ``model.name`` is not registered or does not take a
+        keyword the config gives it. Building the model would fail the same way, but only once the run
+        folder and the datasets exist; this runs before any work."""
+        keywords = cls.model_keywords(config)
+        try:
+            check_model_kwargs(config.model.name, keywords)
+        except UnknownModelError as err:
+            raise ConfigError(f"model.name: {err}") from None
+        except ModelArgumentError as err:
+            raise ConfigError(f"{keywords[err.unexpected[0]]}: {err}") from None
 
     # --- construction ---------------------------------------------------------------------------
     @abstractmethod

@@ -146,6 +146,16 @@ class DetectionTask(Task):
             train_dataset.set_mosaic(epoch < self.config.train.epochs - close)
 
     # --- model -----------------------------------------------------------------------------------
+    @classmethod
+    def model_keywords(cls, config: Any) -> dict[str, str]:
+        """``model.kwargs`` and the backbone keys, as ``_create`` passes them."""
+        keywords = super().model_keywords(config)
+        if config.model.backbone:
+            keywords["backbone"] = "model.backbone"
+            if config.model.backbone_weights:
+                keywords["backbone_weights"] = "model.backbone_weights"
+        return keywords
+
     def _create(self) -> nn.Module:
         entry = get_entry(self.config.model.name)
         if entry.task != "detect":

@@ -130,6 +130,16 @@ class SegmentationTask(Task):
         self._grid: tuple[list, list, list] | None = None
 
     # --- options ---------------------------------------------------------------------------------
+    @classmethod
+    def model_keywords(cls, config: Any) -> dict[str, str]:
+        """The task options are not constructor arguments; the backbone keys are (see ``_model_kwargs``)."""
+        keywords = {k: key for k, key in super().model_keywords(config).items() if k not in TASK_OPTIONS}
+        if config.model.backbone:
+            keywords["backbone"] = "model.backbone"
+        if config.model.backbone_weights:
+            keywords["backbone_weights"] = "model.backbone_weights"
+        return keywords
+
     def _read_options(self) -> dict[str, Any]:
         kwargs = self.config.model.kwargs or {}
         options = {key: kwargs.get(key, default) for key, default in TASK_OPTIONS.items()}

@@ -122,8 +122,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_early_stopping(tmp_path):
-    # lr 0: nothing improves after the first epoch, so patience 2 stops after epoch 3 of 10.
-    config = make_config(tmp_path, "train.epochs=10", "optim.lr=0.0", "train.early_stop_patience=2")
+    # lr 1e-12 (0 is rejected as a config error): nothing improves after the first epoch, so patience 2
+    # stops after epoch 3 of 10.
+    config = make_config(tmp_path, "train.epochs=10", "optim.lr=1e-12", "train.early_stop_patience=2")
     result = Trainer(config, ToyTask(config)).fit()
     assert result.epochs_run == 3
 

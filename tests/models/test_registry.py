@@ -9,7 +9,7 @@ from cvzoo.models import create_model, get_entry, list_models, register_model
 from cvzoo.models import registry as registry_module
 from cvzoo.models.classification.cifar_resnet import CifarResNet
 from cvzoo.models.classification.lenet import LeNet
-from cvzoo.models.registry import UnknownModelError
+from cvzoo.models.registry import ModelArgumentError, UnknownModelError, accepted_keywords
 
 FAMILY_MODELS = [
     "lenet", "lenet_mnist", "alexnet", "alexnet_half",
@@ -75,6 +75,41 @@ def test_constructor_argument_errors():
         create_model("resnet18", groups=32, width_per_group=4)
     with pytest.raises(ValueError, match="28x28"):
         create_model("lenet_mnist")(torch.randn(1, 1, 32, 32))
+
+
+def test_unknown_keyword_names_the_model_and_lists_accepted_ones():
+    with pytest.raises(ModelArgumentError, match=r"model 'resnet20_cifar' takes no argument 'nonexistent'; "
+                                                 r"it accepts: .*num_classes") as info:
+        create_model("resnet20_cifar", nonexistent=1)
+    assert isinstance(info.value, TypeError) and isinstance(info.value, ValueError)
+    assert info.value.unexpected == ["nonexistent"]
+
+
+@pytest.mark.parametrize("name", ["se_resnet18", "efficientnet_b0", "efficientnet_v2_s"])
+def test_builders_passing_kwargs_on_are_checked_against_their_target(name):
+    # These builders take **kwargs and hand them to a class (forwards_kwargs_to): still checked.
+    with pytest.raises(ModelArgumentError, match=f"model {name!r} takes no argument 'nonexistent'"):
+        create_model(name, nonexistent=1)
+    assert "num_classes" in accepted_keywords(get_entry(name).builder)
+
+
+def test_every_registered_builder_has_a_checkable_signature():
+    for name in list_models():
+        entry = get_entry(name)
+        accepted = accepted_keywords(entry.builder)
+        assert accepted is not None, name
+        assert set(entry.defaults) <= accepted, name
+
+
+def test_a_type_error_inside_a_constructor_is_not_reported_as_a_wrong_keyword(monkeypatch):
+    def broken(num_classes: int = 10) -> torch.nn.Module:
+        raise TypeError("a bug inside the constructor")
+
+    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
+    register_model("broken_builder_test", broken)
+    with pytest.raises(TypeError, match="a bug inside the constructor") as info:
+        create_model("broken_builder_test", num_classes=3)
+    assert not isinstance(info.value, ModelArgumentError)
 
 
 def test_zero_init_residual_starts_blocks_as_identity():

@@ -88,6 +88,10 @@ def attention_resnet(kind: str, **kwargs: Any) -> ResNet:
     return add_attention(ResNet(**kwargs), kind)
 
 
+# The registry checks model.kwargs against ResNet's signature (cvzoo.models.registry.accepted_keywords).
+attention_resnet.forwards_kwargs_to = ResNet  # type: ignore[attr-defined]
+
+
 def remap_timm_se_resnet(state: StateDict) -> StateDict:
     """timm's SE-ResNet keys (``layerN.i.se.fc1.weight``) -> ours (``layerN.i.attention.fc1.weight``)."""
     if not any(".se.fc1." in key for key in state):

@@ -234,6 +234,10 @@ def efficientnet(
     return EfficientNet(stages, drop_rate=drop_rate, **{**norm, **kwargs})
 
 
+# The registry checks model.kwargs against EfficientNet's signature (cvzoo.models.registry.accepted_keywords).
+efficientnet.forwards_kwargs_to = EfficientNet  # type: ignore[attr-defined]
+
+
 # (width, depth, resolution, dropout) per variant: Tan & Le, 2019, and their released code.
 _tv = "torchvision:efficientnet_"
 register_model("efficientnet_b0", efficientnet, width_mult=1.0, depth_mult=1.0, drop_rate=0.2, reference=_tv + "b0")

@@ -102,6 +102,10 @@ def efficientnet_v2(stages: tuple[StageSpec, ...], drop_rate: float, **kwargs: A
     return EfficientNet(stages, head_channels=1280, drop_rate=drop_rate, norm_eps=1e-3, **kwargs)
 
 
+# The registry checks model.kwargs against EfficientNet's signature (cvzoo.models.registry.accepted_keywords).
+efficientnet_v2.forwards_kwargs_to = EfficientNet  # type: ignore[attr-defined]
+
+
 # Input sizes are the evaluation resolutions (training ramps up to them with progressive learning).
 _tv = "torchvision:efficientnet_v2_"
 register_model(
