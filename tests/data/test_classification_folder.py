@@ -128,6 +128,32 @@ def test_empty_folder_and_empty_class_raise_naming_them(tmp_path):
         build_classification_dataset(tmp_path / "missing", "train")
 
 
+def test_link_loop_and_link_into_the_tree_add_no_images(tmp_path):
+    root = _tree(tmp_path / "r", {"a": 2, "b": 1})
+    (root / "a" / "loop").symlink_to(root)  # a/loop/b/000.png would be a 'b' image labelled 'a'
+    (root / "a" / "again").symlink_to(root / "b")
+    (root / "b" / "dup.png").symlink_to(root / "a" / "000.png")  # a file of 'a' shown as 'b'
+    samples, classes = scan_image_folder(root)
+    assert [(p[len(str(root)) + 1:], c) for p, c in samples] == [("a/000.png", 0), ("a/001.png", 0), ("b/000.png", 1)]
+
+
+def test_links_out_of_the_tree_are_followed_once(tmp_path):
+    outside = tmp_path / "pool"
+    _write(outside / "p.png")
+    _write(outside / "q.png")
+    (outside / "self").symlink_to(outside)  # a loop outside the tree
+    root = _tree(tmp_path / "r", {"a": 1, "b": 1})
+    (root / "a" / "ext").symlink_to(outside)
+    (root / "a" / "ext2").symlink_to(outside)  # the same folder again: not listed twice
+    (root / "b" / "x.png").symlink_to(outside / "p.png")
+    (root / "b" / "y.png").symlink_to(outside / "p.png")  # one file through two links: counted once
+    _write(root / ".hidden" / "h.png")  # hidden places are not scanned, so a link to one is read
+    (root / "b" / "h.png").symlink_to(root / ".hidden" / "h.png")
+    samples, classes = scan_image_folder(root)
+    assert sorted(p[len(str(root)) + 1:] for p, c in samples if c == 0) == ["a/000.png", "a/ext/p.png", "a/ext/q.png"]
+    assert sorted(p[len(str(root)) + 1:] for p, c in samples if c == 1) == ["b/000.png", "b/h.png", "b/x.png"]
+
+
 def _with_corrupt(tmp_path):
     root = _tree(tmp_path / "c", {"a": 3})
     bad = root / "a" / "001.png"
