@@ -163,7 +163,8 @@ def _with_corrupt(tmp_path):
 
 def test_corrupt_image_skipped_with_warning(tmp_path):
     root, bad = _with_corrupt(tmp_path)
-    ds, _ = build_classification_dataset(root, "train")
+    with pytest.warns(UserWarning, match=str(bad)):  # met by the size/mode probe already
+        ds, _ = build_classification_dataset(root, "train")
     with pytest.warns(UserWarning, match=str(bad)):
         image, label = ds[1]
     assert image[0, 0, 0].item() == 2 and label == 0  # the next valid sample (value 2)
@@ -174,7 +175,10 @@ def test_corrupt_image_skipped_with_warning(tmp_path):
 
 def test_corrupt_image_raises_when_strict(tmp_path):
     root, bad = _with_corrupt(tmp_path)
-    ds, _ = build_classification_dataset(root, "train", strict=True)
+    with pytest.raises(CorruptImageError) as info:  # the size/mode probe reads every header here
+        build_classification_dataset(root, "train", strict=True)
+    assert info.value.path == str(bad)
+    ds = ImageFolderDataset(scan_image_folder(root)[0], ["a"], strict=True)
     assert ds[0][0].shape == (3, 5, 6)
     with pytest.raises(CorruptImageError) as info:
         ds[1]
@@ -185,7 +189,7 @@ def test_corrupt_image_raises_when_strict(tmp_path):
 
 def test_verify_drops_corrupt_files(tmp_path):
     root, bad = _with_corrupt(tmp_path)
-    ds, _ = build_classification_dataset(root, "train")
+    ds = ImageFolderDataset(scan_image_folder(root)[0], ["a"])
     with pytest.warns(UserWarning, match="skipping corrupt image"):
         dropped = ds.verify()
     assert dropped == [str(bad)] and len(ds) == 2 and ds.targets == [0, 0]
@@ -231,3 +235,29 @@ def test_mode_detection_mixed_and_forced(tmp_path):
     _write(root / "c" / "0.png", value=9)  # an RGB class: the whole folder is read as RGB
     ds, info = build_classification_dataset(root, "train")
     assert info.channels == 3 and ds[0][0].shape == (3, 5, 6) and info.mean == (0.485, 0.456, 0.406)
+
+
+def test_mode_is_the_majority_of_a_spread_sample_not_each_class_first_file(tmp_path):
+    root = tmp_path / "m"
+    for name in ("a", "b"):
+        _write(root / name / "0.png", mode="L")  # a grey first file in every class
+        for i in range(1, 4):
+            _write(root / name / f"{i}.png", value=9)
+    ds, info = build_classification_dataset(root, "train")
+    assert info.channels == 3 and ds[1][0].shape == (3, 5, 6)
+    assert info.native_side == 6
+
+
+def test_probe_skips_a_corrupt_header_or_raises_when_strict(tmp_path):
+    root = _tree(tmp_path / "p", {"a": 3})
+    (root / "a" / "000.png").write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match=r"skipping corrupt image .*000\.png"):
+        info = build_classification_dataset(root, "train")[1]
+    assert info.native_side == 6 and info.channels == 3
+    with pytest.raises(CorruptImageError, match=r"000\.png"):
+        build_classification_dataset(root, "train", strict=True)
+    for i in (1, 2):
+        (root / "a" / f"{i:03d}.png").write_bytes(b"garbage")
+    with pytest.warns(UserWarning), pytest.raises(DatasetError, match="none of the 3 probed images"):
+        build_classification_dataset(root, "train")
+
