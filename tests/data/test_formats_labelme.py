@@ -62,6 +62,16 @@ def test_bad_shapes(tmp_path, bad_shape, message):
         read_labelme(str(tmp_path))
 
 
+def test_non_finite_point_names_file_and_shape(tmp_path):
+    labelme_file(str(tmp_path), "one", [shape("dog", "rectangle", [[1, 1], [5, 5]]),
+                                        shape("cat", "polygon", [[1, 2], [float("nan"), 2], [10, 30]])])
+    with pytest.raises(AnnotationFormatError, match=r"one\.json: shape 1 \('cat', polygon\) has a non-finite point"):
+        read_labelme(str(tmp_path))
+    issues = []
+    ds = read_labelme(str(tmp_path), class_names=["cat", "dog"], issues=issues)
+    assert ds.images[0].labels.tolist() == [1] and [i.kind for i in issues] == ["non_finite"]
+
+
 def test_malformed_and_incomplete_json(tmp_path):
     path = labelme_file(str(tmp_path), "one", [])
     with open(path) as f:

@@ -113,6 +113,11 @@ def image_size(path: str) -> tuple[int, int]:
         raise AnnotationFormatError(f"{path}: cannot read image size ({err})") from err
 
 
+def all_finite(*values) -> bool:
+    """True when every number in ``values`` (numbers or arrays) is finite (no NaN or infinity)."""
+    return all(bool(np.isfinite(np.asarray(v, dtype=np.float64)).all()) for v in values)
+
+
 def bounds_box(points: np.ndarray) -> np.ndarray:
     """xyxy bounds ``[4]`` of a ``[K, 2]`` point array."""
     return np.concatenate([points.min(axis=0), points.max(axis=0)]).astype(np.float32)

@@ -22,6 +22,7 @@ import numpy as np
 from cvzoo.data.formats._common import (
     AnnotationFormatError,
     Issue,
+    all_finite,
     copy_images,
     export_names,
     format_number,
@@ -131,7 +132,8 @@ def read_voc(
         split: ``ImageSets/Main/<split>.txt`` to read (from every year found), or None for all XML files.
         class_names: fixed class list; None means the 20 standard VOC classes when every object name is
             one of them, else the sorted names found.
-        issues: None to raise on an unknown class name; a list to record it there and skip the object.
+        issues: None to raise on an unknown class name or a non-finite coordinate; a list to record it
+            there and skip the object.
 
     Returns:
         DatasetAnnotations with ``root=path``, image paths relative to it, boxes in VOC numbers.
@@ -150,9 +152,13 @@ def read_voc(
     images = []
     for n, (voc_root, image_id, xml_path, rec) in enumerate(records):
         keep = []
-        for obj in rec["objects"]:
+        for k, obj in enumerate(rec["objects"]):
             if obj["name"] not in index:
                 report(issues, Issue("unknown_class", xml_path, f"class {obj['name']!r} is not in {class_names}"))
+                continue
+            if not all_finite(obj["box"]):
+                report(issues, Issue("non_finite", xml_path,
+                                     f"object {k} ({obj['name']!r}) has a non-finite coordinate {obj['box']}"))
                 continue
             keep.append(obj)
         filename = rec["filename"] or f"{image_id}.jpg"

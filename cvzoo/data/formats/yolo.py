@@ -26,6 +26,7 @@ import numpy as np
 from cvzoo.data.formats._common import (
     AnnotationFormatError,
     Issue,
+    all_finite,
     bounds_box,
     copy_images,
     export_names,
@@ -80,6 +81,9 @@ def parse_label_file(
             continue
         if bad is not None:
             report(issues, Issue("malformed_line", path, bad, line_no))
+            continue
+        if not all_finite(values[1:]):
+            report(issues, Issue("non_finite", path, f"non-finite coordinate in {line.strip()!r}", line_no))
             continue
         labels.append(int(values[0]))
         coords = np.array(values[1:], np.float64)
@@ -220,7 +224,8 @@ def read_yolo(
         split: split name; None reads every split of a YAML.
         class_names: overrides the YAML / ``classes.txt`` names; when none are known the names are the
             ids found (``"0"``, ``"1"``, ...).
-        issues: None to raise on malformed rows and class ids >= nc; a list to record and skip them.
+        issues: None to raise on malformed rows, non-finite coordinates and class ids >= nc; a list to
+            record and skip them.
     """
     images, names, root = resolve_split(path, split)
     names = class_names if class_names is not None else names
