@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cvzoo.data.formats._common import AnnotationFormatError, Issue
+from cvzoo.data.formats._common import AnnotationFormatError, Issue, image_size
 from cvzoo.data.formats.detect import detect_format, load_detection_dataset
 from cvzoo.data.formats.yolo import label_path_for
 from cvzoo.data.types import DatasetAnnotations
@@ -183,6 +183,19 @@ def _yolo_file_checks(dataset: DatasetAnnotations, report: CheckReport) -> None:
                 report.issues.append(Issue("orphan_label_file", path, "label file without an image"))
 
 
+def _size_issues(image, path: str) -> list[Issue]:
+    """``size_mismatch`` when the file's size (header + EXIF orientation, as training decodes it)
+    differs from the annotated one; ``unreadable_image`` when its header cannot be read."""
+    try:
+        width, height = image_size(path)
+    except AnnotationFormatError as err:
+        return [Issue("unreadable_image", image.file, str(err))]
+    if image.width and image.height and (width, height) != (image.width, image.height):
+        return [Issue("size_mismatch", image.file,
+                      f"annotated as {image.width}x{image.height} (width x height) but the image is {width}x{height}")]
+    return []
+
+
 def check_dataset(path: str, format: str = "auto", split: str | None = None) -> CheckReport:
     """Check a dataset on disk.
 
@@ -205,9 +218,11 @@ def check_dataset(path: str, format: str = "auto", split: str | None = None) -> 
     report.issues += issues
     report.class_names, report.num_images = dataset.class_names, len(dataset)
     for image in dataset.images:
-        if not os.path.isfile(dataset.image_path(image)) and not any(
-                i.kind == "missing_image" and i.file == dataset.image_path(image) for i in issues):
-            report.issues.append(Issue("missing_image", image.file, "image file not found"))
+        if not os.path.isfile(dataset.image_path(image)):
+            if not any(i.kind == "missing_image" and i.file == dataset.image_path(image) for i in issues):
+                report.issues.append(Issue("missing_image", image.file, "image file not found"))
+        elif fmt != "yolo":  # YOLO's sizes are read from these very headers
+            report.issues += _size_issues(image, dataset.image_path(image))
     if fmt == "yolo":
         _yolo_file_checks(dataset, report)
     else:

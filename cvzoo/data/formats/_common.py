@@ -102,15 +102,34 @@ def copy_images(dataset: DatasetAnnotations, names: list[str], out_dir: str) -> 
     return copied
 
 
+# EXIF orientations that turn the stored image by 90 degrees (width and height swap when displayed).
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def _exif_orientation(im) -> int:
+    # A PNG's getexif() decodes the whole file when the eXIf chunk was not met in the header;
+    # such files are rare and decoding every PNG would make size reads cost a full load.
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    return int(im.getexif().get(0x0112, 1) or 1)
+
+
 def image_size(path: str) -> tuple[int, int]:
-    """``(width, height)`` of an image file, reading only its header."""
+    """``(width, height)`` of an image as displayed, reading only its header.
+
+    EXIF orientation is applied (a phone photo stored 4000x3000 with orientation 6 is 3000x4000), as
+    ``cvzoo.data.images.load_image`` applies it: normalised YOLO rows are relative to that image.
+    """
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return im.size
-    except (OSError, ValueError) as err:
+            width, height = im.size
+            if _exif_orientation(im) in _TRANSPOSING_ORIENTATIONS:
+                width, height = height, width
+    except (OSError, ValueError, SyntaxError) as err:
         raise AnnotationFormatError(f"{path}: cannot read image size ({err})") from err
+    return width, height
 
 
 def all_finite(*values) -> bool:
