@@ -185,3 +185,24 @@ def test_targets_are_validated():
         validate_targets([{"boxes": boxes, "labels": torch.tensor([0, 1, 5])}], (64, 64), 2)
     with pytest.raises(TargetError, match="NaN"):
         validate_targets([{"boxes": boxes * float("nan"), "labels": torch.tensor([0, 1, 1])}], (64, 64), 2)
+
+
+def test_flat_labelme_folder_trains_without_validation_unless_val_fraction(tmp_path):
+    from PIL import Image
+
+    from cvzoo.config import Config, apply_overrides
+    from cvzoo.tasks.detection import DetectionTask
+
+    for i in range(4):
+        Image.new("RGB", (64, 48)).save(tmp_path / f"{i}.jpg")
+        shapes = [{"label": "bag", "shape_type": "rectangle", "points": [[4, 4], [30, 20]]}]
+        (tmp_path / f"{i}.json").write_text(json.dumps({"shapes": shapes, "imagePath": f"{i}.jpg",
+                                                        "imageHeight": 48, "imageWidth": 64}))
+    base = [f"data.source={tmp_path}", "data.img_size=64", "train.device=cpu"]
+    task = DetectionTask(apply_overrides(Config(), base))
+    with pytest.warns(UserWarning, match="no validation split .*flat Labelme folder has no val/ sub-folder"):
+        train, val = task.build_datasets()
+    assert len(train) == 4 and val is None  # not the 4 training images again
+    train, val = DetectionTask(apply_overrides(Config(), base + ["data.val_fraction=0.25"])).build_datasets()
+    assert len(train) == 3 and len(val) == 1
+

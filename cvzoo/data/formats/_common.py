@@ -17,6 +17,11 @@ class AnnotationFormatError(ValueError):
     """A dataset file is malformed or inconsistent; the message names the file (and line or key)."""
 
 
+class MissingSplitError(AnnotationFormatError, FileNotFoundError):
+    """A dataset without the split asked for (also a ``FileNotFoundError``: training goes on without
+    validation, as for the other tasks' missing val splits)."""
+
+
 @dataclass
 class Issue:
     """One problem found in a dataset.
