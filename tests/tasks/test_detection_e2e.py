@@ -135,12 +135,30 @@ def test_val_and_predict_with_test_time_augmentation(trained, yolo_data, tmp_pat
         api.predict(weights, image, device="cpu", backend="onnxruntime", onnx=onnx_path, augment=True)
 
 
+def _prefixed_copy(yaml_path, split, root):
+    """A YOLO dataset with only ``split`` of ``yaml_path``, every file name prefixed by ``split``."""
+    import shutil
+
+    import yaml
+
+    spec = yaml.safe_load(yaml_path.read_text())
+    for kind in ("images", "labels"):
+        (root / kind / split).mkdir(parents=True)
+        for path in (yaml_path.parent / kind / split).iterdir():
+            shutil.copy(path, root / kind / split / f"{split}{path.name}")
+    (root / "data.yaml").write_text(yaml.safe_dump({split: f"images/{split}", "names": spec["names"]}))
+    return root / "data.yaml"
+
+
 @pytest.mark.parametrize("fmt", ["coco", "voc"])
 def test_trains_directly_from_other_formats(fmt, yolo_data, tmp_path):
     from cvzoo.data.formats.convert import convert_dataset
 
     for split in ("train", "val"):
-        convert_dataset(str(yolo_data), "yolo", str(tmp_path / fmt), fmt, split=split)
+        source = yolo_data
+        if fmt == "voc" and split == "val":  # one Annotations/ folder for all splits: ids must differ
+            source = _prefixed_copy(yolo_data, "val", tmp_path / "renamed")
+        convert_dataset(str(source), "yolo", str(tmp_path / fmt), fmt, split=split)
     source = tmp_path / fmt
     code = main(["train", "--task", "detect", "--model", "yolov8n", "--data", str(source),
                  "--project", str(tmp_path / "runs"), "--name", fmt, *FAST])

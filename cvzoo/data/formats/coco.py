@@ -24,6 +24,7 @@ from cvzoo.data.formats._common import (
     copy_images,
     export_names,
     format_number,
+    refuse_overwrites,
     report,
 )
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
@@ -244,13 +245,23 @@ def write_coco(
     """Write a COCO instances JSON; with ``copy`` the images go to ``image_dir`` (flat, unique names).
 
     ``file_name`` values are the image names in ``image_dir`` when copying, else the dataset's paths.
+
+    Raises:
+        AnnotationFormatError: the JSON or a copied image exists already, before anything is written
+            (``refuse_overwrites``).
     """
     names = export_names(dataset) if copy else None
+    image_dir = (image_dir or guess_image_dir(json_path)) if copy else None
+    planned = [(json_path, f"the annotations of {len(dataset)} images")]
+    if names is not None:
+        sources = [dataset.image_path(image) for image in dataset.images]
+        planned += [(os.path.join(image_dir, name), src) for name, src in zip(names, sources)]
+    refuse_overwrites(planned)
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     with open(json_path, "w", encoding="utf-8") as f:
         json.dump(coco_dict(dataset, names), f)
     if copy:
-        copy_images(dataset, names, image_dir or guess_image_dir(json_path))
+        copy_images(dataset, names, image_dir)
 
 
 def read_coco_results(path: str, category_ids: list[int] | None = None) -> dict[int, dict[str, np.ndarray]]:
