@@ -149,9 +149,12 @@ def test_links_out_of_the_tree_are_followed_once(tmp_path):
     (root / "b" / "y.png").symlink_to(outside / "p.png")  # one file through two links: counted once
     _write(root / ".hidden" / "h.png")  # hidden places are not scanned, so a link to one is read
     (root / "b" / "h.png").symlink_to(root / ".hidden" / "h.png")
+    _write(root / "loose.png")  # nor are files outside the class folders
+    (root / "b" / "loose.png").symlink_to(root / "loose.png")
     samples, classes = scan_image_folder(root)
     assert sorted(p[len(str(root)) + 1:] for p, c in samples if c == 0) == ["a/000.png", "a/ext/p.png", "a/ext/q.png"]
-    assert sorted(p[len(str(root)) + 1:] for p, c in samples if c == 1) == ["b/000.png", "b/h.png", "b/x.png"]
+    assert sorted(p[len(str(root)) + 1:] for p, c in samples if c == 1) == ["b/000.png", "b/h.png", "b/loose.png",
+                                                                           "b/x.png"]
 
 
 def _with_corrupt(tmp_path):

@@ -48,13 +48,17 @@ def find_classes(root: str | Path) -> list[str]:
 
 
 def _shown_in_tree(path: str, tree: str) -> bool:
-    """True when the real location of ``path`` is a non-hidden place inside ``tree`` (a real path).
+    """True when the real location of ``path`` is listed by the scan of ``tree`` (a real path): a
+    non-hidden folder inside it, or a non-hidden file inside one of its class folders.
 
-    Such a place is listed where it really is, so a link to it would list its images a second
-    time (under the link's class when the link sits in another class folder).
+    A link to such a place would list its images a second time (under the link's class when the
+    link sits in another class folder).
     """
-    parts = os.path.relpath(os.path.realpath(path), tree).split(os.sep)
-    return parts[0] != ".." and not any(p.startswith(".") and p != "." for p in parts)
+    real = os.path.realpath(path)
+    parts = os.path.relpath(real, tree).split(os.sep)
+    if parts[0] == ".." or any(p.startswith(".") and p != "." for p in parts):
+        return False
+    return os.path.isdir(real) or len(parts) >= 2  # a loose file in the root belongs to no class
 
 
 def _follow(path: str, tree: str, seen: set[tuple[int, int]]) -> bool:
