@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cvzoo.data.formats._common import AnnotationFormatError, Issue
+from cvzoo.data.formats._common import AnnotationFormatError, Issue, image_size
 from cvzoo.data.formats.detect import detect_format, load_detection_dataset
 from cvzoo.data.formats.yolo import label_path_for
 from cvzoo.data.types import DatasetAnnotations
@@ -32,16 +32,16 @@ OUTSIDE_TOLERANCE_PX = 0.01
 def validate_annotations(dataset: DatasetAnnotations, clip: bool = False, drop: bool = False) -> list[Issue]:
     """Flag suspicious boxes and labels; optionally repair them in place.
 
-    Kinds flagged per object: ``unknown_class`` (label outside ``class_names``), ``inverted_box``
-    (x2 < x1 or y2 < y1), ``zero_area`` (x2 == x1 or y2 == y1), ``outside_image`` (any side beyond
-    ``[0, W] x [0, H]`` by more than ``OUTSIDE_TOLERANCE_PX``, which includes negative coordinates),
-    ``duplicate_box`` (same box and label as
-    an earlier object of the image).
+    Kinds flagged per object: ``unknown_class`` (label outside ``class_names``), ``non_finite`` (a NaN or
+    infinite coordinate; the readers report these already, this catches annotations built in code),
+    ``inverted_box`` (x2 < x1 or y2 < y1), ``zero_area`` (x2 == x1 or y2 == y1), ``outside_image`` (any
+    side beyond ``[0, W] x [0, H]`` by more than ``OUTSIDE_TOLERANCE_PX``, which includes negative
+    coordinates), ``duplicate_box`` (same box and label as an earlier object of the image).
 
     Args:
         dataset: annotations to check (boxes xyxy absolute pixels).
         clip: clip boxes to the image, then drop those left without area (entirely outside).
-        drop: drop objects flagged unknown_class, inverted_box, zero_area or duplicate_box.
+        drop: drop objects flagged unknown_class, non_finite, inverted_box, zero_area or duplicate_box.
 
     Returns:
         The issues found (before any repair).
@@ -57,13 +57,11 @@ def validate_annotations(dataset: DatasetAnnotations, clip: bool = False, drop: 
             flagged = []
             if not 0 <= label < num_classes:
                 flagged.append(("unknown_class", f"object {k} has class id {int(label)} but nc={num_classes}"))
-            if x1 < x0 or y1 < y0:
-                flagged.append(("inverted_box", f"{where} has x2 < x1 or y2 < y1"))
-            elif x1 == x0 or y1 == y0:
-                flagged.append(("zero_area", f"{where} has zero area"))
-            tol = OUTSIDE_TOLERANCE_PX
-            if min(x0, y0, x1, y1) < -tol or max(x0, x1) > image.width + tol or max(y0, y1) > image.height + tol:
-                flagged.append(("outside_image", f"{where} exceeds the {image.width}x{image.height} image"))
+            if not np.isfinite(box).all():
+                # Every comparison with NaN is False: the geometric checks would call such a box fine.
+                flagged.append(("non_finite", f"{where} has a non-finite coordinate"))
+            else:
+                flagged += _geometry_flags(x0, y0, x1, y1, image.width, image.height, where)
             key = (x0, y0, x1, y1, int(label))
             if key in seen:
                 flagged.append(("duplicate_box", f"{where} repeats an earlier object of class {int(label)}"))
@@ -78,6 +76,20 @@ def validate_annotations(dataset: DatasetAnnotations, clip: bool = False, drop: 
         if not keep.all():
             _keep_objects(image, keep)
     return issues
+
+
+def _geometry_flags(x0: float, y0: float, x1: float, y1: float, width: int, height: int, where: str
+                    ) -> list[tuple[str, str]]:
+    """``inverted_box`` / ``zero_area`` and ``outside_image`` flags of one finite box."""
+    flagged = []
+    if x1 < x0 or y1 < y0:
+        flagged.append(("inverted_box", f"{where} has x2 < x1 or y2 < y1"))
+    elif x1 == x0 or y1 == y0:
+        flagged.append(("zero_area", f"{where} has zero area"))
+    tol = OUTSIDE_TOLERANCE_PX
+    if min(x0, y0, x1, y1) < -tol or max(x0, x1) > width + tol or max(y0, y1) > height + tol:
+        flagged.append(("outside_image", f"{where} exceeds the {width}x{height} image"))
+    return flagged
 
 
 def _keep_objects(image, keep: np.ndarray) -> None:
@@ -171,6 +183,19 @@ def _yolo_file_checks(dataset: DatasetAnnotations, report: CheckReport) -> None:
                 report.issues.append(Issue("orphan_label_file", path, "label file without an image"))
 
 
+def _size_issues(image, path: str) -> list[Issue]:
+    """``size_mismatch`` when the file's size (header + EXIF orientation, as training decodes it)
+    differs from the annotated one; ``unreadable_image`` when its header cannot be read."""
+    try:
+        width, height = image_size(path)
+    except AnnotationFormatError as err:
+        return [Issue("unreadable_image", image.file, str(err))]
+    if image.width and image.height and (width, height) != (image.width, image.height):
+        return [Issue("size_mismatch", image.file,
+                      f"annotated as {image.width}x{image.height} (width x height) but the image is {width}x{height}")]
+    return []
+
+
 def check_dataset(path: str, format: str = "auto", split: str | None = None) -> CheckReport:
     """Check a dataset on disk.
 
@@ -193,9 +218,11 @@ def check_dataset(path: str, format: str = "auto", split: str | None = None) -> 
     report.issues += issues
     report.class_names, report.num_images = dataset.class_names, len(dataset)
     for image in dataset.images:
-        if not os.path.isfile(dataset.image_path(image)) and not any(
-                i.kind == "missing_image" and i.file == dataset.image_path(image) for i in issues):
-            report.issues.append(Issue("missing_image", image.file, "image file not found"))
+        if not os.path.isfile(dataset.image_path(image)):
+            if not any(i.kind == "missing_image" and i.file == dataset.image_path(image) for i in issues):
+                report.issues.append(Issue("missing_image", image.file, "image file not found"))
+        elif fmt != "yolo":  # YOLO's sizes are read from these very headers
+            report.issues += _size_issues(image, dataset.image_path(image))
     if fmt == "yolo":
         _yolo_file_checks(dataset, report)
     else:

@@ -17,6 +17,7 @@ the transform returns (the presets in ``cvzoo.data.transforms`` give float32 ``[
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from cvzoo.data.images import (
     DatasetError,
     MissingDataError,
     load_image,
-    peek_mode,
+    read_header,
 )
 from cvzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -66,6 +67,8 @@ class DatasetInfo:
         mean, std: per-channel normalisation statistics (1 value for grey data).
         channels: native channel count (1 grey, 3 colour).
         image_size: native ``(H, W)``, or None when images vary in size (image folders).
+        native_side: image folders: the most common longer side of the probed training images
+            (``probe_folder``); None for the other sources, which have ``image_size``.
         root: where the data was read from ("" for the bundled sample).
     """
 
@@ -76,6 +79,7 @@ class DatasetInfo:
     channels: int
     image_size: tuple[int, int] | None = None
     root: str = ""
+    native_side: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -170,7 +174,7 @@ class ImageFolderDataset(Dataset):
     def _warn(self, index: int, error: CorruptImageError) -> None:
         if index not in self._bad:
             self._bad.add(index)
-            warnings.warn(f"skipping corrupt image {error.path}: {error.reason}", UserWarning, stacklevel=3)
+            warn_corrupt(error, stacklevel=3)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         n = len(self.samples)
@@ -210,19 +214,61 @@ class ImageFolderDataset(Dataset):
         return dropped
 
 
-def detect_folder_mode(samples: Sequence[tuple[str, int]]) -> str:
-    """Return "L" when every class's first readable image (of up to 5) is greyscale, else "RGB".
+def warn_corrupt(error: CorruptImageError, stacklevel: int = 2) -> None:
+    """The one warning for a corrupt image that is skipped (``strict=False``); ``stacklevel`` counts
+    from the caller, as ``warnings.warn``'s does."""
+    warnings.warn(f"skipping corrupt image {error.path}: {error.reason}", UserWarning, stacklevel=stacklevel + 1)
 
-    Only file headers are read, so this costs one open per class.
+
+# Images whose headers ``probe_folder`` reads: enough that a few odd files cannot outvote the rest,
+# few enough that building a dataset stays instant (a header read is one small file read).
+PROBE_IMAGES = 64
+
+
+@dataclass
+class FolderProbe:
+    """What the headers of a sample of a folder's images say: ``mode`` ("L" or "RGB") and ``side``
+    (the most common longer side, in pixels)."""
+
+    mode: str
+    side: int
+
+
+def probe_folder(samples: Sequence[tuple[str, int]], strict: bool = False, limit: int = PROBE_IMAGES) -> FolderProbe:
+    """Read the headers (no decoding) of up to ``limit`` images evenly spaced over ``samples``.
+
+    The spread over the whole (class-ordered) list, rather than its first files, and the majority
+    votes below keep one odd file (a 1x1 icon, a 3000 px photo, a grey scan among colour photos)
+    from deciding the input size or the channels of a whole run; the choice is deterministic.
+
+    * ``mode``: "L" when more than half of the readable probed images are greyscale, else "RGB" (a
+      tie keeps colour).
+    * ``side``: the most common ``max(width, height)``; a tie goes to the larger side.
+
+    Unreadable headers are skipped with the warning ``ImageFolderDataset`` gives for corrupt files,
+    or raise ``CorruptImageError`` when ``strict``.
+
+    Raises:
+        DatasetError: no probed image is readable.
     """
-    first: dict[int, list[str]] = {}
-    for path, label in samples:
-        first.setdefault(label, []).append(path)
-    for paths in first.values():
-        mode = next((m for m in map(peek_mode, paths[:5]) if m is not None), None)
-        if mode is not None and mode not in GREY_MODES:
-            return "RGB"
-    return "L"
+    count = min(len(samples), limit)
+    picks = sorted(set(np.linspace(0, len(samples) - 1, count).round().astype(int).tolist())) if count else []
+    grey, sides = 0, Counter()
+    for i in picks:
+        try:
+            mode, size = read_header(samples[i][0])
+        except CorruptImageError as error:
+            if strict:
+                raise
+            warn_corrupt(error)
+            continue
+        grey += mode in GREY_MODES
+        sides[max(size)] += 1
+    if not sides:
+        first = samples[0][0] if samples else "(none)"
+        raise DatasetError(f"none of the {len(picks)} probed images has a readable header (first: {first})")
+    side = max(sides, key=lambda s: (sides[s], s))
+    return FolderProbe("L" if 2 * grey > sum(sides.values()) else "RGB", side)
 
 
 def _idx_name(root: Path) -> str:
@@ -284,8 +330,8 @@ def build_classification_dataset(
         seed: seed of the image-folder split.
         class_indices_dir: if given, ``class_indices.json`` (class name -> index) is written there.
         strict: image folders: raise on corrupt images instead of warning and skipping them.
-        mode: image folders: "RGB" or "L"; None reads "L" when the first images (up to 5) of every
-            training class are greyscale (by their file headers) and "RGB" otherwise.
+        mode: image folders: "RGB" or "L"; None takes the majority of the probed training images
+            (``probe_folder``).
 
     Returns:
         ``(dataset, info)``; ``info`` carries classes, mean/std, native channels and image size.
@@ -318,12 +364,14 @@ def build_classification_dataset(
             dataset = ArrayClassificationDataset(images, labels, classes, transform)
         else:
             samples, classes = image_folder_split(root, split, val_fraction=val_fraction, seed=seed)
-            if mode is None:  # decided on the train split so that train and val always agree
-                train = samples if split == "train" else image_folder_split(root, "train", val_fraction, seed)[0]
-                mode = detect_folder_mode(train)
+            # Probed on the train split so that train and val always agree.
+            train = samples if split == "train" else image_folder_split(root, "train", val_fraction, seed)[0]
+            probe = probe_folder(train, strict=strict)
+            mode = mode or probe.mode
             mean, std = DATASET_STATS["imagenet"] if mode == "RGB" else DATASET_STATS["imagenet_grey"]
             channels = 3 if mode == "RGB" else 1
-            info = DatasetInfo("image_folder", classes, tuple(mean), tuple(std), channels, None, str(root))
+            info = DatasetInfo("image_folder", classes, tuple(mean), tuple(std), channels, None, str(root),
+                               native_side=probe.side)
             dataset = ImageFolderDataset(samples, classes, transform, mode=mode, strict=strict)
     if class_indices_dir is not None:
         info.extra["class_indices"] = str(write_class_indices(info.classes, class_indices_dir))

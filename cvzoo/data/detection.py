@@ -23,8 +23,24 @@ import torch
 from torch.utils.data import Dataset
 
 from cvzoo.data import det_transforms as T
-from cvzoo.data.images import CorruptImageError, load_image
+from cvzoo.data.images import CorruptImageError, DatasetError, load_image
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
+
+
+class ImageSizeMismatchError(DatasetError):
+    """An image file whose size differs from the size its annotation records.
+
+    Boxes are drawn in the annotated size; rescaling them to the file would guess (a resized copy?
+    a stale or wrong width/height? EXIF rotation?) and misplace them when the guess is wrong.
+    """
+
+    def __init__(self, path: str, annotated: tuple[int, int], actual: tuple[int, int]) -> None:
+        self.path, self.annotated, self.actual = path, annotated, actual
+        super().__init__(f"{path}: annotated as {annotated[0]}x{annotated[1]} (width x height) but the image "
+                         f"is {actual[0]}x{actual[1]}; `cvzoo data check` lists every such image")
+
+    def __reduce__(self):  # picklable with its three arguments (DataLoader workers re-raise it)
+        return (type(self), (self.path, self.annotated, self.actual))
 
 
 class DetectionDataset(Dataset):
@@ -36,7 +52,8 @@ class DetectionDataset(Dataset):
         augment: training augmentation (mosaic, affine, HSV, flip, mixup) vs plain letterbox.
         hyp: augmentation settings (an ``AugmentConfig``-like object with mosaic, hsv_h/s/v, degrees,
             translate, affine_scale, shear, hflip and mixup attributes).
-        strict: corrupt images raise instead of being skipped with a warning.
+        strict: corrupt images, and images whose size differs from their annotation's
+            (``ImageSizeMismatchError``), raise instead of being skipped with a warning.
         rect_batch_size: without augmentation, > 0 gives rectangular batches of this many images (the
             loader must use the same batch size, in order); the images are then sorted by aspect
             ratio, so index ``i`` is the ``i``-th image of that order. 0 = square letterbox.
@@ -93,16 +110,11 @@ class DetectionDataset(Dataset):
         record = self.images[index]
         path = self.annotations.image_path(record)
         image = np.asarray(load_image(path, mode="RGB"))
-        if image.shape[0] != record.height or image.shape[1] != record.width:
-            if record.width and record.height:
-                # Annotations record the size they were drawn on; rescale boxes to the real file.
-                sx, sy = image.shape[1] / record.width, image.shape[0] / record.height
-                boxes = record.boxes * np.float32([sx, sy, sx, sy])
-            else:
-                boxes = record.boxes
-        else:
-            boxes = record.boxes
-        target = {"boxes": boxes.astype(np.float32).reshape(-1, 4), "labels": record.labels.astype(np.int64)}
+        actual = (image.shape[1], image.shape[0])
+        # A size of 0 means the annotation does not know it; any other disagreement is reported.
+        if record.width and record.height and actual != (record.width, record.height):
+            raise ImageSizeMismatchError(path, (record.width, record.height), actual)
+        target = {"boxes": record.boxes.astype(np.float32).reshape(-1, 4), "labels": record.labels.astype(np.int64)}
         return image, target
 
     def _load_mosaic(self, index: int) -> T.Sample:
@@ -117,10 +129,11 @@ class DetectionDataset(Dataset):
             i = (index + attempt) % len(self)
             try:
                 return self._get(i)
-            except CorruptImageError as err:
+            except (CorruptImageError, ImageSizeMismatchError) as err:
                 if self.strict:
                     raise
-                warnings.warn(f"skipping corrupt image {err}", stacklevel=2)
+                what = "corrupt image" if isinstance(err, CorruptImageError) else "image"
+                warnings.warn(f"skipping {what} {err}", stacklevel=2)
         raise RuntimeError("every image of the dataset is unreadable")
 
     def _get(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:

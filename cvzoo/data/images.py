@@ -73,13 +73,21 @@ def is_image_file(path: str | Path) -> bool:
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
-def peek_mode(path: str | Path) -> str | None:
-    """The PIL mode from the file header only (no decode), or None when the header is unreadable."""
+def read_header(path: str | Path) -> tuple[str, tuple[int, int]]:
+    """``(PIL mode, (width, height))`` from the file header only, without decoding the pixels.
+
+    The size is the stored one, before EXIF orientation (which may swap width and height).
+
+    Raises:
+        CorruptImageError: the file is missing or its header is not that of a known image format.
+    """
     try:
         with Image.open(path) as img:
-            return img.mode
-    except _DECODE_ERRORS:
-        return None
+            return img.mode, img.size
+    except FileNotFoundError:
+        raise CorruptImageError(path, "file not found") from None
+    except _DECODE_ERRORS as exc:
+        raise CorruptImageError(path, f"{type(exc).__name__}: {exc}") from exc
 
 
 def _composite_on_black(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -70,11 +70,11 @@ class ClassificationTask(Task):
         self.batch_eval_transform: BatchPadCropFlip | None = None
 
     # --- data ------------------------------------------------------------------------------------
-    def _set_data_info(self, info: Any, dataset: Dataset) -> None:
+    def _set_data_info(self, info: Any) -> None:
         self.classes = list(info.classes)
         self.mean, self.std = list(info.mean), list(info.std)
         self.data_channels = info.channels
-        native = info.image_size[0] if info.image_size else _first_image_side(dataset)
+        native = info.image_size[0] if info.image_size else info.native_side
         # Small images (MNIST, CIFAR-sized folders) train at their own size; photos at 224.
         self.img_size = self.config.data.img_size or min(native, 224)
         # Grey data trains a 1-channel model from scratch; a 3-channel checkpoint gets grey repeated.
@@ -124,7 +124,7 @@ class ClassificationTask(Task):
             data.source, split, val_fraction=data.val_fraction, seed=self.config.train.seed, strict=data.strict,
         )
         if not self.classes:
-            self._set_data_info(info, dataset)
+            self._set_data_info(info)
         elif list(info.classes) != self.classes:
             raise ValueError(
                 f"{data.source!r} has classes {list(info.classes)[:10]}... but the model was trained on "
@@ -324,17 +324,6 @@ class ClassificationTask(Task):
             canvas.save(out)
             paths.append(out)
         return paths
-
-
-def _first_image_side(dataset: Any) -> int:
-    """The longer side of the first image of a folder dataset (the native size of its images)."""
-    from PIL import Image
-
-    samples = getattr(dataset, "samples", None)
-    if not samples:
-        return 224
-    with Image.open(samples[0][0]) as image:
-        return max(image.size)
 
 
 def _stratified_head(dataset: Any, limit: int) -> list[int]:

@@ -92,7 +92,9 @@ class DetectionTask(Task):
 
     # --- data ------------------------------------------------------------------------------------
     def _annotations(self, split: str) -> Any:
-        annotations = load_detection_dataset(self.config.data.source, split)
+        data = self.config.data
+        annotations = load_detection_dataset(data.source, split, val_fraction=data.val_fraction,
+                                             seed=self.config.train.seed)
         issues = validate_annotations(annotations, clip=True, drop=True)
         if issues:
             warnings.warn(
@@ -111,7 +113,8 @@ class DetectionTask(Task):
                                  strict=self.config.data.strict)
         try:
             val = self.build_eval_dataset("val")
-        except FileNotFoundError:
+        except FileNotFoundError as err:
+            warnings.warn(f"no validation split ({err}); training without validation", UserWarning, stacklevel=2)
             val = None
         return train, val
 

@@ -62,3 +62,13 @@ def test_one_line_errors(tmp_path, capsys):
     assert "malformed JSON at line 2" in capsys.readouterr().err
     assert main(["data", "check", str(tmp_path / "nothing")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_convert_never_overwrites(tmp_path, capsys):
+    src = make_coco(str(tmp_path / "coco"))
+    dst = str(tmp_path / "yolo")
+    assert main(["convert", "--to", "yolo", src, dst, "--split", "val"]) == 0
+    assert main(["convert", "--to", "yolo", src, dst, "--split", "val"]) == 2
+    err = capsys.readouterr().err
+    assert "labels/val/p.txt: already exists; writing" in err and "images/val/p.jpg there would overwrite it" in err
+

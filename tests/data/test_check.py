@@ -115,6 +115,29 @@ def test_check_clean_voc_and_unreadable(tmp_path):
     assert [i.kind for i in report.issues] == ["unreadable"] and "malformed XML" in report.issues[0].message
 
 
+def test_non_finite_coordinates_are_issues_not_clean(tmp_path):
+    from cvzoo.data.formats._common import AnnotationFormatError
+    from cvzoo.data.formats.detect import load_detection_dataset
+
+    root = tmp_path / "y"
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        Image.new("RGB", (100, 50)).save(root / "images" / split / "a.jpg")
+        (root / "labels" / split / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n0 nan 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text(yaml.safe_dump({"train": "images/train", "val": "images/val", "names": ["cat"]}))
+    report = check_dataset(str(root))
+    assert [(i.kind, i.line) for i in report.issues] == [("non_finite", 2), ("non_finite", 2)]
+    assert "non_finite: 2" in report.to_text() and not report.ok
+    # Training reads with issues=None: an error naming the file and line, not a silently dropped box.
+    with pytest.raises(AnnotationFormatError, match=r"labels/train/a\.txt:2: non-finite coordinate"):
+        load_detection_dataset(str(root), "train")
+    # Annotations built in code meet the same check in validate_annotations (which the task runs).
+    built = DatasetAnnotations(["a"], [ImageAnnotation("z.jpg", 10, 10, [[0, 0, 5, float("nan")]], [0])])
+    assert [i.kind for i in validate_annotations(built, clip=True, drop=True)] == ["non_finite"]
+    assert len(built.images[0]) == 0
+
+
 @pytest.mark.parametrize("max_per_kind", [1, 3])
 def test_report_truncates_examples(max_per_kind):
     from cvzoo.data.check import CheckReport

@@ -128,6 +128,35 @@ def test_empty_folder_and_empty_class_raise_naming_them(tmp_path):
         build_classification_dataset(tmp_path / "missing", "train")
 
 
+def test_link_loop_and_link_into_the_tree_add_no_images(tmp_path):
+    root = _tree(tmp_path / "r", {"a": 2, "b": 1})
+    (root / "a" / "loop").symlink_to(root)  # a/loop/b/000.png would be a 'b' image labelled 'a'
+    (root / "a" / "again").symlink_to(root / "b")
+    (root / "b" / "dup.png").symlink_to(root / "a" / "000.png")  # a file of 'a' shown as 'b'
+    samples, classes = scan_image_folder(root)
+    assert [(p[len(str(root)) + 1:], c) for p, c in samples] == [("a/000.png", 0), ("a/001.png", 0), ("b/000.png", 1)]
+
+
+def test_links_out_of_the_tree_are_followed_once(tmp_path):
+    outside = tmp_path / "pool"
+    _write(outside / "p.png")
+    _write(outside / "q.png")
+    (outside / "self").symlink_to(outside)  # a loop outside the tree
+    root = _tree(tmp_path / "r", {"a": 1, "b": 1})
+    (root / "a" / "ext").symlink_to(outside)
+    (root / "a" / "ext2").symlink_to(outside)  # the same folder again: not listed twice
+    (root / "b" / "x.png").symlink_to(outside / "p.png")
+    (root / "b" / "y.png").symlink_to(outside / "p.png")  # one file through two links: counted once
+    _write(root / ".hidden" / "h.png")  # hidden places are not scanned, so a link to one is read
+    (root / "b" / "h.png").symlink_to(root / ".hidden" / "h.png")
+    _write(root / "loose.png")  # nor are files outside the class folders
+    (root / "b" / "loose.png").symlink_to(root / "loose.png")
+    samples, classes = scan_image_folder(root)
+    assert sorted(p[len(str(root)) + 1:] for p, c in samples if c == 0) == ["a/000.png", "a/ext/p.png", "a/ext/q.png"]
+    assert sorted(p[len(str(root)) + 1:] for p, c in samples if c == 1) == ["b/000.png", "b/h.png", "b/loose.png",
+                                                                           "b/x.png"]
+
+
 def _with_corrupt(tmp_path):
     root = _tree(tmp_path / "c", {"a": 3})
     bad = root / "a" / "001.png"
@@ -137,7 +166,8 @@ def _with_corrupt(tmp_path):
 
 def test_corrupt_image_skipped_with_warning(tmp_path):
     root, bad = _with_corrupt(tmp_path)
-    ds, _ = build_classification_dataset(root, "train")
+    with pytest.warns(UserWarning, match=str(bad)):  # met by the size/mode probe already
+        ds, _ = build_classification_dataset(root, "train")
     with pytest.warns(UserWarning, match=str(bad)):
         image, label = ds[1]
     assert image[0, 0, 0].item() == 2 and label == 0  # the next valid sample (value 2)
@@ -148,7 +178,10 @@ def test_corrupt_image_skipped_with_warning(tmp_path):
 
 def test_corrupt_image_raises_when_strict(tmp_path):
     root, bad = _with_corrupt(tmp_path)
-    ds, _ = build_classification_dataset(root, "train", strict=True)
+    with pytest.raises(CorruptImageError) as info:  # the size/mode probe reads every header here
+        build_classification_dataset(root, "train", strict=True)
+    assert info.value.path == str(bad)
+    ds = ImageFolderDataset(scan_image_folder(root)[0], ["a"], strict=True)
     assert ds[0][0].shape == (3, 5, 6)
     with pytest.raises(CorruptImageError) as info:
         ds[1]
@@ -159,7 +192,7 @@ def test_corrupt_image_raises_when_strict(tmp_path):
 
 def test_verify_drops_corrupt_files(tmp_path):
     root, bad = _with_corrupt(tmp_path)
-    ds, _ = build_classification_dataset(root, "train")
+    ds = ImageFolderDataset(scan_image_folder(root)[0], ["a"])
     with pytest.warns(UserWarning, match="skipping corrupt image"):
         dropped = ds.verify()
     assert dropped == [str(bad)] and len(ds) == 2 and ds.targets == [0, 0]
@@ -205,3 +238,29 @@ def test_mode_detection_mixed_and_forced(tmp_path):
     _write(root / "c" / "0.png", value=9)  # an RGB class: the whole folder is read as RGB
     ds, info = build_classification_dataset(root, "train")
     assert info.channels == 3 and ds[0][0].shape == (3, 5, 6) and info.mean == (0.485, 0.456, 0.406)
+
+
+def test_mode_is_the_majority_of_a_spread_sample_not_each_class_first_file(tmp_path):
+    root = tmp_path / "m"
+    for name in ("a", "b"):
+        _write(root / name / "0.png", mode="L")  # a grey first file in every class
+        for i in range(1, 4):
+            _write(root / name / f"{i}.png", value=9)
+    ds, info = build_classification_dataset(root, "train")
+    assert info.channels == 3 and ds[1][0].shape == (3, 5, 6)
+    assert info.native_side == 6
+
+
+def test_probe_skips_a_corrupt_header_or_raises_when_strict(tmp_path):
+    root = _tree(tmp_path / "p", {"a": 3})
+    (root / "a" / "000.png").write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match=r"skipping corrupt image .*000\.png"):
+        info = build_classification_dataset(root, "train")[1]
+    assert info.native_side == 6 and info.channels == 3
+    with pytest.raises(CorruptImageError, match=r"000\.png"):
+        build_classification_dataset(root, "train", strict=True)
+    for i in (1, 2):
+        (root / "a" / f"{i:03d}.png").write_bytes(b"garbage")
+    with pytest.warns(UserWarning), pytest.raises(DatasetError, match="none of the 3 probed images"):
+        build_classification_dataset(root, "train")
+

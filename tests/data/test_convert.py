@@ -146,3 +146,43 @@ def test_voc_output_snaps_yolo_rounding_and_coco_ids_start_at_one(tmp_path):
     data = json.loads((tmp_path / "c.json").read_text())
     assert [i["id"] for i in data["images"]] == [1, 2, 3]
     assert {a["image_id"] for a in data["annotations"]} == {1, 2}
+
+
+def test_voc_refuses_an_image_id_of_another_split(tmp_path):
+    make_voc(str(tmp_path / "a"))
+    make_voc(str(tmp_path / "b"))  # the same ids, e.g. a val split numbered from 000001 again
+    os.rename(tmp_path / "b" / "ImageSets" / "Main" / "train.txt", tmp_path / "b" / "ImageSets" / "Main" / "val.txt")
+    convert_dataset(str(tmp_path / "a"), "voc", str(tmp_path / "out"), "voc", split="train")
+    before = (tmp_path / "out" / "Annotations" / "000001.xml").read_text()
+    with pytest.raises(AnnotationFormatError, match=(
+            r"out/Annotations/000001\.xml: already exists \(image id '000001' of ImageSets/Main/train\.txt\); "
+            r"writing .*b/JPEGImages/000001\.jpg there would overwrite it")):
+        convert_dataset(str(tmp_path / "b"), "voc", str(tmp_path / "out"), "voc", split="val")
+    assert (tmp_path / "out" / "Annotations" / "000001.xml").read_text() == before  # nothing written
+    assert not (tmp_path / "out" / "ImageSets" / "Main" / "val.txt").exists()
+
+
+@pytest.mark.parametrize("fmt, existing", [("yolo", "labels/train/000001.txt"),
+                                           ("coco", "annotations/instances_train.json")])
+def test_an_output_folder_holding_the_files_is_refused(tmp_path, fmt, existing):
+    make_voc(str(tmp_path / "voc"))
+    main = tmp_path / "voc" / "ImageSets" / "Main"
+    (main / "val.txt").write_text((main / "train.txt").read_text())
+    convert_dataset(str(tmp_path / "voc"), "voc", str(tmp_path / "out"), fmt)
+    with pytest.raises(AnnotationFormatError, match=rf"out/{existing}: already exists"):
+        convert_dataset(str(tmp_path / "voc"), "voc", str(tmp_path / "out"), fmt)
+    convert_dataset(str(tmp_path / "voc"), "voc", str(tmp_path / "out"), fmt, split="val")  # its own files
+
+
+def test_images_sharing_a_stem_get_their_own_label_files(tmp_path):
+    from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
+
+    for name in ("a.jpg", "a.png", "A.bmp"):
+        Image.new("RGB", (20, 10)).save(tmp_path / name)
+    images = [ImageAnnotation(name, 20, 10, [[k, 1, 10, 9]], [0]) for k, name in enumerate(["a.jpg", "a.png", "A.bmp"])]
+    dataset = DatasetAnnotations(["x"], images, root=str(tmp_path))
+    write_dataset(dataset, str(tmp_path / "y"), "yolo")
+    assert sorted(os.listdir(tmp_path / "y" / "labels" / "train")) == ["A_2.txt", "a.txt", "a_1.txt"]
+    back = load_detection_dataset(str(tmp_path / "y"), "train")
+    assert sorted(float(img.boxes[0, 0]) for img in back.images) == [0, 1, 2]
+

@@ -136,6 +136,10 @@ def test_malformed_json_names_line(tmp_path):
     (lambda d: d["annotations"][0].update(segmentation=[[1, 2, 3]]), "even number >= 6"),
     (lambda d: d["annotations"][1]["segmentation"].update(size=[4, 4]), "RLE size"),
     (lambda d: d.pop("images"), "not a COCO instances file"),
+    (lambda d: d["annotations"][0].update(bbox=[1, float("nan"), 3, 4]), "annotation 1 has a non-finite coordinate"),
+    (lambda d: d["annotations"][2].update(bbox=[0, 0, float("inf"), 4]), "annotation 3 has a non-finite coordinate"),
+    (lambda d: d["annotations"][0]["segmentation"][0].__setitem__(3, float("nan")), "annotation 1 has a non-finite"),
+    (lambda d: d.pop("annotations"), "has no 'annotations' key"),
 ])
 def test_bad_input(tmp_path, change, message):
     data = coco_data()
@@ -150,6 +154,18 @@ def test_lenient_mode_records_issues(tmp_path):
     issues = []
     ds = read_coco(write_json(tmp_path / "i.json", data), issues=issues)
     assert len(ds.images[0]) == 2 and [i.kind for i in issues] == ["unknown_class"]
+
+
+def test_missing_annotations_key_is_an_issue_but_an_empty_list_is_not(tmp_path):
+    data = coco_data()
+    data["annotations"] = []  # an unlabelled (test) split
+    issues = []
+    assert sum(len(i) for i in read_coco(write_json(tmp_path / "i.json", data), issues=issues).images) == 0
+    assert issues == []
+    del data["annotations"]
+    ds = read_coco(write_json(tmp_path / "i.json", data), issues=issues)
+    assert len(ds) == 2 and [i.kind for i in issues] == ["no_annotations_key"]
+    assert issues[0].file.endswith("i.json")
 
 
 def test_guess_image_dir(tmp_path):

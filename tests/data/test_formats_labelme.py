@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvzoo.data.formats._common import AnnotationFormatError
+from cvzoo.data.formats._common import AnnotationFormatError, MissingSplitError
+from cvzoo.data.formats.detect import load_detection_dataset
 from cvzoo.data.formats.labelme import read_labelme
 
 
@@ -62,6 +63,16 @@ def test_bad_shapes(tmp_path, bad_shape, message):
         read_labelme(str(tmp_path))
 
 
+def test_non_finite_point_names_file_and_shape(tmp_path):
+    labelme_file(str(tmp_path), "one", [shape("dog", "rectangle", [[1, 1], [5, 5]]),
+                                        shape("cat", "polygon", [[1, 2], [float("nan"), 2], [10, 30]])])
+    with pytest.raises(AnnotationFormatError, match=r"one\.json: shape 1 \('cat', polygon\) has a non-finite point"):
+        read_labelme(str(tmp_path))
+    issues = []
+    ds = read_labelme(str(tmp_path), class_names=["cat", "dog"], issues=issues)
+    assert ds.images[0].labels.tolist() == [1] and [i.kind for i in issues] == ["non_finite"]
+
+
 def test_malformed_and_incomplete_json(tmp_path):
     path = labelme_file(str(tmp_path), "one", [])
     with open(path) as f:
@@ -75,3 +86,29 @@ def test_malformed_and_incomplete_json(tmp_path):
         json.dump({"shapes": [], "imagePath": "one.jpg"}, f)
     with pytest.raises(AnnotationFormatError, match="no 'imageHeight'"):
         read_labelme(path)
+
+
+def test_flat_folder_never_validates_on_its_training_images(tmp_path):
+    for i in range(10):
+        labelme_file(str(tmp_path), f"im{i}", [shape("dog" if i % 2 else "cat", "rectangle", [[1, 1], [5, 5]])])
+    with pytest.raises(MissingSplitError, match="flat Labelme folder has no val/ sub-folder; set data.val_fraction"):
+        load_detection_dataset(str(tmp_path), "val")
+    assert len(load_detection_dataset(str(tmp_path), "train")) == 10  # all of it is training data
+    train = load_detection_dataset(str(tmp_path), "train", val_fraction=0.2, seed=1)
+    val = load_detection_dataset(str(tmp_path), "val", val_fraction=0.2, seed=1)
+    files = [i.file for i in val.images]
+    assert len(train) == 8 and len(val) == 2 and not {i.file for i in train.images} & set(files)
+    assert train.class_names == val.class_names == ["cat", "dog"]  # from the whole pool
+    assert [i.file for i in load_detection_dataset(str(tmp_path), "val", val_fraction=0.2, seed=1).images] == files
+    assert [i.file for i in load_detection_dataset(str(tmp_path), "test", val_fraction=0.2, seed=1).images] == files
+
+
+def test_val_fraction_is_refused_where_splits_are_named(tmp_path):
+    os.makedirs(tmp_path / "train")
+    labelme_file(str(tmp_path / "train"), "a", [])
+    with pytest.raises(AnnotationFormatError, match="has a train/ folder; val_fraction applies to a flat Labelme"):
+        load_detection_dataset(str(tmp_path), "train", val_fraction=0.2)
+    (tmp_path / "classes.txt").write_text("dog\n")
+    with pytest.raises(AnnotationFormatError, match="val_fraction splits a flat Labelme folder only; yolo"):
+        load_detection_dataset(str(tmp_path), "train", format="yolo", val_fraction=0.2)
+

@@ -126,6 +126,18 @@ def test_missing_fields(tmp_path, xml, message):
         parse_voc_xml(str(path))
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_coordinate_names_file_and_object(tmp_path, value):
+    xml = HORSE_XML.replace("<ymax>284</ymax>", f"<ymax>{value}</ymax>")
+    make_voc(str(tmp_path), {"train": ["000001"]}, xml=xml)
+    with pytest.raises(AnnotationFormatError, match=r"000001\.xml: object 1 \('person'\) has a non-finite"):
+        read_voc(str(tmp_path), "train")
+    issues = []
+    ds = read_voc(str(tmp_path), "train", issues=issues)
+    assert ds.images[0].labels.tolist() == [VOC_CLASSES.index("horse")]
+    assert [i.kind for i in issues] == ["non_finite"]
+
+
 def test_layout_errors(tmp_path):
     with pytest.raises(AnnotationFormatError, match="no VOC layout"):
         read_voc(str(tmp_path))

@@ -116,6 +116,17 @@ def test_malformed_rows(tmp_path, row, message):
         parse_label_file(str(path), 10, 10, num_classes=5)
 
 
+@pytest.mark.parametrize("row", ["0 nan 0.5 0.1 0.1", "0 0.5 0.5 inf 0.1", "1 0.1 0.2 0.5 -inf 0.5 0.6"])
+def test_non_finite_coordinates_name_file_and_line(tmp_path, row):
+    path = tmp_path / "x.txt"
+    path.write_text(f"0 0.5 0.5 0.1 0.1\n{row}\n")
+    with pytest.raises(AnnotationFormatError, match=r"x\.txt:2: non-finite coordinate in"):
+        parse_label_file(str(path), 10, 10, num_classes=5)
+    issues = []
+    _, labels, _ = parse_label_file(str(path), 10, 10, num_classes=5, issues=issues)
+    assert labels.tolist() == [0] and [(i.kind, i.line) for i in issues] == [("non_finite", 2)]
+
+
 def test_polygon_rows_and_raw_out_of_range_boxes(tmp_path):
     path = tmp_path / "x.txt"
     path.write_text("1 0.1 0.2 0.5 0.2 0.5 0.6\n0 1.1 0.5 0.4 0.2\n")

@@ -135,12 +135,30 @@ def test_val_and_predict_with_test_time_augmentation(trained, yolo_data, tmp_pat
         api.predict(weights, image, device="cpu", backend="onnxruntime", onnx=onnx_path, augment=True)
 
 
+def _prefixed_copy(yaml_path, split, root):
+    """A YOLO dataset with only ``split`` of ``yaml_path``, every file name prefixed by ``split``."""
+    import shutil
+
+    import yaml
+
+    spec = yaml.safe_load(yaml_path.read_text())
+    for kind in ("images", "labels"):
+        (root / kind / split).mkdir(parents=True)
+        for path in (yaml_path.parent / kind / split).iterdir():
+            shutil.copy(path, root / kind / split / f"{split}{path.name}")
+    (root / "data.yaml").write_text(yaml.safe_dump({split: f"images/{split}", "names": spec["names"]}))
+    return root / "data.yaml"
+
+
 @pytest.mark.parametrize("fmt", ["coco", "voc"])
 def test_trains_directly_from_other_formats(fmt, yolo_data, tmp_path):
     from cvzoo.data.formats.convert import convert_dataset
 
     for split in ("train", "val"):
-        convert_dataset(str(yolo_data), "yolo", str(tmp_path / fmt), fmt, split=split)
+        source = yolo_data
+        if fmt == "voc" and split == "val":  # one Annotations/ folder for all splits: ids must differ
+            source = _prefixed_copy(yolo_data, "val", tmp_path / "renamed")
+        convert_dataset(str(source), "yolo", str(tmp_path / fmt), fmt, split=split)
     source = tmp_path / fmt
     code = main(["train", "--task", "detect", "--model", "yolov8n", "--data", str(source),
                  "--project", str(tmp_path / "runs"), "--name", fmt, *FAST])
@@ -185,3 +203,24 @@ def test_targets_are_validated():
         validate_targets([{"boxes": boxes, "labels": torch.tensor([0, 1, 5])}], (64, 64), 2)
     with pytest.raises(TargetError, match="NaN"):
         validate_targets([{"boxes": boxes * float("nan"), "labels": torch.tensor([0, 1, 1])}], (64, 64), 2)
+
+
+def test_flat_labelme_folder_trains_without_validation_unless_val_fraction(tmp_path):
+    from PIL import Image
+
+    from cvzoo.config import Config, apply_overrides
+    from cvzoo.tasks.detection import DetectionTask
+
+    for i in range(4):
+        Image.new("RGB", (64, 48)).save(tmp_path / f"{i}.jpg")
+        shapes = [{"label": "bag", "shape_type": "rectangle", "points": [[4, 4], [30, 20]]}]
+        (tmp_path / f"{i}.json").write_text(json.dumps({"shapes": shapes, "imagePath": f"{i}.jpg",
+                                                        "imageHeight": 48, "imageWidth": 64}))
+    base = [f"data.source={tmp_path}", "data.img_size=64", "train.device=cpu"]
+    task = DetectionTask(apply_overrides(Config(), base))
+    with pytest.warns(UserWarning, match="no validation split .*flat Labelme folder has no val/ sub-folder"):
+        train, val = task.build_datasets()
+    assert len(train) == 4 and val is None  # not the 4 training images again
+    train, val = DetectionTask(apply_overrides(Config(), base + ["data.val_fraction=0.25"])).build_datasets()
+    assert len(train) == 3 and len(val) == 1
+

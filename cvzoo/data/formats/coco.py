@@ -20,9 +20,11 @@ from cvzoo.data.formats import rle as rle_codec
 from cvzoo.data.formats._common import (
     AnnotationFormatError,
     Issue,
+    all_finite,
     copy_images,
     export_names,
     format_number,
+    refuse_overwrites,
     report,
 )
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
@@ -94,8 +96,9 @@ def read_coco(
     Args:
         json_path: the annotation JSON.
         image_dir: folder the ``file_name`` values are relative to; None guesses (``guess_image_dir``).
-        issues: None to raise on an annotation with an unknown image or category id; a list to record it
-            there and skip the annotation.
+        issues: None to raise on an annotation with an unknown image or category id or a non-finite
+            coordinate, and on a file without an ``annotations`` key; a list to record it there (and
+            skip the annotation).
 
     Raises:
         AnnotationFormatError: malformed JSON, missing keys, duplicate image or category ids.
@@ -123,6 +126,11 @@ def read_coco(
             "height": int(_key(record, "height", json_path, where)),
             "objects": [],
         }
+    if "annotations" not in data:
+        # An unlabelled split writes "annotations": []; a missing key is a truncated or foreign file,
+        # and reading it as "no objects" would train on pure background.
+        report(issues, Issue("no_annotations_key", json_path,
+                             "has no 'annotations' key (a split without labels needs \"annotations\": [])"))
     for n, ann in enumerate(data.get("annotations", [])):
         where = f"annotation {ann.get('id', n) if isinstance(ann, dict) else n}"
         image_id = int(_key(ann, "image_id", json_path, where))
@@ -140,6 +148,9 @@ def read_coco(
         x, y, w, h = (float(v) for v in bbox)
         img = per_image[image_id]
         polygons, rle = _segmentation(ann.get("segmentation"), img["height"], img["width"], json_path, where)
+        if not all_finite(bbox, *(polygons or [])):
+            report(issues, Issue("non_finite", json_path, f"{where} has a non-finite coordinate (bbox {bbox})"))
+            continue
         img["objects"].append({
             "box": [x, y, x + w, y + h], "label": label_of[category_id], "iscrowd": bool(ann.get("iscrowd", 0)),
             "area": float(ann.get("area", w * h)), "polygons": polygons, "rle": rle,
@@ -234,13 +245,23 @@ def write_coco(
     """Write a COCO instances JSON; with ``copy`` the images go to ``image_dir`` (flat, unique names).
 
     ``file_name`` values are the image names in ``image_dir`` when copying, else the dataset's paths.
+
+    Raises:
+        AnnotationFormatError: the JSON or a copied image exists already, before anything is written
+            (``refuse_overwrites``).
     """
     names = export_names(dataset) if copy else None
+    image_dir = (image_dir or guess_image_dir(json_path)) if copy else None
+    planned = [(json_path, f"the annotations of {len(dataset)} images")]
+    if names is not None:
+        sources = [dataset.image_path(image) for image in dataset.images]
+        planned += [(os.path.join(image_dir, name), src) for name, src in zip(names, sources)]
+    refuse_overwrites(planned)
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     with open(json_path, "w", encoding="utf-8") as f:
         json.dump(coco_dict(dataset, names), f)
     if copy:
-        copy_images(dataset, names, image_dir or guess_image_dir(json_path))
+        copy_images(dataset, names, image_dir)
 
 
 def read_coco_results(path: str, category_ids: list[int] | None = None) -> dict[int, dict[str, np.ndarray]]:

@@ -12,7 +12,7 @@ import os
 
 from cvzoo.data.formats._common import AnnotationFormatError
 from cvzoo.data.formats.coco import write_coco
-from cvzoo.data.formats.detect import load_detection_dataset
+from cvzoo.data.formats.detect import detect_format, load_detection_dataset
 from cvzoo.data.formats.voc import write_voc
 from cvzoo.data.formats.yolo import write_yolo
 from cvzoo.data.types import DatasetAnnotations
@@ -59,7 +59,8 @@ def convert_dataset(
         src_format: ``"auto"`` or one of ``SOURCE_FORMATS``.
         dst: output folder (or ``.json`` file for COCO).
         dst_format: one of ``TARGET_FORMATS``.
-        split: split to read, and the split name written.
+        split: split to read, and the split name written. A flat Labelme folder (no ``<split>/``
+            sub-folder) has no splits: all of it is converted, written as ``split``.
         class_names: fixed class list for the source (VOC/YOLO/Labelme).
         copy: copy the images into the output layout.
 
@@ -70,6 +71,8 @@ def convert_dataset(
         raise AnnotationFormatError(f"unknown source format {src_format!r}; expected one of {SOURCE_FORMATS}")
     if dst_format not in TARGET_FORMATS:
         raise AnnotationFormatError(f"unknown target format {dst_format!r}; expected one of {TARGET_FORMATS}")
-    dataset = load_detection_dataset(src, split, format=src_format, class_names=class_names)
+    fmt = detect_format(src) if src_format == "auto" else src_format
+    flat_labelme = fmt == "labelme" and not os.path.isdir(os.path.join(src, split))
+    dataset = load_detection_dataset(src, None if flat_labelme else split, format=fmt, class_names=class_names)
     write_dataset(dataset, dst, dst_format, split=split, copy=copy)
     return dataset

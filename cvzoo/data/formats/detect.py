@@ -14,8 +14,9 @@ from __future__ import annotations
 import glob
 import os
 
-from cvzoo.data.formats._common import AnnotationFormatError, Issue
+from cvzoo.data.formats._common import AnnotationFormatError, Issue, MissingSplitError
 from cvzoo.data.formats.coco import read_coco
+from cvzoo.data.formats.image_folder import stratified_split
 from cvzoo.data.formats.labelme import read_labelme
 from cvzoo.data.formats.voc import find_voc_roots, read_voc
 from cvzoo.data.formats.yolo import read_yolo
@@ -96,9 +97,40 @@ def find_coco_json(path: str, split: str | None) -> str:
     )
 
 
+def _labelme_split(
+    path: str, split: str | None, class_names: list[str] | None, issues: list[Issue] | None,
+    val_fraction: float, seed: int,
+) -> DatasetAnnotations:
+    """One split of a Labelme folder: ``<path>/<split>/`` when it exists, else a share of a flat folder.
+
+    A flat folder (no split sub-folders) is one pool: ``train`` without ``val_fraction`` is all of it;
+    with ``val_fraction`` the images are split as one class of ``stratified_split`` (the image-folder
+    rule: ``round(n * val_fraction)`` images, at least one, to val, fixed by ``seed``). Asking a flat
+    folder for ``val`` without ``val_fraction`` is a ``MissingSplitError``: reading the pool again
+    would validate on the training images.
+    """
+    if split and os.path.isdir(os.path.join(path, split)):
+        if val_fraction > 0:
+            raise AnnotationFormatError(f"{path}: has a {split}/ folder; val_fraction applies to a flat Labelme "
+                                        "folder only (set it to 0)")
+        return read_labelme(os.path.join(path, split), class_names=class_names, issues=issues)
+    if split is None or (split == "train" and val_fraction <= 0):
+        return read_labelme(path, class_names=class_names, issues=issues)
+    if val_fraction <= 0 or split not in ("train", "val", "test"):
+        raise MissingSplitError(
+            f"{path}: flat Labelme folder has no {split}/ sub-folder; set data.val_fraction (e.g. 0.2) to hold "
+            f"out a share of its images, or make train/ and {split}/ sub-folders"
+        )
+    dataset = read_labelme(path, class_names=class_names, issues=issues)  # classes from the whole pool
+    train, val = stratified_split([(image.file, 0) for image in dataset.images], val_fraction, seed)
+    keep = {file for file, _ in (train if split == "train" else val)}  # "test" is read as "val"
+    dataset.images = [image for image in dataset.images if image.file in keep]
+    return dataset
+
+
 def load_detection_dataset(
     path: str, split: str | None = "train", format: str = "auto", class_names: list[str] | None = None,
-    issues: list[Issue] | None = None,
+    issues: list[Issue] | None = None, val_fraction: float = 0.0, seed: int = 0,
 ) -> DatasetAnnotations:
     """Load a detection split from an ultralytics YAML, a COCO JSON (or folder), a VOC folder or Labelme.
 
@@ -109,6 +141,9 @@ def load_detection_dataset(
         format: ``"auto"`` or one of ``FORMATS``.
         class_names: fixed class list (VOC, YOLO and Labelme; COCO uses its categories).
         issues: None raises on recoverable problems; a list collects them instead (see ``check.py``).
+        val_fraction: a flat Labelme folder (no split sub-folders): the share of its images held out as
+            ``val`` (see ``_labelme_split``); other layouts name their splits and must leave it at 0.
+        seed: seed of that split.
 
     Returns:
         DatasetAnnotations with canonical xyxy float32 boxes and 0-based labels.
@@ -116,12 +151,14 @@ def load_detection_dataset(
     fmt = detect_format(path) if format == "auto" else format
     if fmt not in FORMATS:
         raise AnnotationFormatError(f"unknown format {fmt!r}; expected one of {FORMATS} or 'auto'")
+    if fmt == "labelme":
+        return _labelme_split(path, split, class_names, issues, val_fraction, seed)
+    if val_fraction > 0:
+        raise AnnotationFormatError(f"{path}: val_fraction splits a flat Labelme folder only; {fmt} datasets name "
+                                    "their own splits (set it to 0)")
     if fmt == "voc":
         return read_voc(path, split, class_names=class_names, issues=issues)
     if fmt == "coco":
         return read_coco(find_coco_json(path, split), issues=issues)
-    if fmt == "yolo":
-        yamls = _dataset_yamls(path) if os.path.isdir(path) else []
-        return read_yolo(yamls[0] if len(yamls) == 1 else path, split, class_names=class_names, issues=issues)
-    folder = os.path.join(path, split) if split and os.path.isdir(os.path.join(path, split)) else path
-    return read_labelme(folder, class_names=class_names, issues=issues)
+    yamls = _dataset_yamls(path) if os.path.isdir(path) else []
+    return read_yolo(yamls[0] if len(yamls) == 1 else path, split, class_names=class_names, issues=issues)

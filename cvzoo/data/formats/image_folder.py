@@ -8,6 +8,9 @@ Two layouts are understood::
 Class order is the sorted folder names of the training tree, so indices do not depend on the file
 system's listing order. Hidden files and folders (leading ".") are ignored. Images are recognised by
 extension (``cvzoo.data.images.IMAGE_EXTENSIONS``, case-insensitive); other files are skipped.
+Symbolic links are followed, but each image is listed once: a link to a file or folder that the
+scan lists at its own place anyway (a non-hidden place inside the scanned root) is skipped, every
+real folder is walked once (link loops end), and a file reached twice within a class counts once.
 The split of one tree is stratified per class and fixed by ``seed``: the same folder and seed give
 the same split on every machine.
 """
@@ -44,13 +47,61 @@ def find_classes(root: str | Path) -> list[str]:
     return classes
 
 
-def _images_under(folder: Path) -> list[str]:
-    files = []
+def _shown_in_tree(path: str, tree: str) -> bool:
+    """True when the real location of ``path`` is listed by the scan of ``tree`` (a real path): a
+    non-hidden folder inside it, or a non-hidden file inside one of its class folders.
+
+    A link to such a place would list its images a second time (under the link's class when the
+    link sits in another class folder).
+    """
+    real = os.path.realpath(path)
+    parts = os.path.relpath(real, tree).split(os.sep)
+    if parts[0] == ".." or any(p.startswith(".") and p != "." for p in parts):
+        return False
+    return os.path.isdir(real) or len(parts) >= 2  # a loose file in the root belongs to no class
+
+
+def _follow(path: str, tree: str, seen: set[tuple[int, int]]) -> bool:
+    """Whether the walk should enter the sub-folder ``path``; records it in ``seen`` when it does."""
+    if os.path.islink(path) and _shown_in_tree(path, tree):
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:  # a link to nothing: there is nothing to list
+        return False
+    key = (st.st_dev, st.st_ino)
+    if key in seen:  # a loop, or a second link to the same folder
+        return False
+    seen.add(key)
+    return True
+
+
+def _images_under(folder: Path, tree: str) -> list[str]:
+    """Image paths below ``folder``, each real file once.
+
+    Links are followed, except those whose target is inside ``tree`` (the real path of the folder
+    being scanned) and not hidden there: that target is listed at its own place already. Every real
+    folder is walked once, so link loops end, and a file reached twice (two links to one file, or a
+    linked folder holding it) is listed once, at the first path met in sorted order.
+    """
+    files: list[str] = []
+    top = os.stat(folder)  # the class folder itself is taken as it is, link or not
+    seen_dirs = {(top.st_dev, top.st_ino)}
+    seen_files: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(
-            os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith(".") and is_image_file(f)
-        )
+        dirnames[:] = [
+            d for d in sorted(dirnames) if not d.startswith(".") and _follow(os.path.join(dirpath, d), tree, seen_dirs)
+        ]
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if name.startswith(".") or not is_image_file(name):
+                continue
+            if os.path.islink(path) and _shown_in_tree(path, tree):
+                continue
+            real = os.path.realpath(path)
+            if real not in seen_files:
+                seen_files.add(real)
+                files.append(path)
     return files
 
 
@@ -78,11 +129,12 @@ def scan_image_folder(root: str | Path, classes: list[str] | None = None) -> tup
         if unknown:
             raise DatasetError(f"{root}: class folders {unknown} are not among the training classes {classes}")
     samples: list[Sample] = []
+    tree = os.path.realpath(root)
     for index, name in enumerate(classes):
         folder = root / name
         if not folder.is_dir():
             continue  # a validation tree may lack a class; the index order still comes from `classes`
-        files = _images_under(folder)
+        files = _images_under(folder, tree)
         if not files:
             raise DatasetError(
                 f"{folder}: class folder has no images (extensions: {', '.join(IMAGE_EXTENSIONS)})"

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from cvzoo.data.formats._common import AnnotationFormatError, Issue, bounds_box, report
+from cvzoo.data.formats._common import AnnotationFormatError, Issue, all_finite, bounds_box, report
 from cvzoo.data.formats.coco import load_json
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
 
@@ -52,7 +52,7 @@ def parse_labelme_json(path: str) -> dict:
             box = np.array([cx - radius, cy - radius, cx + radius, cy + radius], np.float32)
         else:
             raise AnnotationFormatError(f"{path}: {where} with {len(points)} points is not supported")
-        objects.append({"label": str(label), "box": box, "polygon": polygon})
+        objects.append({"label": str(label), "box": box, "polygon": polygon, "where": where})
     image = str(data["imagePath"]).replace("\\", "/")
     return {"image": os.path.normpath(os.path.join(os.path.dirname(path), image)),
             "width": int(data["imageWidth"]), "height": int(data["imageHeight"]), "objects": objects}
@@ -65,7 +65,8 @@ def read_labelme(
 
     Args:
         class_names: fixed classes; None means the sorted labels found.
-        issues: None raises on a label outside ``class_names``; a list records it and skips the shape.
+        issues: None raises on a label outside ``class_names`` or a non-finite point; a list records it
+            and skips the shape.
     """
     if os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, "**", "*.json"), recursive=True))
@@ -82,10 +83,12 @@ def read_labelme(
     for n, (json_path, rec) in enumerate(records):
         objects = []
         for obj in rec["objects"]:
-            if obj["label"] in index:
-                objects.append(obj)
-            else:
+            if obj["label"] not in index:
                 report(issues, Issue("unknown_class", json_path, f"label {obj['label']!r} is not in {class_names}"))
+            elif not all_finite(obj["box"]):  # NaN points make a NaN box (min/max propagate NaN)
+                report(issues, Issue("non_finite", json_path, f"{obj['where']} has a non-finite point"))
+            else:
+                objects.append(obj)
         has_polys = any(o["polygon"] is not None for o in objects)
         images.append(ImageAnnotation(
             file=os.path.relpath(rec["image"], root), width=rec["width"], height=rec["height"],

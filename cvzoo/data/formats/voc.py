@@ -22,9 +22,11 @@ import numpy as np
 from cvzoo.data.formats._common import (
     AnnotationFormatError,
     Issue,
+    all_finite,
     copy_images,
     export_names,
     format_number,
+    refuse_overwrites,
     report,
 )
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
@@ -131,7 +133,8 @@ def read_voc(
         split: ``ImageSets/Main/<split>.txt`` to read (from every year found), or None for all XML files.
         class_names: fixed class list; None means the 20 standard VOC classes when every object name is
             one of them, else the sorted names found.
-        issues: None to raise on an unknown class name; a list to record it there and skip the object.
+        issues: None to raise on an unknown class name or a non-finite coordinate; a list to record it
+            there and skip the object.
 
     Returns:
         DatasetAnnotations with ``root=path``, image paths relative to it, boxes in VOC numbers.
@@ -150,9 +153,13 @@ def read_voc(
     images = []
     for n, (voc_root, image_id, xml_path, rec) in enumerate(records):
         keep = []
-        for obj in rec["objects"]:
+        for k, obj in enumerate(rec["objects"]):
             if obj["name"] not in index:
                 report(issues, Issue("unknown_class", xml_path, f"class {obj['name']!r} is not in {class_names}"))
+                continue
+            if not all_finite(obj["box"]):
+                report(issues, Issue("non_finite", xml_path,
+                                     f"object {k} ({obj['name']!r}) has a non-finite coordinate {obj['box']}"))
                 continue
             keep.append(obj)
         filename = rec["filename"] or f"{image_id}.jpg"
@@ -204,14 +211,36 @@ def voc_xml(image: ImageAnnotation, filename: str, class_names: list[str], folde
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
+def _listed_in(out_dir: str, image_id: str) -> str:
+    """`` (image id 'x' of ImageSets/Main/train.txt)`` when an existing split list names ``image_id``."""
+    for split_file in sorted(glob.glob(os.path.join(out_dir, "ImageSets", "Main", "*.txt"))):
+        with open(split_file) as f:
+            if any(line.split()[:1] == [image_id] for line in f):
+                return f" (image id {image_id!r} of {os.path.relpath(split_file, out_dir)})"
+    return ""
+
+
 def write_voc(dataset: DatasetAnnotations, out_dir: str, split: str = "train", copy: bool = True) -> None:
     """Write a ``VOC20xx``-style folder: ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``.
 
-    Several splits can be written into the same folder one after the other; only ``<split>.txt`` is
-    replaced. Image ids are the image file stems (made unique when two images share a name).
+    Several splits can be written into the same folder one after the other, as long as their image
+    ids differ: every split shares ``Annotations/`` and ``JPEGImages/``. Image ids are the image file
+    stems (made unique when two images of the split share one).
+
+    Raises:
+        AnnotationFormatError: an output file exists already (e.g. an image id of a split written
+            before, or ``<split>.txt`` itself), before anything is written; see ``refuse_overwrites``.
     """
     names = export_names(dataset)
     stems = [os.path.splitext(n)[0] for n in names]
+    sources = [dataset.image_path(image) for image in dataset.images]
+    split_file = os.path.join(out_dir, "ImageSets", "Main", f"{split}.txt")
+    planned = [(os.path.join(out_dir, "Annotations", f"{stem}.xml"), src) for stem, src in zip(stems, sources)]
+    planned.append((split_file, f"the image ids of split {split!r}"))
+    if copy:
+        planned += [(os.path.join(out_dir, "JPEGImages", name), src) for name, src in zip(names, sources)]
+    refuse_overwrites(planned, owner=lambda dst: "" if dst == split_file else _listed_in(
+        out_dir, os.path.splitext(os.path.basename(dst))[0]))
     os.makedirs(os.path.join(out_dir, "Annotations"), exist_ok=True)
     os.makedirs(os.path.join(out_dir, "ImageSets", "Main"), exist_ok=True)
     for image, name, stem in zip(dataset.images, names, stems):
@@ -220,7 +249,7 @@ def write_voc(dataset: DatasetAnnotations, out_dir: str, split: str = "train", c
                 raise AnnotationFormatError(f"{image.file}: label {label} outside 0..{len(dataset.class_names) - 1}")
         with open(os.path.join(out_dir, "Annotations", f"{stem}.xml"), "w") as f:
             f.write(voc_xml(image, name, dataset.class_names, folder=os.path.basename(os.path.abspath(out_dir))))
-    with open(os.path.join(out_dir, "ImageSets", "Main", f"{split}.txt"), "w") as f:
+    with open(split_file, "w") as f:
         f.writelines(f"{stem}\n" for stem in stems)
     if copy:
         copy_images(dataset, names, os.path.join(out_dir, "JPEGImages"))

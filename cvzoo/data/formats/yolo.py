@@ -26,11 +26,13 @@ import numpy as np
 from cvzoo.data.formats._common import (
     AnnotationFormatError,
     Issue,
+    all_finite,
     bounds_box,
     copy_images,
     export_names,
     image_size,
     is_image_file,
+    refuse_overwrites,
     report,
 )
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
@@ -80,6 +82,9 @@ def parse_label_file(
             continue
         if bad is not None:
             report(issues, Issue("malformed_line", path, bad, line_no))
+            continue
+        if not all_finite(values[1:]):
+            report(issues, Issue("non_finite", path, f"non-finite coordinate in {line.strip()!r}", line_no))
             continue
         labels.append(int(values[0]))
         coords = np.array(values[1:], np.float64)
@@ -220,7 +225,8 @@ def read_yolo(
         split: split name; None reads every split of a YAML.
         class_names: overrides the YAML / ``classes.txt`` names; when none are known the names are the
             ids found (``"0"``, ``"1"``, ...).
-        issues: None to raise on malformed rows and class ids >= nc; a list to record and skip them.
+        issues: None to raise on malformed rows, non-finite coordinates and class ids >= nc; a list to
+            record and skip them.
     """
     images, names, root = resolve_split(path, split)
     names = class_names if class_names is not None else names
@@ -278,6 +284,10 @@ def write_yolo(
 
     Returns:
         The path of ``data.yaml``.
+
+    Raises:
+        AnnotationFormatError: a label or image file of the output exists already, before anything is
+            written (``refuse_overwrites``); ``data.yaml`` is merged, not refused.
     """
     import yaml
 
@@ -286,6 +296,12 @@ def write_yolo(
             len(img) for img in dataset.images)
     names = export_names(dataset)
     label_dir = os.path.join(out_dir, "labels", split)
+    image_dir = os.path.join(out_dir, "images", split)
+    sources = [dataset.image_path(image) for image in dataset.images]
+    planned = [(os.path.join(label_dir, os.path.splitext(n)[0] + ".txt"), s) for n, s in zip(names, sources)]
+    if copy:
+        planned += [(os.path.join(image_dir, name), src) for name, src in zip(names, sources)]
+    refuse_overwrites(planned)
     os.makedirs(label_dir, exist_ok=True)
     for image, name in zip(dataset.images, names):
         bad = [int(v) for v in image.labels if not 0 <= v < len(dataset.class_names)]
@@ -294,7 +310,7 @@ def write_yolo(
         with open(os.path.join(label_dir, os.path.splitext(name)[0] + ".txt"), "w", encoding="utf-8") as f:
             f.writelines(row + "\n" for row in label_rows(image, segments))
     if copy:
-        copy_images(dataset, names, os.path.join(out_dir, "images", split))
+        copy_images(dataset, names, image_dir)
     yaml_path = os.path.join(out_dir, "data.yaml")
     spec = {}
     if os.path.isfile(yaml_path):

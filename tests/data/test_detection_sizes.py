@@ -1,0 +1,66 @@
+"""Image sizes in detection data: an annotation whose width/height disagree with the file is reported
+(never silently rescaled), and EXIF-rotated photos have the size training decodes them at."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cvzoo.data.check import check_dataset
+from cvzoo.data.detection import DetectionDataset, ImageSizeMismatchError
+from cvzoo.data.formats.coco import read_coco
+from cvzoo.data.formats.yolo import read_yolo
+
+
+def _coco(root, json_size_of_a=(32, 24)):
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").mkdir()
+    Image.new("RGB", (32, 24)).save(root / "images" / "a.jpg")
+    Image.new("RGB", (32, 24)).save(root / "images" / "b.jpg")
+    data = {"images": [{"id": 1, "file_name": "a.jpg", "width": json_size_of_a[0], "height": json_size_of_a[1]},
+                       {"id": 2, "file_name": "b.jpg", "width": 32, "height": 24}],
+            "categories": [{"id": 1, "name": "car"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [8, 4, 16, 12]},
+                            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [0, 0, 8, 8]}]}
+    path = root / "annotations" / "instances_train.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_size_mismatch_is_skipped_with_a_warning_or_raises_when_strict(tmp_path):
+    annotations = read_coco(str(_coco(tmp_path, json_size_of_a=(64, 48))))
+    dataset = DetectionDataset(annotations, img_size=32)
+    with pytest.warns(UserWarning, match=r"skipping image .*a\.jpg: annotated as 64x48 \(width x height\) but the "
+                                         r"image is 32x24"):
+        _, target, meta = dataset[0]
+    assert meta["file"].endswith("b.jpg")  # the next image, not a's boxes rescaled by 0.5
+    with pytest.raises(ImageSizeMismatchError, match=r"a\.jpg: annotated as 64x48"):
+        DetectionDataset(annotations, img_size=32, strict=True)[0]
+    ok = DetectionDataset(read_coco(str(_coco(tmp_path / "ok"))), img_size=32)
+    np.testing.assert_array_equal(ok.load_raw(0)[1]["boxes"], [[8, 4, 24, 16]])
+
+
+def test_data_check_reports_the_mismatch(tmp_path):
+    _coco(tmp_path, json_size_of_a=(64, 48))
+    report = check_dataset(str(tmp_path))
+    assert [(i.kind, i.file) for i in report.issues] == [("size_mismatch", "a.jpg")]
+    assert "annotated as 64x48 (width x height) but the image is 32x24" in report.issues[0].message
+    (tmp_path / "images" / "b.jpg").write_bytes(b"not an image")
+    assert "unreadable_image" in [i.kind for i in check_dataset(str(tmp_path)).issues]
+
+
+def test_yolo_sizes_follow_exif_orientation(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40x20, shown (and decoded by load_image) as 20x40
+    Image.new("RGB", (40, 20)).save(tmp_path / "images" / "a.jpg", exif=exif)
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    annotations = read_yolo(str(tmp_path), "train", class_names=["x"])
+    record = annotations.images[0]
+    assert (record.width, record.height) == (20, 40)
+    np.testing.assert_allclose(record.boxes, [[5, 10, 15, 30]])
+    image, target = DetectionDataset(annotations, img_size=32, strict=True).load_raw(0)
+    assert image.shape[:2] == (40, 20)
+    np.testing.assert_allclose(target["boxes"], [[5, 10, 15, 30]])
