@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cvzoo import __version__
 from cvzoo.config import Config, config_to_dict
+from cvzoo.config.validate import validate_config
 from cvzoo.engine import callbacks as cb
 from cvzoo.engine import run_summary
 from cvzoo.engine.checkpoint import (
