@@ -63,6 +63,16 @@ def test_val_predict_export_and_onnxruntime(trained, yolo_data, tmp_path, capsys
         np.testing.assert_allclose(best_a["box"], best_b["box"], atol=0.05)
 
 
+def assert_tie_equivalent(expected, got, candidates):
+    """``got`` keeps as many detections as ``expected`` with the same scores (1e-4), and each of its boxes
+    is one of PyTorch's pre-NMS ``candidates`` (same label, box within 1e-3 px, score within 1e-4)."""
+    assert len(expected) == len(got)
+    torch.testing.assert_close(expected.scores.sort().values, got.scores.sort().values, rtol=0, atol=1e-4)
+    for box, label, score in zip(got.boxes, got.labels, got.scores):
+        near = ((candidates.boxes - box).abs().amax(dim=1) <= 1e-3) & (candidates.labels == label)
+        assert bool((near & ((candidates.scores - score).abs() <= 1e-4)).any()), (box, score)
+
+
 def test_export_with_nms_and_onnxruntime_predict(trained, yolo_data, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     from cvzoo import api
@@ -90,21 +100,31 @@ def test_export_with_nms_and_onnxruntime_predict(trained, yolo_data, tmp_path, c
         for p in images]).float() / 255
     with torch.no_grad():
         expected = model.postprocess(model(batch), 0.003, 0.6, 100)
+        candidates = model.postprocess(model(batch), 0.003, 1.0, 300)  # before NMS (iou 1 suppresses nothing)
     got = unpad_detections(graph(batch), graph.metadata)
     assert sum(len(d) for d in expected) > 0
-    for a, b in zip(expected, got):
+    for a, b, pool in zip(expected, got, candidates):
         box, score = detections_difference(a, b)
-        assert box <= 1e-3 and score <= 1e-4, (box, score)
+        if box > 1e-3:
+            # Scores closer than the float error between the runtimes (~1e-7 here: the barely trained model
+            # scores its top boxes 0.0061892, 0.0061892, 0.0061872...) may swap ranks, and NMS then keeps the
+            # other box of a near-tied pair. Then each kept box must still be one of PyTorch's candidates
+            # with its score, and the kept scores must be PyTorch's.
+            assert_tie_equivalent(a, b, pool)
+        else:
+            assert score <= 1e-4, (box, score)
 
     # Through predict: no second NMS, the thresholds of the file by default, the same rows as torch.
     torch_preds = api.predict(weights, images, device="cpu", conf=0.003, iou=0.6, max_det=100)
+    torch_pool = api.predict(weights, images, device="cpu", conf=0.003, iou=1.0, max_det=300)
     ort_preds = api.predict(weights, images, device="cpu", backend="onnxruntime", onnx=onnx_path)
-    for a, b in zip(torch_preds, ort_preds):
-        assert [d["label"] for d in a["detections"]] == [d["label"] for d in b["detections"]]
-        np.testing.assert_allclose([d["box"] for d in a["detections"]], [d["box"] for d in b["detections"]],
-                                   atol=0.011)  # rows are rounded to 0.01 px
-        np.testing.assert_allclose([d["score"] for d in a["detections"]], [d["score"] for d in b["detections"]],
-                                   atol=1e-4)
+    for a, b, pool in zip(torch_preds, ort_preds, torch_pool):
+        assert sorted(d["label"] for d in a["detections"]) == sorted(d["label"] for d in b["detections"])
+        np.testing.assert_allclose(sorted(d["score"] for d in a["detections"]),
+                                   sorted(d["score"] for d in b["detections"]), atol=1e-4)
+        for row in b["detections"]:  # rows are rounded to 0.01 px; near-tied pairs may swap (see above)
+            assert any(c["label"] == row["label"] and abs(c["score"] - row["score"]) <= 1e-4
+                       and np.abs(np.subtract(c["box"], row["box"])).max() <= 0.011 for c in pool["detections"])
     for conf in (0.005, 0.5):  # a higher threshold than the file's filters its detections
         stricter = api.predict(weights, images[:1], device="cpu", backend="onnxruntime", onnx=onnx_path, conf=conf)
         assert [d for d in ort_preds[0]["detections"] if d["score"] > conf] == stricter[0]["detections"]
