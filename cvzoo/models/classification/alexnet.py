@@ -42,6 +42,8 @@ class AlexNet(Classifier):
         drop_rate: dropout before each hidden fully connected layer (0.5 in the paper).
     """
 
+    classifier_name = "classifier.6"
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -79,7 +81,7 @@ class AlexNet(Classifier):
             nn.Dropout(drop_rate),
             nn.Linear(hidden_dim, hidden_dim),
             nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, num_classes) if num_classes > 0 else nn.Identity(),
+            self._make_classifier(num_classes),
         )
         channels = (w1, w2, w5, w5)
         self.feature_info = [
@@ -95,15 +97,8 @@ class AlexNet(Classifier):
                 features.append(x)
         return features
 
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(features[-1]), 1))
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier[6]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier[6] = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def forward_pre_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.classifier[:-1](torch.flatten(self.avgpool(features[-1]), 1))  # fc6, fc7 and their ReLUs, dropouts
 
 
 register_model("alexnet", AlexNet, reference="torchvision:alexnet")

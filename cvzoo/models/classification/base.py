@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -15,27 +16,65 @@ class Classifier(nn.Module, ABC):
 
     Contract:
         forward_features(x) -> list[Tensor], one map per entry of ``feature_info``
-        forward_head(features) -> logits ``[B, num_classes]`` (pooled features when num_classes=0)
+        forward_head(features) -> logits ``[B, num_classes]`` (the ``[B, num_features]`` pre-logits
+            when num_classes=0)
         forward(x) = forward_head(forward_features(x))
         get_classifier() -> the last classification layer
         reset_classifier(num_classes) replaces it (0 -> identity, used by the features-only wrapper)
     Constructors take ``num_classes`` and ``in_channels``.
+
+    A family must provide:
+        ``forward_features`` (the only abstract method), and set in ``__init__``: ``feature_info``,
+        ``num_classes``, ``num_features`` (the width of the vector the last layer reads) and the last
+        layer itself at ``classifier_name``, built with ``self._make_classifier(num_classes)``.
+
+    The head methods are implemented here once, on these conventions:
+        classifier_name: dotted module path of the last layer, ``"fc"`` by default. A family names its
+            own (``"classifier"``, ``"head"``, ``"classifier.6"``) where reference checkpoints fix the
+            state-dict keys.
+        forward_pre_logits(features): global average pool of the last map, then ``self.dropout`` when
+            the family registers a module of that name (dropout before the classifier).
+        forward_head(features) = get_classifier()(forward_pre_logits(features)), so a zero-class model
+            returns exactly the pre-logits.
+        get_classifier() = the module at ``classifier_name``.
+        reset_classifier(n): sets ``num_classes`` and puts ``_make_classifier(n)`` at ``classifier_name``.
+        _make_classifier(n): ``Linear(num_features, n)`` with PyTorch's default initialisation, or
+            ``Identity`` for n=0.
+
+    A family overrides only what differs:
+        ``forward_pre_logits`` for another pooling or layers between pooling and the last layer
+        (token pooling, a norm, an MLP), ``_make_classifier`` for another initialisation of a fresh
+        last layer, ``reset_classifier`` (calling ``super()``) to replace further layers in step
+        (auxiliary heads).
     """
 
+    classifier_name: ClassVar[str] = "fc"
     feature_info: list[FeatureInfo]
     num_classes: int
+    num_features: int
 
     @abstractmethod
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]: ...
 
-    @abstractmethod
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor: ...
+    def forward_pre_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The ``[B, num_features]`` vector the last layer reads: global average pool (+ dropout)."""
+        x = features[-1].mean((2, 3))
+        dropout = self._modules.get("dropout")
+        return x if dropout is None else dropout(x)
 
-    @abstractmethod
-    def get_classifier(self) -> nn.Module: ...
+    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.get_classifier()(self.forward_pre_logits(features))
 
-    @abstractmethod
-    def reset_classifier(self, num_classes: int) -> None: ...
+    def get_classifier(self) -> nn.Module:
+        return self.get_submodule(self.classifier_name)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        parent, _, name = self.classifier_name.rpartition(".")
+        setattr(self.get_submodule(parent), name, self._make_classifier(num_classes))
+
+    def _make_classifier(self, num_classes: int) -> nn.Module:
+        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

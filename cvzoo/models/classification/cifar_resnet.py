@@ -96,9 +96,8 @@ class CifarResNet(Classifier):
         self.stage_names = [info.module for info in self.feature_info[1:]]
 
         self.num_features = stage_in
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_classes = num_classes
-        self.fc: nn.Module = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc: nn.Module = self._make_classifier(num_classes)
 
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -118,16 +117,6 @@ class CifarResNet(Classifier):
             x = getattr(self, name)(x)
             features.append(x)
         return features
-
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.fc(torch.flatten(self.avgpool(features[-1]), 1))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 _SMALL = {"input_size": (3, 32, 32), "widths": (16, 32, 64), "shortcut": "A"}

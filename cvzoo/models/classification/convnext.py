@@ -88,6 +88,8 @@ class ConvNeXt(Classifier):
         layer_scale_init: initial layer-scale value (1e-6 in the paper).
     """
 
+    classifier_name = "head"
+
     def __init__(
         self,
         depths: Sequence[int] = (3, 3, 9, 3),
@@ -118,7 +120,7 @@ class ConvNeXt(Classifier):
         # Head: global average pool -> LayerNorm -> Linear (§2.6 puts a LayerNorm before the classifier).
         self.norm = nn.LayerNorm(self.num_features, eps=1e-6)
         self.num_classes = num_classes
-        self.head: nn.Module = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head: nn.Module = self._make_classifier(num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -139,15 +141,8 @@ class ConvNeXt(Classifier):
             features.append(x)
         return features
 
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.head(self.norm(features[-1].mean(dim=(2, 3))))
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def forward_pre_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.norm(features[-1].mean(dim=(2, 3)))
 
 
 _TORCHVISION_KEY = re.compile(r"^features\.(\d+)\.(.+)$")

@@ -95,6 +95,8 @@ class DenseNet(Classifier):
         in_channels: image channels.
     """
 
+    classifier_name = "classifier"
+
     def __init__(
         self,
         growth_rate: int = 32,
@@ -126,7 +128,7 @@ class DenseNet(Classifier):
         self.final_act = nn.ReLU(inplace=True)
         self.num_features = channels
         self.num_classes = num_classes
-        self.classifier: nn.Module = nn.Linear(channels, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier: nn.Module = self._make_classifier(num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight)
@@ -142,16 +144,6 @@ class DenseNet(Classifier):
             features.append(x)
         features[-1] = self.final_act(self.final_norm(x))
         return features
-
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.classifier(features[-1].mean((2, 3)))
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 def remap_torchvision_densenet(state: StateDict) -> StateDict:

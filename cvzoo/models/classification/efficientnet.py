@@ -124,6 +124,8 @@ class EfficientNet(Classifier):
         norm_eps, norm_momentum: BatchNorm settings.
     """
 
+    classifier_name = "classifier"
+
     def __init__(
         self,
         stages: Sequence[StageSpec] = EFFICIENTNET_B0,
@@ -194,16 +196,6 @@ class EfficientNet(Classifier):
                 features.append(x)
         features.append(self.head_conv(x))
         return features
-
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.classifier(self.dropout(features[-1].mean((2, 3))))
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier = self._make_classifier(num_classes)
 
 
 def remap_torchvision_efficientnet(state: StateDict) -> StateDict:

@@ -128,7 +128,7 @@ class GoogLeNet(Classifier):
         self.num_features = 1024
         self.dropout = nn.Dropout(drop_rate)
         self.num_classes = num_classes
-        self.fc: nn.Module = nn.Linear(1024, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc: nn.Module = self._make_classifier(num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -154,9 +154,6 @@ class GoogLeNet(Classifier):
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self._forward_stages(x)[0]
 
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.fc(self.dropout(features[-1].mean((2, 3))))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         features, (aux1_input, aux2_input) = self._forward_stages(x)
         logits = self.forward_head(features)
@@ -164,13 +161,9 @@ class GoogLeNet(Classifier):
             return logits, self.aux1(aux1_input), self.aux2(aux2_input)
         return logits
 
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the main classifier and, keeping their outputs in step, the auxiliary ones."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        super().reset_classifier(num_classes)
         if self.aux_logits:
             for aux in (self.aux1, self.aux2):
                 aux.fc2 = nn.Linear(1024, num_classes) if num_classes > 0 else nn.Identity()

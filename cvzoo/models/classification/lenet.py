@@ -31,6 +31,8 @@ class LeNet(Classifier):
     must be 28, i.e. 32 px with ``padding=0`` and 28 px with ``padding=2``.
     """
 
+    classifier_name = "fc3"
+
     def __init__(self, num_classes: int = 10, in_channels: int = 3, padding: int = 0) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 16, 5, padding=padding)
@@ -45,7 +47,7 @@ class LeNet(Classifier):
         self.act4 = nn.ReLU(inplace=True)
         self.num_features = 84
         self.num_classes = num_classes
-        self.fc3: nn.Module = nn.Linear(84, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc3: nn.Module = self._make_classifier(num_classes)
         self.input_hw = 32 - 2 * padding
         self.feature_info = [FeatureInfo(16, 2, "pool1"), FeatureInfo(32, 4, "pool2")]
 
@@ -61,17 +63,8 @@ class LeNet(Classifier):
         x2 = self.pool2(self.act2(self.conv2(x1)))
         return [x1, x2]
 
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        x = torch.flatten(features[-1], 1)
-        x = self.act4(self.fc2(self.act3(self.fc1(x))))
-        return self.fc3(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc3
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc3 = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def forward_pre_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.act4(self.fc2(self.act3(self.fc1(torch.flatten(features[-1], 1)))))
 
 
 register_model("lenet", LeNet, input_size=(3, 32, 32))

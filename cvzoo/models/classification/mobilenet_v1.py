@@ -63,6 +63,8 @@ class MobileNetV1(Classifier):
         stages: ``(out_channels, stride)`` blocks per output-stride group.
     """
 
+    classifier_name = "classifier"
+
     def __init__(
         self,
         width_mult: float = 1.0,
@@ -89,7 +91,7 @@ class MobileNetV1(Classifier):
         self.num_features = channels
         self.dropout = nn.Dropout(drop_rate)
         self.num_classes = num_classes
-        self.classifier: nn.Module = nn.Linear(channels, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier: nn.Module = self._make_classifier(num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -101,16 +103,6 @@ class MobileNetV1(Classifier):
             x = stage(x)
             features.append(x)
         return features
-
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.classifier(self.dropout(features[-1].mean((2, 3))))
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 _TIMM_NAMES = (

@@ -130,6 +130,8 @@ class MobileNetV2(Classifier):
         settings: ``(t, c, n, s)`` rows of the body.
     """
 
+    classifier_name = "classifier"
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -163,7 +165,7 @@ class MobileNetV2(Classifier):
         self.feature_info.append(FeatureInfo(self.num_features, reduction, "head_conv"))
         self.dropout = nn.Dropout(drop_rate)
         self.num_classes = num_classes
-        self.classifier: nn.Module = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier: nn.Module = self._make_classifier(num_classes)
         init_mobilenet_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -175,16 +177,6 @@ class MobileNetV2(Classifier):
                 features.append(x)
         features.append(self.head_conv(x))
         return features
-
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.classifier(self.dropout(features[-1].mean((2, 3))))
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -89,6 +89,8 @@ class MobileNetV3(Classifier):
         dilated: trade the last stride for dilation (output stride 16).
     """
 
+    classifier_name = "classifier"
+
     def __init__(
         self,
         settings: Sequence[tuple[int, int, int, bool, str, int]] = MOBILENET_V3_LARGE,
@@ -138,7 +140,7 @@ class MobileNetV3(Classifier):
         self.pre_logits = nn.Sequential(nn.Linear(head_channels, self.num_features), nn.Hardswish(inplace=True))
         self.dropout = nn.Dropout(drop_rate)
         self.num_classes = num_classes
-        self.classifier: nn.Module = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier: nn.Module = self._make_classifier(num_classes)
         init_mobilenet_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -151,15 +153,8 @@ class MobileNetV3(Classifier):
         features.append(self.head_conv(x))
         return features
 
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.classifier(self.dropout(self.pre_logits(features[-1].mean((2, 3)))))
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def forward_pre_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.dropout(self.pre_logits(features[-1].mean((2, 3))))
 
 
 def remap_torchvision_mobilenet_v3(state: StateDict) -> StateDict:

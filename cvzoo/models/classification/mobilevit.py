@@ -136,6 +136,8 @@ class MobileViT(Classifier):
         drop_rate: dropout before the classifier.
     """
 
+    classifier_name = "head"
+
     def __init__(
         self,
         channels: Sequence[int] = (32, 64, 96, 128, 160),
@@ -168,9 +170,9 @@ class MobileViT(Classifier):
         self.feature_info = [FeatureInfo(channels[i], 2 ** (i + 1), f"stages.{i}") for i in range(4)]
         self.feature_info.append(FeatureInfo(num_features, 32, "final_conv"))
         self.num_features = num_features
-        self.head_drop = nn.Dropout(drop_rate)
+        self.dropout = nn.Dropout(drop_rate)
         self.num_classes = num_classes
-        self.head: nn.Module = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head: nn.Module = self._make_classifier(num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -194,16 +196,6 @@ class MobileViT(Classifier):
                 features.append(x)
         features.append(self.final_conv(x))
         return features
-
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.head(self.head_drop(features[-1].mean(dim=(2, 3))))
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 _TIMM_RENAMES = {

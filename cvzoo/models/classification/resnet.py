@@ -219,9 +219,8 @@ class ResNet(Classifier):
             self.feature_info.append(FeatureInfo(channels * block.expansion, reduction, name))
 
         self.num_features = 512 * block.expansion
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_classes = num_classes
-        self.fc: nn.Module = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc: nn.Module = self._make_classifier(num_classes)
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
@@ -245,16 +244,6 @@ class ResNet(Classifier):
             x = layer(x)
             features.append(x)
         return features
-
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.fc(torch.flatten(self.avgpool(features[-1]), 1))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 register_model("resnet18", ResNet, block=BasicBlock, layers=(2, 2, 2, 2), reference="torchvision:resnet18")

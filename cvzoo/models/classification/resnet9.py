@@ -87,7 +87,7 @@ class ResNet9(Classifier):
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.num_features = w3
         self.num_classes = num_classes
-        self.fc: nn.Module = nn.Linear(w3, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc: nn.Module = self._make_classifier(num_classes)
         self.feature_info = [
             FeatureInfo(w0, 1, "prep"), FeatureInfo(w1, 2, "layer1"), FeatureInfo(w2, 4, "layer2"),
             FeatureInfo(w3, 8, "layer3"),
@@ -102,15 +102,8 @@ class ResNet9(Classifier):
         x2 = self.layer2(x1)
         return [x0, x1, x2, self.layer3(x2)]
 
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(features[-1]), 1))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def forward_pre_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return torch.flatten(self.pool(features[-1]), 1)  # global max pool (airbench)
 
 
 register_model("resnet9", ResNet9, widths=(64, 128, 256, 512), input_size=(3, 32, 32))

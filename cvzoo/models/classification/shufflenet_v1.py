@@ -117,7 +117,7 @@ class ShuffleNetV1(Classifier):
         self.stages = nn.Sequential(*stages)
         self.num_features = channels
         self.num_classes = num_classes
-        self.fc: nn.Module = nn.Linear(channels, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc: nn.Module = self._make_classifier(num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -131,16 +131,6 @@ class ShuffleNetV1(Classifier):
             x = stage(x)
             features.append(x)
         return features
-
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.fc(features[-1].mean((2, 3)))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 register_model("shufflenet_v1_g1", ShuffleNetV1, groups=1)

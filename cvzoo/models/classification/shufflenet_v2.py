@@ -113,7 +113,7 @@ class ShuffleNetV2(Classifier):
         self.head_conv = ConvNormAct(channels, self.num_features, 1)
         self.feature_info.append(FeatureInfo(self.num_features, 32, "head_conv"))
         self.num_classes = num_classes
-        self.fc: nn.Module = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc: nn.Module = self._make_classifier(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)
@@ -126,16 +126,6 @@ class ShuffleNetV2(Classifier):
                 features.append(x)
         features.append(self.head_conv(x))
         return features
-
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.fc(features[-1].mean((2, 3)))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 # torchvision's positional names -> ours. branch1 = [dw conv, BN, 1x1 conv, BN, ReLU];

@@ -213,6 +213,8 @@ class SwinTransformer(Classifier):
         drop_path_rate: stochastic depth, linear from 0 (first block) to this value (last block).
     """
 
+    classifier_name = "head"
+
     def __init__(
         self,
         patch_size: int = 4,
@@ -246,7 +248,7 @@ class SwinTransformer(Classifier):
         self.num_features = embed_dim * 2 ** (len(depths) - 1)
         self.norm = nn.LayerNorm(self.num_features)
         self.num_classes = num_classes
-        self.head: nn.Module = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head: nn.Module = self._make_classifier(num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -270,16 +272,8 @@ class SwinTransformer(Classifier):
             features.append(x.permute(0, 3, 1, 2))
         return features
 
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        x = self.norm(features[-1].permute(0, 2, 3, 1))
-        return self.head(x.mean(dim=(1, 2)))
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def forward_pre_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.norm(features[-1].permute(0, 2, 3, 1)).mean(dim=(1, 2))
 
 
 _TORCHVISION_KEY = re.compile(r"^features\.(\d+)\.(.+)$")

@@ -43,6 +43,8 @@ class VGG(Classifier):
     Inputs must be at least 32 px (five 2x2 pools).
     """
 
+    classifier_name = "classifier.6"
+
     def __init__(
         self,
         blocks: Sequence[Sequence[int]] = VGG16,
@@ -78,7 +80,7 @@ class VGG(Classifier):
             nn.Linear(hidden_dim, hidden_dim),
             nn.ReLU(inplace=True),
             nn.Dropout(drop_rate),
-            nn.Linear(hidden_dim, num_classes) if num_classes > 0 else nn.Identity(),
+            self._make_classifier(num_classes),
         )
         self._init_weights()
 
@@ -103,15 +105,8 @@ class VGG(Classifier):
                 features.append(x)
         return features
 
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(features[-1]), 1))
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier[6]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier[6] = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def forward_pre_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.classifier[:-1](torch.flatten(self.avgpool(features[-1]), 1))  # fc6, fc7 and their ReLUs, dropouts
 
 
 def timm_vgg_to_cvzoo(state: StateDict) -> StateDict:

@@ -82,6 +82,8 @@ class VisionTransformer(Classifier):
         drop_path_rate: stochastic depth, increasing linearly from 0 to this value over the blocks.
     """
 
+    classifier_name = "head"
+
     def __init__(
         self,
         image_size: int = 224,
@@ -118,7 +120,7 @@ class VisionTransformer(Classifier):
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.feature_info = [FeatureInfo(embed_dim, patch_size, "norm")]
         self.num_classes = num_classes
-        self.head: nn.Module = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head: nn.Module = self._make_classifier(num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -158,18 +160,11 @@ class VisionTransformer(Classifier):
         token_map = tokens[:, 1:].reshape(batch, grid_h, grid_w, dim).permute(0, 3, 1, 2)
         return ViTFeatures(token_map, tokens[:, 0])
 
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
+    def forward_pre_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
         class_token = getattr(features, "class_token", None)
         if class_token is None:
             raise ValueError("the ViT head classifies the class token: pass the list that forward_features returns")
-        return self.head(class_token)
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        return class_token
 
 
 _TORCHVISION_BLOCK = re.compile(r"^encoder\.layers\.encoder_layer_(\d+)\.(.+)$")

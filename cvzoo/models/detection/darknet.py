@@ -36,8 +36,7 @@ class _StagedClassifier(Classifier):
 
     def _init_head(self, num_features: int, num_classes: int) -> None:
         self.num_features, self.num_classes = num_features, num_classes
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc: nn.Module = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc: nn.Module = self._make_classifier(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = []
@@ -45,16 +44,6 @@ class _StagedClassifier(Classifier):
             x = getattr(self, name)(x)
             features.append(x)
         return features
-
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(features[-1]), 1))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
 class Darknet53(_StagedClassifier):
