@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,8 @@ class DetectionTask(Task):
         except FileNotFoundError as err:
             warnings.warn(f"no validation split ({err}); training without validation", UserWarning, stacklevel=2)
             val = None
+        if val is not None:
+            warn_if_validating_on_training_images(train_ann, val.annotations, self.config.data.source)
         return train, val
 
     def build_eval_dataset(self, split: str = "val") -> Dataset:
@@ -475,3 +478,18 @@ def draw_grid(files: list[str], detections: list[Detections], class_names: list[
         canvas.paste(drawn, ((i % cols) * cell, (i // cols) * cell))
     canvas.save(path, quality=90)
     return path
+
+
+def warn_if_validating_on_training_images(train: Any, val: Any, source: str) -> None:
+    """Say so when the validation split holds training images (a flat YOLO folder or a single COCO file
+    reads the same images for every split; a dataset YAML may name one folder twice): its metrics then
+    measure how well the model fits its training set, not how it generalises."""
+    train_files = {os.path.realpath(train.image_path(image)) for image in train.images}
+    shared = sum(os.path.realpath(val.image_path(image)) in train_files for image in val.images)
+    if shared:
+        warnings.warn(
+            f"{source}: {shared} of the {len(val.images)} validation images are training images, so validation "
+            "measures fit, not generalisation; give the dataset a separate val split (a val/ folder, a val entry "
+            "in its YAML, a val JSON), or hold out a share of a flat Labelme folder with data.val_fraction",
+            UserWarning, stacklevel=3,
+        )

@@ -1,6 +1,7 @@
 """Detection end to end on tiny generated datasets, in each input format, through the CLI and the API."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -244,3 +245,20 @@ def test_flat_labelme_folder_trains_without_validation_unless_val_fraction(tmp_p
     train, val = DetectionTask(apply_overrides(Config(), base + ["data.val_fraction=0.25"])).build_datasets()
     assert len(train) == 3 and len(val) == 1
 
+
+
+def test_validating_on_the_training_images_is_said(yolo_data, tmp_path):
+    from cvzoo.api import build_config
+    from cvzoo.tasks.detection import DetectionTask
+
+    text = yolo_data.read_text().replace("images/val", "images/train")
+    assert text != yolo_data.read_text()
+    same = yolo_data.with_name("same_split.yaml")
+    same.write_text(text)
+    config = build_config(task="detect", data=str(same), imgsz=64)
+    with pytest.warns(UserWarning, match="16 of the 16 validation images are training images"):
+        DetectionTask(config).build_datasets()
+    config = build_config(task="detect", data=str(yolo_data), imgsz=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        DetectionTask(config).build_datasets()
