@@ -22,6 +22,7 @@ from cvzoo.config import Config, ConfigError, apply_overrides, config_to_dict, f
 from cvzoo.config.core import flatten, read_yaml
 from cvzoo.config.schema import TASK_DEFAULTS
 from cvzoo.config.validate import validate_config
+from cvzoo.data.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from cvzoo.engine.checkpoint import load_checkpoint
 from cvzoo.engine.device import select_device
 from cvzoo.engine.evaluate import run_validation
@@ -32,8 +33,8 @@ from cvzoo.tasks import Task, task_class
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS  # what predict takes from a folder or a glob
 
 # Short keyword names accepted by train() and the CLI flags, mapped to config keys.
 SHORTCUTS = {
@@ -196,12 +197,12 @@ def expand_sources(sources: str | Path | list[str | Path]) -> list[Path]:
         path = Path(text)
         if any(ch in text for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            matches = [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
+            matches = [p for p in matches if p.suffix.lower() in MEDIA_EXTENSIONS]
             if not matches:
                 raise FileNotFoundError(f"no images match {text!r}")
             files.extend(matches)
         elif path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in MEDIA_EXTENSIONS)
             if not matches:
                 raise FileNotFoundError(f"no images in folder {path}")
             files.extend(matches)

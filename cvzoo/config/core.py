@@ -218,15 +218,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Load ``cls`` from a YAML file (optional) then apply dotted overrides."""
-    data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML: {err}") from None
-        except OSError as err:
-            raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+        data = read_yaml(path)
         try:
             config = from_dict(cls, data)
         except ConfigError as err:

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from cvzoo.ops.boxes import box_iou
+
 Target = dict[str, np.ndarray]
 Sample = tuple[np.ndarray, Target]
 PER_OBJECT_KEYS = ("boxes", "labels", "masks", "difficult", "iscrowd")
@@ -457,13 +459,6 @@ class RandomHSV(_Random):
 
 
 # ----------------------------------------------------------------------------------------------- SSD
-def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    wh = np.clip(np.minimum(box[2:], boxes[:, 2:]) - np.maximum(box[:2], boxes[:, :2]), 0, None)
-    inter = wh[:, 0] * wh[:, 1]
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(union - inter, 1e-9)
-
-
 def crop_sample(image: np.ndarray, target: Target, left: int, top: int, width: int, height: int) -> Sample:
     """Crop ``[left, left + width) x [top, top + height)``: boxes clipped and shifted, empty ones dropped."""
     target = dict(target)
@@ -513,7 +508,10 @@ class RandomIoUCrop(_Random):
                     return crop_sample(image, target, left, top, cw, ch)
                 centres = (boxes[:, :2] + boxes[:, 2:]) / 2
                 inside = (centres >= patch[:2]).all(axis=1) & (centres < patch[2:]).all(axis=1)
-                if not inside.any() or _box_iou(patch, boxes[inside]).max() < min_iou:
+                if not inside.any():
+                    continue
+                overlap = box_iou(torch.from_numpy(patch[None]), torch.from_numpy(boxes[inside]))
+                if float(overlap.max()) < min_iou:
                     continue
                 return crop_sample(image, _select(target, inside), left, top, cw, ch)
         return image, target

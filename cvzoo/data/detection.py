@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -219,6 +218,3 @@ def collate_detection(samples: Sequence[tuple], fill: int = 114) -> tuple[torch.
         slot[:, : image.shape[-2], : image.shape[-1]] = image
     return batch, list(targets), list(metas)
 
-
-def read_image_rgb(path: str | Path) -> np.ndarray:
-    return np.asarray(load_image(path, mode="RGB"))

@@ -33,6 +33,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Containers that `cvzoo predict` reads frame by frame (OpenCV decodes them).
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 # Everything a Pillow decoder is known to raise on bad bytes. Pillow reports truncation as OSError,
 # unknown formats as UnidentifiedImageError (an OSError), and some plugins leak struct/Syntax errors.

@@ -1,7 +1,10 @@
-"""Small numpy box-overlap helpers for the metrics (``xyxy`` boxes, float64).
+"""IoU of numpy ``xyxy`` boxes in float64 for the metrics.
 
-The metrics need their own copy instead of ``cvzoo.ops``: evaluation must reproduce the reference
-arithmetic exactly (including the PASCAL VOC devkit's "+1" pixel convention), in float64 numpy.
+The models' IoU family is ``cvzoo.ops.boxes`` (torch: any device, autograd). The metrics keep this
+small NumPy copy on purpose: evaluation reproduces the reference arithmetic exactly in float64,
+including the PASCAL VOC devkit's "+1" pixel convention (``pixel_offset``), and ``import cvzoo.metrics``
+stays free of torch (the COCO/VOC evaluators run without it). The COCO matcher has its own IoU as well
+(``cvzoo.metrics.coco_matching``), reproducing pycocotools' ``maskApi`` operation by operation.
 """
 
 from __future__ import annotations
@@ -33,22 +36,3 @@ def iou_pairs_xyxy(boxes_a: np.ndarray, boxes_b: np.ndarray, pixel_offset: float
     union = area_a + area_b - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, inter / union, 0.0)
-
-
-def pairwise_iou_xyxy(boxes_a: np.ndarray, boxes_b: np.ndarray, pixel_offset: float = 0.0) -> np.ndarray:
-    """IoU of every box in ``boxes_a`` with every box in ``boxes_b``.
-
-    Args:
-        boxes_a: ``[N, 4]`` boxes ``xyxy``.
-        boxes_b: ``[M, 4]`` boxes ``xyxy``.
-        pixel_offset: see :func:`iou_pairs_xyxy`.
-
-    Returns:
-        ``[N, M]`` float64 IoU.
-    """
-    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    n, m = a.shape[0], b.shape[0]
-    ia = np.repeat(np.arange(n), m)
-    ib = np.tile(np.arange(m), n)
-    return iou_pairs_xyxy(a[ia], b[ib], pixel_offset).reshape(n, m)

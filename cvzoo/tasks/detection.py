@@ -17,7 +17,7 @@ from cvzoo.data import det_transforms as T
 from cvzoo.data.check import validate_annotations
 from cvzoo.data.detection import DetectionDataset, collate_detection
 from cvzoo.data.formats.detect import load_detection_dataset
-from cvzoo.data.images import load_image
+from cvzoo.data.images import VIDEO_EXTENSIONS, load_image
 from cvzoo.data.multiscale import multiscale_batch
 from cvzoo.metrics.detection import DetectionEvaluator
 from cvzoo.models.detection.base import Detections, nms_postprocess, validate_targets
@@ -307,7 +307,7 @@ class DetectionTask(Task):
         settings = (conf, iou, max_det, classes, soft_nms)
         results = []
         for path in files:
-            if Path(path).suffix.lower() in VIDEO_SUFFIXES:
+            if Path(path).suffix.lower() in VIDEO_EXTENSIONS:
                 for index, frame in _video_frames(path):
                     result = self._predict_array(model, frame, device, settings)
                     results.append({"image": str(path), "frame": index, **result})
@@ -396,7 +396,6 @@ class DecodedDetector(nn.Module):
         return self.model.decode(self.model(images))
 
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
 
 def _video_frames(path: Path):

@@ -167,5 +167,5 @@ def test_backbone_by_name_and_bad_backbone():
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 48, 48))["out"].shape == (1, 3, 48, 48)
     assert isinstance(model.backbone.body.fc, nn.Identity)
-    with pytest.raises(ValueError, match="backbone must be a classifier"):
+    with pytest.raises(ValueError, match="not a classifier"):
         create_model("fcn_resnet50", num_classes=3, backbone="unet")

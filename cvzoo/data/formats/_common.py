@@ -11,8 +11,6 @@ import numpy as np
 
 from cvzoo.data.types import DatasetAnnotations
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
 
 class AnnotationFormatError(ValueError):
     """A dataset file is malformed or inconsistent; the message names the file (and line or key)."""
@@ -58,10 +56,6 @@ def format_number(value: float) -> str:
     """Shortest text that reads back to the same float32 (``69`` not ``69.0``), for lossless writing."""
     text = str(np.float32(value))
     return text[:-2] if text.endswith(".0") else text
-
-
-def is_image_file(path: str) -> bool:
-    return path.lower().endswith(IMAGE_SUFFIXES)
 
 
 def export_names(dataset: DatasetAnnotations) -> list[str]:

@@ -31,10 +31,10 @@ from cvzoo.data.formats._common import (
     copy_images,
     export_names,
     image_size,
-    is_image_file,
     refuse_overwrites,
     report,
 )
+from cvzoo.data.images import is_image_file
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from cvzoo.models.backbones import create_backbone
 from cvzoo.models.classification.base import Classifier
 from cvzoo.models.detection.yolo_common import (
     C3,
@@ -25,7 +26,7 @@ from cvzoo.models.detection.yolo_common import (
     scale_width,
 )
 from cvzoo.models.features import FeatureExtractor, FeatureInfo
-from cvzoo.models.registry import create_model, get_entry, register_model
+from cvzoo.models.registry import register_model
 from cvzoo.models.weights import load_weights
 
 
@@ -191,7 +192,7 @@ class YoloBackbone(FeatureExtractor):
         return [adapter(x) for adapter, x in zip(self.adapters, super().forward(images))]
 
 
-def build_backbone(
+def yolo_backbone(
     default: Callable[[], nn.Module],
     strides: Sequence[int],
     out_channels: Sequence[int],
@@ -199,7 +200,8 @@ def build_backbone(
     backbone_weights: str | None = None,
     in_channels: int = 3,
 ) -> YoloBackbone:
-    """The detector's own backbone (``default()``) or a registered classifier named by ``backbone``.
+    """The detector's own backbone (``default()``) or a registered classifier named by ``backbone``
+    (``cvzoo.models.backbones.create_backbone``), at the neck's strides and channels.
 
     Args:
         default: builds the detector's own backbone (features only).
@@ -211,14 +213,12 @@ def build_backbone(
         in_channels: image channels.
     """
     if backbone is None:
-        model, name = default(), "default"
-    else:
-        if get_entry(backbone).task != "classify":
-            raise ValueError(f"backbone {backbone!r} is a {get_entry(backbone).task} model, not a classifier")
-        model, name = create_model(backbone, in_channels=in_channels), backbone
-    if backbone_weights is not None:
-        load_weights(model, backbone_weights, strict=False)
-    return YoloBackbone(model, strides, out_channels, name)
+        model = default()
+        if backbone_weights is not None:
+            load_weights(model, backbone_weights, strict=False)
+        return YoloBackbone(model, strides, out_channels, "default")
+    model = create_backbone(backbone, in_channels, backbone_weights)
+    return YoloBackbone(model, strides, out_channels, backbone)
 
 
 register_model("darknet53", Darknet53, input_size=(3, 256, 256))

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from cvzoo.models.detection.base import Detector
-from cvzoo.models.detection.darknet import Darknet53, DarknetTiny, YoloBackbone, build_backbone
+from cvzoo.models.detection.darknet import Darknet53, DarknetTiny, YoloBackbone, yolo_backbone
 from cvzoo.models.detection.yolo_common import LEAKY_RELU, SPP, AnchorHead, conv_bn_act
 from cvzoo.models.detection.yolo_loss import YoloAnchorLoss
 from cvzoo.models.necks import YoloV3FPN
@@ -163,7 +163,7 @@ class YOLOv3(AnchorYolo):
         def own_backbone() -> nn.Module:
             return default(num_classes=0, in_channels=in_channels)
 
-        body = build_backbone(own_backbone, strides, channels, backbone, backbone_weights, in_channels)
+        body = yolo_backbone(own_backbone, strides, channels, backbone, backbone_weights, in_channels)
         neck = YoloV3FPN(channels, hidden, num_convs, conv=_leaky_conv, spp=_leaky_spp if spp else None)
         criterion = YoloAnchorLoss(num_classes, strides, assigner="v3", **dict(loss_options or {}))
         super().__init__(body, neck, anchors_tensor(anchors), strides, num_classes, False, criterion)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from cvzoo.models.detection.darknet import CSPDarknet, build_backbone
+from cvzoo.models.detection.darknet import CSPDarknet, yolo_backbone
 from cvzoo.models.detection.yolo_common import C3, conv_bn_act, scale_depth, scale_width
 from cvzoo.models.detection.yolo_loss import YoloAnchorLoss
 from cvzoo.models.detection.yolov3 import COCO_ANCHORS, AnchorYolo, anchors_tensor
@@ -55,7 +55,7 @@ class YOLOv5(AnchorYolo):
         def own_backbone() -> CSPDarknet:
             return CSPDarknet("c3", depth_multiple, width_multiple, None, (3, 6, 9, 3), 6, in_channels=in_channels)
 
-        body = build_backbone(own_backbone, STRIDES, channels, backbone, backbone_weights, in_channels)
+        body = yolo_backbone(own_backbone, STRIDES, channels, backbone, backbone_weights, in_channels)
         neck = PathAggregationNetwork(
             channels, channels, partial(C3, shortcut=False), scale_depth(3, depth_multiple),
             conv=conv_bn_act, lateral_convs=True,

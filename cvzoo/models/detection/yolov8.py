@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cvzoo.models.detection.base import Detector
-from cvzoo.models.detection.darknet import CSPDarknet, build_backbone
+from cvzoo.models.detection.darknet import CSPDarknet, yolo_backbone
 from cvzoo.models.detection.yolo_common import C2f, conv_bn_act, scale_depth, scale_width
 from cvzoo.models.detection.yolo_loss import YoloV8Loss, expected_distances
 from cvzoo.models.detection.yolov3 import level_names
@@ -109,7 +109,7 @@ class YOLOv8(Detector):
             return CSPDarknet("c2f", depth_multiple, width_multiple, max_channels, (3, 6, 6, 3), 3,
                               in_channels=in_channels)
 
-        self.backbone = build_backbone(own_backbone, STRIDES, channels, backbone, backbone_weights, in_channels)
+        self.backbone = yolo_backbone(own_backbone, STRIDES, channels, backbone, backbone_weights, in_channels)
         self.neck = PathAggregationNetwork(
             channels, channels, partial(C2f, shortcut=False), scale_depth(3, depth_multiple),
             conv=conv_bn_act, lateral_convs=False,

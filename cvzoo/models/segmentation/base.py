@@ -9,7 +9,6 @@ class maps at each image's original size.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -19,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvzoo.layers.conv_norm_act import ConvNormAct
+from cvzoo.models.backbones import create_backbone
 from cvzoo.models.features import FeatureExtractor, FeatureInfo
-from cvzoo.models.registry import create_model, get_entry
 from cvzoo.models.weights import StateDict
 
 logger = logging.getLogger(__name__)
@@ -77,20 +76,12 @@ def upsample_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------- backbones
-def dilation_flags(output_stride: int) -> tuple[bool, bool, bool]:
-    """``replace_stride_with_dilation`` flags (layer2..layer4 of a 4-stage network) for an output stride."""
-    flags = {32: (False, False, False), 16: (False, False, True), 8: (False, True, True)}
-    if output_stride not in flags:
-        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-    return flags[output_stride]
-
-
 # Classifier parts that ``forward_features`` never runs: dropped from a backbone so that they neither
 # hold parameters nor show up as missing keys when a segmentation checkpoint is loaded.
 HEAD_MODULES = ("pre_logits", "classifier", "fc", "head")
 
 
-def build_backbone(
+def feature_backbone(
     name: str,
     output_stride: int = 32,
     in_channels: int = 3,
@@ -98,39 +89,10 @@ def build_backbone(
     keep_head: bool = False,
     **model_kwargs: Any,
 ) -> FeatureExtractor:
-    """A registered classifier as a features-only backbone (every stage of ``feature_info``).
-
-    Args:
-        name: registered classification model (``resnet50``, ``vgg16``, ...).
-        output_stride: 8 or 16 trade the stride of the last stages for dilation (Chen et al., 2017);
-            only backbones taking ``replace_stride_with_dilation`` (ResNet family) support it.
-        in_channels: image channels.
-        weights: local classification checkpoint loaded before the head is dropped (torchvision/timm
-            layouts go through the registered remaps); shape mismatches (e.g. the classifier) are skipped.
-        keep_head: keep the classifier's head modules (FCN reuses VGG's fully connected layers).
-        **model_kwargs: extra constructor arguments of the classifier (e.g. ``dilated=True``).
-
-    Raises:
-        ValueError: ``name`` is not a classification model, or it cannot reach ``output_stride``.
-    """
-    entry = get_entry(name)
-    if entry.task != "classify":
-        raise ValueError(f"backbone {name!r} is a {entry.task!r} model; a backbone must be a classifier")
-    kwargs: dict[str, Any] = {"in_channels": in_channels, **model_kwargs}
-    if output_stride != 32:
-        accepts = "replace_stride_with_dilation" in inspect.signature(entry.builder).parameters
-        if not accepts:
-            raise ValueError(
-                f"backbone {name!r} cannot dilate its last stages; use output_stride=32 or a ResNet backbone"
-            )
-        kwargs["replace_stride_with_dilation"] = dilation_flags(output_stride)
-    model = create_model(name, **kwargs)
-    if weights:
-        from cvzoo.models.weights import load_weights
-
-        report = load_weights(model, weights, strict=False)
-        logger.info("backbone weights %s: %s", weights, report.summary())
-    extractor = FeatureExtractor(model)
+    """A registered classifier as a features-only backbone (every stage of ``feature_info``); see
+    ``cvzoo.models.backbones.create_backbone`` for the arguments. ``keep_head`` keeps the classifier's
+    head modules (FCN reuses VGG's fully connected layers)."""
+    extractor = FeatureExtractor(create_backbone(name, in_channels, weights, output_stride, **model_kwargs))
     if not keep_head:
         drop_head(extractor)
     return extractor
@@ -216,6 +178,6 @@ def rename_prefixes(state: StateDict, table: dict[str, str]) -> StateDict:
 
 
 __all__ = [
-    "FCNHead", "IGNORE_INDEX", "Segmenter", "bilinear_kernel", "bilinear_upsampler", "build_backbone", "drop_head",
-    "dilation_flags", "rename_prefixes", "stage_index", "upsample_to",
+    "FCNHead", "IGNORE_INDEX", "Segmenter", "bilinear_kernel", "bilinear_upsampler", "drop_head", "feature_backbone",
+    "rename_prefixes", "stage_index", "upsample_to",
 ]

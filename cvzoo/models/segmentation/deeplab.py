@@ -27,7 +27,7 @@ from cvzoo.models.registry import register_model
 from cvzoo.models.segmentation.base import (
     FCNHead,
     Segmenter,
-    build_backbone,
+    feature_backbone,
     rename_prefixes,
     stage_index,
     upsample_to,
@@ -70,7 +70,7 @@ class _DeepLabBase(Segmenter):
     def _build_encoder(self, backbone: str, backbone_weights: str | None, output_stride: int, in_channels: int,
                        multi_grid: Sequence[int] | None) -> None:
         self.output_stride = output_stride
-        self.backbone = build_backbone(backbone, output_stride, in_channels, backbone_weights)
+        self.backbone = feature_backbone(backbone, output_stride, in_channels, backbone_weights)
         if multi_grid is not None:
             last = self.backbone.feature_info[-1].module
             stage = self.backbone.body.get_submodule(last)

@@ -35,8 +35,8 @@ from cvzoo.models.segmentation.base import (
     FCNHead,
     Segmenter,
     bilinear_upsampler,
-    build_backbone,
     drop_head,
+    feature_backbone,
     rename_prefixes,
     stage_index,
     upsample_to,
@@ -122,7 +122,7 @@ class FCN(Segmenter):
         if variant not in VARIANT_STRIDES:
             raise ValueError(f"FCN variant must be 32, 16 or 8, got {variant}")
         self.num_classes, self.variant = num_classes, variant
-        self.backbone = build_backbone(backbone, 32, in_channels, backbone_weights, keep_head=True)
+        self.backbone = feature_backbone(backbone, 32, in_channels, backbone_weights, keep_head=True)
         infos = self.backbone.feature_info
         self.top_index = stage_index(infos, 32, f"FCN-{variant}s")
         self.head = ConvolutionalizedHead(infos[self.top_index].channels, num_classes, hidden_channels,
@@ -173,7 +173,7 @@ class DilatedFCN(Segmenter):
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.backbone = build_backbone(backbone, output_stride, in_channels, backbone_weights)
+        self.backbone = feature_backbone(backbone, output_stride, in_channels, backbone_weights)
         channels = self.backbone.channels
         self.head = FCNHead(channels[-1], num_classes)
         self.aux_head = FCNHead(channels[-2], num_classes) if aux_head else None

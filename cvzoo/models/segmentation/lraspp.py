@@ -25,7 +25,7 @@ from cvzoo.layers.conv_norm_act import ConvNormAct
 from cvzoo.models.registry import register_model
 from cvzoo.models.segmentation.base import (
     Segmenter,
-    build_backbone,
+    feature_backbone,
     rename_prefixes,
     stage_index,
     upsample_to,
@@ -87,7 +87,7 @@ class LRASPP(Segmenter):
         super().__init__()
         self.num_classes = num_classes
         extra = {"dilated": True} if dilated else {}
-        self.backbone = build_backbone(backbone, 32, in_channels, backbone_weights, **extra)
+        self.backbone = feature_backbone(backbone, 32, in_channels, backbone_weights, **extra)
         infos = self.backbone.feature_info
         self.low_index: int | None = None
         self._tap: _Tap | None = None
