@@ -151,6 +151,7 @@ def plot_results(csv_path: Path, out_path: Path, headline: Sequence[str] = ()) -
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     cols = min(4, len(panels))
     nrows = math.ceil(len(panels) / cols)
@@ -163,6 +164,7 @@ def plot_results(csv_path: Path, out_path: Path, headline: Sequence[str] = ()) -
             ax.plot(epochs, values, marker=".", linewidth=1.5, label=label)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
         if len(keys) > 1:
             ax.legend(fontsize=7)

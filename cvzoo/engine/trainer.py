@@ -536,7 +536,7 @@ class Trainer:
         progress.sums_at_step, progress.seen_at_step = {}, 0
         if self.dist.is_main:
             self._commit(loop, progress, row, improved)
-            self.log(_epoch_line(row, train_time))
+            self.log(_epoch_line(row, train_time, self.task.headline_metrics))
 
     def _commit(self, loop: _Loop, progress: _Progress, row: dict[str, float], improved: bool) -> None:
         """Save the finished epoch. ``last.pt`` is the commit point: what is written before it is redone
@@ -607,10 +607,13 @@ class Trainer:
                 f"(resume with `cvzoo train --resume {last}`)")
 
 
-def _epoch_line(row: dict[str, float], train_time: float) -> str:
+def _epoch_line(row: dict[str, float], train_time: float, headline: tuple[str, ...] = ()) -> str:
+    """The epoch's log line: its losses and the task's headline metrics (every metric when it names
+    none); results.csv holds every column."""
+    shown = {f"metrics/{name}" for name in headline}
     parts = [f"epoch {int(row['epoch'])}"]
     for key, value in row.items():
-        if key.startswith(("train/", "val/", "metrics/")):
+        if key.startswith(("train/", "val/")) or (key.startswith("metrics/") and (not shown or key in shown)):
             parts.append(f"{key}={value:.4g}")
     parts.append(f"({row['time']:.1f}s, train {train_time:.1f}s)")
     return "  ".join(parts)

@@ -310,3 +310,14 @@ def test_task_memory_format_follows_train_channels_last(tmp_path):
     assert ToyTask(on).memory_format(torch.randn(4, 8)).shape == (4, 8)  # not an image batch: unchanged
     off = make_config(tmp_path)
     assert ToyTask(off).memory_format(images) is images
+
+
+def test_epoch_line_shows_losses_and_the_headline_metrics():
+    from cvzoo.engine.trainer import _epoch_line
+
+    row = {"epoch": 2, "time": 1.5, "train/loss": 0.5, "val/loss": 0.6, "metrics/mAP50": 0.4,
+           "metrics/APl": -1.0, "lr/pg0": 0.01}
+    line = _epoch_line(row, 1.0, ("mAP50",))
+    assert "train/loss=0.5" in line and "val/loss=0.6" in line and "metrics/mAP50=0.4" in line
+    assert "APl" not in line and "lr/" not in line
+    assert "metrics/APl=-1" in _epoch_line(row, 1.0)  # a task without headline metrics shows them all
