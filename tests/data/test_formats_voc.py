@@ -163,3 +163,11 @@ def test_write_rejects_bad_labels_and_dedupes_names(tmp_path):
     ds.images[0].labels[0] = 3
     with pytest.raises(AnnotationFormatError, match="label 3 outside 0..0"):
         write_voc(ds, str(tmp_path / "out2"))
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_non_finite_image_size_names_the_file(tmp_path, value):
+    xml = HORSE_XML.replace("<width>500</width>", f"<width>{value}</width>")
+    make_voc(str(tmp_path), {"train": ["000001"]}, xml=xml)
+    with pytest.raises(AnnotationFormatError, match=r"000001\.xml: <size> <width> is not a finite number"):
+        read_voc(str(tmp_path), "train")

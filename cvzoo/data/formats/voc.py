@@ -14,6 +14,7 @@ Layouts read: a ``VOCdevkit`` folder (every ``VOC20xx`` inside, e.g. 2007 + 2012
 from __future__ import annotations
 
 import glob
+import math
 import os
 import xml.etree.ElementTree as ET
 
@@ -64,6 +65,13 @@ def _number(node: ET.Element, key: str, path: str, where: str) -> float:
         raise AnnotationFormatError(f"{path}: {where} <{key}> is not a number: {text!r}") from err
 
 
+def _size(node: ET.Element, key: str, path: str) -> int:
+    value = _number(node, key, path, "<size>")
+    if not math.isfinite(value):  # int(nan) would fail with a message that names no file
+        raise AnnotationFormatError(f"{path}: <size> <{key}> is not a finite number: {value}")
+    return int(value)
+
+
 def parse_voc_xml(path: str) -> dict:
     """Parse one VOC XML file into plain values.
 
@@ -84,8 +92,7 @@ def parse_voc_xml(path: str) -> dict:
     size = root.find("size")
     if size is None:
         raise AnnotationFormatError(f"{path}: <annotation> has no <size>")
-    width = int(_number(size, "width", path, "<size>"))
-    height = int(_number(size, "height", path, "<size>"))
+    width, height = (_size(size, key, path) for key in ("width", "height"))
     filename_node = root.find("filename")
     filename = filename_node.text.strip() if filename_node is not None and filename_node.text else ""
     objects = []
