@@ -110,7 +110,7 @@ class DetectionTask(Task):
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:
         train_ann = self._annotations("train")
         self.class_names = list(train_ann.class_names)
-        train = DetectionDataset(train_ann, self.img_size, augment=True, hyp=self.config.data.augment,
+        train = DetectionDataset(train_ann, self.img_size, augment=True, hyp=self.config.detect.augment,
                                  strict=self.config.data.strict)
         try:
             val = self.build_eval_dataset("val")
@@ -132,7 +132,7 @@ class DetectionTask(Task):
         if len(annotations.images) == 0:
             raise ValueError(f"the {split} split of {self.config.data.source} has no images")
         # Rectangular batches need the loader's batch size: the trainer and `cvzoo val` both use this one.
-        rect = self.config.data.eval_batch_size() if self.config.data.rect_val else 0
+        rect = self.config.data.eval_batch_size() if self.config.detect.rect_val else 0
         self.val_dataset = DetectionDataset(annotations, self.img_size, augment=False, rect_batch_size=rect)
         return self.val_dataset
 
@@ -147,7 +147,7 @@ class DetectionTask(Task):
         return images, targets, metas
 
     def on_epoch_start(self, epoch: int, train_dataset: Dataset) -> None:
-        close = self.config.data.augment.close_mosaic
+        close = self.config.detect.augment.close_mosaic
         if close and isinstance(train_dataset, DetectionDataset):
             train_dataset.set_mosaic(epoch < self.config.train.epochs - close)
 
@@ -204,7 +204,7 @@ class DetectionTask(Task):
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         images, targets, _ = batch
         targets = validate_targets(targets, images.shape[-2:], len(self.class_names))
-        if self.config.data.augment.multiscale:
+        if self.config.detect.augment.multiscale:
             # Multi-scale training (YOLOv3's random=1, YOLOv5's --multi-scale): a random side in
             # 0.5-1.5 x img_size per batch, a multiple of the largest stride; validation keeps img_size.
             images, targets = multiscale_batch(images, targets, self.img_size, max_stride(model))

@@ -1,4 +1,4 @@
-"""The segment task's losses and options (read from model.kwargs), without training."""
+"""The segment task's losses and options (the ``segment`` section), without training."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cvzoo.config import Config
+from cvzoo.api import build_config
+from cvzoo.config import Config, ConfigError, apply_overrides
 from cvzoo.tasks import build_task
 from cvzoo.tasks.segmentation import SegmentationTask, softmax_focal_loss
 
 
-def _task(source, **kwargs) -> SegmentationTask:
+def _task(source, **options) -> SegmentationTask:
+    """A unet task on ``source``; ``options``: dotted keys under ``segment``."""
     config = Config(task="segment")
     config.model.name = "unet"
-    config.model.kwargs = {"base_channels": 4, **kwargs}
+    config.model.kwargs = {"base_channels": 4}
     config.data.source, config.data.img_size = str(source), 32
-    return build_task(config)
+    return build_task(apply_overrides(config, {f"segment.{k}": v for k, v in options.items()}))
 
 
 def test_focal_loss_reduces_to_cross_entropy_at_gamma_zero():
@@ -61,21 +63,22 @@ def test_aux_loss_weight_comes_from_the_config(voc_scenes):
     torch.testing.assert_close(parts["loss"], expected)
 
 
-def test_vflip_option_reaches_the_train_transform_not_the_model(voc_scenes):
-    task = _task(voc_scenes, vflip=0.5)
-    train, val = task.build_datasets()
-    assert train.transform.vflip == 0.5 and train.transform.hflip == task.config.data.augment.hflip
-    task.build_model()  # "vflip" was taken out of the model kwargs
-    assert _task(voc_scenes).build_datasets()[0].transform.vflip == 0.0
+def test_augment_options_reach_the_train_transform(voc_scenes):
+    train, _ = _task(voc_scenes, **{"augment.vflip": 0.5, "augment.hflip": 0.25}).build_datasets()
+    assert train.transform.vflip == 0.5 and train.transform.hflip == 0.25
+    train, _ = _task(voc_scenes).build_datasets()
+    assert train.transform.vflip == 0.0 and train.transform.scale == (0.5, 2.0)  # the segmentation defaults
 
 
 def test_bad_options(voc_scenes):
-    with pytest.raises(ValueError, match="model.kwargs.loss must be one of"):
-        _task(voc_scenes, loss="lovasz")
+    with pytest.raises(ConfigError, match=r"segment\.loss: 'lovasz' is not one of"):
+        build_config(task="segment", overrides=["model.name=unet", "segment.loss=lovasz"])
     task = _task(voc_scenes, class_weights=[1.0, 2.0])
     task.build_datasets()
-    with pytest.raises(ValueError, match="class_weights has 2 values for 3 classes"):
+    with pytest.raises(ValueError, match=r"segment\.class_weights has 2 values for 3 classes"):
         task.pixel_loss(torch.randn(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.int64))
+    task = _task(voc_scenes)
+    task.build_datasets()
     task.config.model.freeze = 2
     with pytest.raises(ValueError, match="model.freeze needs a model with a classification backbone"):
         task.build_model()
