@@ -22,6 +22,11 @@ from cvzoo.models.registry import ModelArgumentError, UnknownModelError, check_m
 from cvzoo.models.transfer import param_groups
 
 
+def bare(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper, whose methods (``loss``) the wrapper hides."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 class Evaluator(ABC):
     """Accumulates validation results batch by batch; mergeable across DDP ranks."""
 

@@ -26,16 +26,12 @@ from cvzoo.models.detection.tta import augmented_predictions
 from cvzoo.models.registry import create_model, get_entry
 from cvzoo.models.transfer import param_groups
 from cvzoo.models.weights import load_weights
-from cvzoo.tasks.base import Evaluator, Task
+from cvzoo.tasks.base import Evaluator, Task, bare
 
 # Validation keeps nearly everything (the AP integral needs the low-confidence tail); prediction
 # defaults to the usual 0.25 confidence.
 VAL_CONF, VAL_IOU, VAL_MAX_DET = 0.001, 0.7, 300
 PREDICT_CONF, PREDICT_IOU = 0.25, 0.7
-
-
-def bare(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def max_stride(model: nn.Module, default: int = 32) -> int:

@@ -1,5 +1,5 @@
-"""Semantic segmentation: pixel-wise losses (cross-entropy / Dice / focal, aux head), confusion-matrix
-metrics (mIoU first), class-map predictions written as palette PNGs and colour overlays.
+"""Semantic segmentation: the segmenter's criterion configured from the ``segment`` section, confusion-
+matrix metrics (mIoU first), class-map predictions written as palette PNGs and colour overlays.
 
 The options are in ``config.segment`` (``cvzoo.config.SegmentConfig``): the loss (``ce``, ``dice``,
 ``focal``, ``ce+dice``, ``focal+dice``, with ``dice_weight``, ``focal_gamma``, ``class_weights``),
@@ -7,9 +7,10 @@ mask handling (``ignore_unknown``, ``allow_missing_masks``), ``eval_size`` and t
 augmentation ``segment.augment`` (``hflip``, ``vflip``, ``scale``, ``color_jitter``). ``model.kwargs``
 holds only the model's constructor arguments.
 
-The auxiliary head's loss is added with ``config.train.aux_loss_weight`` (0.5 for this task;
-torchvision's recipe). ``config.data.img_size`` is the training crop (0 = no crop). Predictions are
-always scored at the original mask resolution.
+The loss is the model's own (``Segmenter.loss``): the task gives the model its criterion
+(``cvzoo.losses.SegmentationLoss``) when it builds it. The auxiliary head's loss is added with
+``config.train.aux_loss_weight`` (0.5 for this task; torchvision's recipe). ``config.data.img_size`` is
+the training crop (0 = no crop). Predictions are always scored at the original mask resolution.
 """
 
 from __future__ import annotations
@@ -37,27 +38,14 @@ from cvzoo.data.segmentation import (
     load_segmentation_split,
     pad_collate,
 )
-from cvzoo.losses import dice_loss
+from cvzoo.losses import SegmentationLoss
 from cvzoo.metrics.segmentation import SegmentationMetrics
 from cvzoo.models.registry import create_model
 from cvzoo.models.transfer import freeze, keep_frozen_bn_eval, param_groups
 from cvzoo.models.weights import load_weights
-from cvzoo.tasks.base import Evaluator, Task
+from cvzoo.tasks.base import Evaluator, Task, bare
 
 GRID_SAMPLES = 8
-
-
-def softmax_focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0,
-                       weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Multi-class focal loss ``-(1 - p_t)^gamma log p_t`` (Lin et al., 2017, eq. 5 with softmax),
-    averaged over the non-ignored pixels; ``weight`` scales each pixel by its true class's weight."""
-    valid = targets != ignore_index
-    safe = torch.where(valid, targets, torch.zeros_like(targets))
-    log_p = F.log_softmax(logits.float(), dim=1).gather(1, safe[:, None]).squeeze(1)
-    loss = -((1 - log_p.exp()) ** gamma) * log_p
-    if weight is not None:
-        loss = loss * weight.to(loss)[safe]
-    return (loss * valid).sum() / valid.sum().clamp(min=1)
 
 
 class SegmentationEvaluator(Evaluator):
@@ -183,6 +171,7 @@ class SegmentationTask(Task):
                 raise ValueError(f"model.freeze needs a model with a classification backbone; "
                                  f"{cfg.name!r} has none")
             freeze(backbone.body, cfg.freeze)
+        model.criterion = self.criterion()
         return model
 
     def build_inference_model(self, extras: dict[str, Any]) -> nn.Module:
@@ -208,41 +197,20 @@ class SegmentationTask(Task):
     def set_train_mode(self, model: nn.Module) -> None:
         keep_frozen_bn_eval(model)
 
-    # --- losses ------------------------------------------------------------------------------------
-    def _class_weights(self, device: torch.device) -> torch.Tensor | None:
-        weights = self.config.segment.class_weights
-        if weights is None:
-            return None
-        if len(weights) != len(self.classes):
-            raise ValueError(f"segment.class_weights has {len(weights)} values for {len(self.classes)} classes")
-        return torch.tensor([float(w) for w in weights], device=device)
-
-    def pixel_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The configured loss of one output ``[B, K, H, W]`` against ``targets [B, H, W]``."""
+    # --- loss --------------------------------------------------------------------------------------
+    def criterion(self) -> SegmentationLoss:
+        """The model's criterion from ``segment`` (and ``train.label_smoothing``), for the classes read."""
         options = self.config.segment
-        kind = options.loss
-        weight = self._class_weights(logits.device)
-        total = logits.new_zeros((), dtype=torch.float32)
-        if kind.startswith("ce"):
-            total = total + F.cross_entropy(logits.float(), targets, weight=weight, ignore_index=IGNORE_INDEX,
-                                            label_smoothing=self.config.train.label_smoothing)
-        if kind.startswith("focal"):
-            total = total + softmax_focal_loss(logits, targets, options.focal_gamma, weight)
-        if kind.endswith("dice"):
-            factor = 1.0 if kind == "dice" else options.dice_weight
-            total = total + factor * dice_loss(logits.float(), targets, mode="multiclass", ignore_index=IGNORE_INDEX)
-        return total
+        weights = options.class_weights
+        if weights is not None and len(weights) != len(self.classes):
+            raise ValueError(f"segment.class_weights has {len(weights)} values for {len(self.classes)} classes")
+        return SegmentationLoss(options.loss, options.dice_weight, options.focal_gamma, weights,
+                                self.config.train.label_smoothing, IGNORE_INDEX)
 
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         images, masks, _ = batch
-        images = self.memory_format(images)
-        outputs = model(images)
-        main = self.pixel_loss(outputs["out"], masks)
-        if "aux" not in outputs:
-            return {"loss": main}
-        aux = self.pixel_loss(outputs["aux"], masks)
-        loss = main + self.config.train.aux_loss_weight * aux
-        return {"loss": loss, "loss_main": main.detach(), "loss_aux": aux.detach()}
+        outputs = model(self.memory_format(images))
+        return bare(model).loss(outputs, masks, aux_weight=self.config.train.aux_loss_weight)
 
     # --- validation --------------------------------------------------------------------------------
     def build_evaluator(self) -> Evaluator:
@@ -391,4 +359,4 @@ class SegmentationTask(Task):
         return -math.inf if math.isnan(value) else value
 
 
-__all__ = ["SegmentationEvaluator", "SegmentationTask", "softmax_focal_loss"]
+__all__ = ["SegmentationEvaluator", "SegmentationTask"]
