@@ -20,6 +20,7 @@ import torch
 
 from cvzoo.config import Config, ConfigError, apply_overrides, config_to_dict, from_dict
 from cvzoo.config.core import flatten, read_yaml
+from cvzoo.config.moved import upgrade_saved_config
 from cvzoo.config.tasks import TASKS
 from cvzoo.config.validate import validate_config
 from cvzoo.engine.checkpoint import load_checkpoint
@@ -133,7 +134,7 @@ def load_trained(weights: str | Path, device: str | torch.device = "cpu") -> tup
             f"{weights} is not a cvzoo training checkpoint (no config/task inside); for a bare state dict "
             "use cvzoo.create_model(name, weights=PATH)"
         )
-    config = from_dict(Config, checkpoint["config"])
+    config = from_dict(Config, upgrade_saved_config(checkpoint["config"]))
     task = task_class(checkpoint["task"])(config)
     model = task.build_inference_model(checkpoint.get("extras", {}))
     state = checkpoint["ema"]["module"] if checkpoint.get("ema") else checkpoint["model"]

@@ -1,4 +1,5 @@
-"""Keys that moved into the task sections, so that an old recipe's error says where each one went.
+"""Keys that moved into the task sections: an old recipe's error says where each one went, and a
+configuration saved in a checkpoint before the move is read in the new layout.
 
 Before the task sections (``cvzoo.config.tasks``) the tasks' options lived in ``data.augment`` (shared
 by every task), ``data.rect_val``, ``metric`` (siamese) and, for segmentation, ``model.kwargs``. Those
@@ -7,9 +8,11 @@ keys are unknown now; the unknown-key error adds ``moved_hint(key)``.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import fields
+from typing import Any
 
-from cvzoo.config.tasks import ClassifyAugment, DetectAugment, SegmentAugment, SiameseAugment
+from cvzoo.config.tasks import TASKS, ClassifyAugment, DetectAugment, SegmentAugment, SiameseAugment
 
 # The fields of the former shared AugmentConfig, and the former MetricLearningConfig.
 _OLD_AUGMENT = (
@@ -61,4 +64,43 @@ def moved_hint(key: str) -> str:
     return ""
 
 
-__all__ = ["MOVED", "moved_hint"]
+# The segment task read the classification default of the shared scale as "use (0.5, 2.0)".
+_OLD_SCALE_DEFAULT = [0.08, 1.0]
+
+
+def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's configuration (``config_to_dict`` of a ``Config``) in the current layout, so that
+    checkpoints written before the task sections still evaluate, predict, export and resume.
+
+    The shared ``data.augment`` goes to the section of the run's task (the fields that section has; the
+    others were never read), ``data.rect_val`` to ``detect``, ``metric`` to ``siamese`` and the segment
+    options out of ``model.kwargs``. A configuration in the current layout comes back unchanged.
+    Recipes are not upgraded: an old key there is an error that names its new place.
+    """
+    saved = copy.deepcopy(saved)
+    task = saved.get("task", "classify")
+    data = saved.get("data") or {}
+    augment, rect_val, metric = data.pop("augment", None), data.pop("rect_val", None), saved.pop("metric", None)
+    own = TASKS[task].section if task in TASKS else None
+    if augment is not None and own in _AUGMENT_SECTIONS:
+        names = {f.name for f in fields(_AUGMENT_SECTIONS[own])}
+        section = saved.setdefault(own, {}).setdefault("augment", {})
+        section.update({key: value for key, value in augment.items() if key in names})
+        if own == "segment" and list(section.get("scale", ())) == _OLD_SCALE_DEFAULT:
+            del section["scale"]
+    if rect_val is not None:
+        saved.setdefault("detect", {})["rect_val"] = rect_val
+    if metric is not None:
+        saved.setdefault("siamese", {}).update(metric)
+    kwargs = (saved.get("model") or {}).get("kwargs") or {}
+    for name, new in _OLD_SEGMENT_KWARGS.items():
+        if own == "segment" and name in kwargs:
+            *path, key = new.split(".")
+            node = saved
+            for part in path:
+                node = node.setdefault(part, {})
+            node[key] = kwargs.pop(name)
+    return saved
+
+
+__all__ = ["MOVED", "moved_hint", "upgrade_saved_config"]
