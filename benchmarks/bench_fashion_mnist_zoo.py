@@ -46,7 +46,7 @@ def run_row(name: str, data: str, project: str, batch: int) -> dict:
     start = time.perf_counter()
     result = cvzoo.train(
         model=model, data=data, epochs=epochs, batch=batch, device="cpu", project=project, name=name,
-        overrides=[*overrides, "data.workers=0", "data.augment.hflip=0.5", "data.augment.padding=2",
+        overrides=[*overrides, "data.workers=0", "classify.augment.hflip=0.5", "classify.augment.padding=2",
                    "train.channels_last=true", "run.progress=false", "run.tensorboard=false"],
     )
     return {"row": name, "model": model, "epochs": epochs, "top1": result.metrics.get("metrics/top1"),

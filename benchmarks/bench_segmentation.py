@@ -170,7 +170,7 @@ def bench_unet(args: argparse.Namespace) -> None:
             "train", "--task", "segment", "--model", "unet", "--data", str(root), "--epochs", str(epochs),
             "--batch", "8", "--imgsz", str(size), "--lr", "0.005", "--optimizer", "adam", "--device", "cpu",
             "--project", str(Path(tmp) / "runs"), "--name", "unet", "--set", f"model.kwargs={{base_channels: {base}}}",
-            "--set", "data.augment.scale=[0.75, 1.33]", "--set", "optim.weight_decay=0",
+            "--set", "segment.augment.scale=[0.75, 1.33]", "--set", "optim.weight_decay=0",
             "--set", "run.progress=false", "--set", "run.tensorboard=false",
         ])
         elapsed = time.perf_counter() - start

@@ -25,7 +25,7 @@ What the script does, in order:
    every validation pixel is scored exactly once). Images are 8-bit grey PNGs, masks 0/1 index PNGs.
 6. **Train** ``unet`` (``--base`` 16) through ``cvzoo.api.train`` for ``--epochs`` epochs (the fixed
    budget, 8 by default: 35 tiles, 5 steps of batch 8 per epoch), Adam 0.005, poly schedule, CE + Dice loss, random ``--crop`` (128) px crops of the tiles with a zoom
-   of 0.8-1.25 (``data.augment.scale`` is relative to the crop: ``zoom * tile / crop``), horizontal and
+   of 0.8-1.25 (``segment.augment.scale`` is relative to the crop: ``zoom * tile / crop``), horizontal and
    vertical flips (p = 0.5 each), brightness/contrast jitter 0.2.
 7. **Evaluate** the *last* checkpoint (the budget's end, not the best epoch: choosing by validation mIoU
    would select on the figure reported) with ``cvzoo.api.evaluate`` on the validation tiles at their
@@ -181,8 +181,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     zoom = (0.8, 1.25)
     scale = [round(z * args.tile / args.crop, 4) for z in zoom]
     overrides = [
-        f"model.kwargs={{base_channels: {args.base}, loss: '{args.loss}', vflip: 0.5}}",
-        f"data.augment.scale=[{scale[0]}, {scale[1]}]", "data.augment.hflip=0.5", "data.augment.color_jitter=0.2",
+        f"model.kwargs={{base_channels: {args.base}}}", f"segment.loss={args.loss}",
+        f"segment.augment.scale=[{scale[0]}, {scale[1]}]", "segment.augment.hflip=0.5",
+        "segment.augment.vflip=0.5", "segment.augment.color_jitter=0.2",
         "data.workers=0", "optim.weight_decay=0", "scheduler.name=poly",
         "run.progress=false", "run.tensorboard=false", "run.plots=false", "train.log_images=false",
     ]

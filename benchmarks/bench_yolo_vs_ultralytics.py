@@ -444,7 +444,7 @@ def cvzoo_child(spec: dict) -> dict:
     overrides = [
         f"data.source={spec['data']}", f"data.img_size={spec['imgsz']}", f"data.batch_size={spec['batch']}",
         "data.workers=0", f"data.limit_train={spec['limit_train']}",
-        f"data.augment.close_mosaic={spec['close_mosaic']}", f"train.epochs={spec['epochs']}",
+        f"detect.augment.close_mosaic={spec['close_mosaic']}", f"train.epochs={spec['epochs']}",
         f"train.device={spec['device']}", f"train.seed={spec['seed']}", f"train.val_interval={spec['epochs']}",
         f"run.project={spec['project']}", f"run.name={spec['name']}", "run.exist_ok=true", "run.progress=false",
         "run.tensorboard=false", "run.plots=false",
@@ -494,7 +494,7 @@ def ultralytics_child(spec: dict) -> dict:
     model.add_callback("on_train_epoch_start", on_epoch_start)
     model.add_callback("on_train_epoch_end", on_epoch_end)
     device = "cpu" if spec["device"] == "cpu" else spec["device"].replace("cuda:", "").replace("cuda", "0")
-    recipe = dict(  # cvzoo's detection defaults (cvzoo.config.schema.TASK_DEFAULTS), spelled out
+    recipe = dict(  # cvzoo's detection defaults (cvzoo.config.tasks.TASKS["detect"]), spelled out
         optimizer="SGD", lr0=0.01, lrf=0.01, momentum=0.937, weight_decay=0.0005, warmup_epochs=3.0,
         warmup_momentum=0.8, warmup_bias_lr=0.1, nbs=64, cos_lr=False, box=7.5, cls=0.5, dfl=1.5,
         hsv_h=0.015, hsv_s=0.7, hsv_v=0.4, degrees=0.0, translate=0.1, scale=0.5, shear=0.0, perspective=0.0,

@@ -20,7 +20,8 @@ import torch
 
 from cvzoo.config import Config, ConfigError, apply_overrides, config_to_dict, from_dict
 from cvzoo.config.core import flatten, read_yaml
-from cvzoo.config.schema import TASK_DEFAULTS
+from cvzoo.config.moved import upgrade_saved_config
+from cvzoo.config.tasks import TASKS
 from cvzoo.config.validate import validate_config
 from cvzoo.data.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from cvzoo.engine.checkpoint import load_checkpoint
@@ -63,7 +64,7 @@ def build_config(config: str | Path | Config | None = None, overrides: list[str]
     """A Config: the task's defaults, then a recipe (path or object), shortcut keywords, dotted overrides.
 
     The task is read from (last wins) the recipe, ``task=`` and a ``task=...`` override; its
-    ``TASK_DEFAULTS`` come first so that everything the user wrote takes precedence.
+    defaults (``cvzoo.config.tasks.TASKS``) come first so that everything the user wrote takes precedence.
     """
     return build_config_with_sources(config, overrides, **shortcuts)[0]
 
@@ -84,7 +85,7 @@ def build_config_with_sources(config: str | Path | Config | None = None, overrid
             if item.split("=", 1)[0].strip() == "task":
                 task = item.split("=", 1)[1].strip()
         cfg = apply_overrides(Config(), {"task": task})
-        defaults = TASK_DEFAULTS.get(cfg.task, {})
+        defaults = TASKS[cfg.task].defaults
         cfg = apply_overrides(cfg, defaults)
         sources.update(dict.fromkeys(defaults, f"{cfg.task} task defaults"))
         try:
@@ -134,7 +135,7 @@ def load_trained(weights: str | Path, device: str | torch.device = "cpu") -> tup
             f"{weights} is not a cvzoo training checkpoint (no config/task inside); for a bare state dict "
             "use cvzoo.create_model(name, weights=PATH)"
         )
-    config = from_dict(Config, checkpoint["config"])
+    config = from_dict(Config, upgrade_saved_config(checkpoint["config"]))
     task = task_class(checkpoint["task"])(config)
     model = task.build_inference_model(checkpoint.get("extras", {}))
     state = checkpoint["ema"]["module"] if checkpoint.get("ema") else checkpoint["model"]

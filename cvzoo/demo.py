@@ -21,7 +21,7 @@ def classification_demo(root: Path, epochs: int) -> dict:
     result = api.train(
         task="classify", model="resnet20_cifar", data=str(data_dir), epochs=epochs, batch=64, lr=0.1,
         project=str(root / "runs"), name="classify", overrides=[
-            "scheduler.warmup_epochs=1", "data.augment.hflip=0.5", "train.label_smoothing=0.1",
+            "scheduler.warmup_epochs=1", "classify.augment.hflip=0.5", "train.label_smoothing=0.1",
         ],
     )
     best = result.best_checkpoint or result.last_checkpoint
@@ -51,7 +51,7 @@ def detection_demo(root: Path, epochs: int) -> dict:
     result = api.train(
         task="detect", model="yolov8n", data=str(data_yaml), epochs=epochs, batch=16, imgsz=160, lr=0.01,
         project=str(root / "runs"), name="detect",
-        overrides=["scheduler.warmup_epochs=1", "data.augment.mosaic=0.5", "train.ema=true"],
+        overrides=["scheduler.warmup_epochs=1", "detect.augment.mosaic=0.5", "train.ema=true"],
     )
     best = result.best_checkpoint or result.last_checkpoint
     metrics = api.evaluate(best, save_dir=result.run_dir / "val")

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from cvzoo.cli._common import add_config_arguments
+from cvzoo.config.tasks import TASKS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a model. Flags override the recipe (--config); --set overrides both.",
         epilog="example: cvzoo train --model resnet20_cifar --data fashion_mnist_sample --epochs 5",
     )
-    parser.add_argument("--task", choices=["classify", "detect", "segment", "siamese"], help="task (default classify)")
+    parser.add_argument("--task", choices=list(TASKS), help="task (default classify)")
     parser.add_argument("--model", help="registered model name (see `cvzoo models`)")
     parser.add_argument("--data", help="dataset path or bundled name (fashion_mnist_sample)")
     parser.add_argument("--epochs", type=int)

@@ -2,28 +2,46 @@
 
 from cvzoo.config.core import ConfigError, apply_overrides, config_to_dict, from_dict, load_config
 from cvzoo.config.schema import (
-    AugmentConfig,
     Config,
     DataConfig,
-    MetricLearningConfig,
     ModelConfig,
     OptimConfig,
     RunConfig,
     SchedulerConfig,
     TrainConfig,
 )
+from cvzoo.config.tasks import (
+    TASKS,
+    ClassifyAugment,
+    ClassifyConfig,
+    DetectAugment,
+    DetectConfig,
+    SegmentAugment,
+    SegmentConfig,
+    SiameseAugment,
+    SiameseConfig,
+    TaskSpec,
+)
 from cvzoo.config.validate import validate_config
 
 __all__ = [
-    "AugmentConfig",
+    "TASKS",
+    "ClassifyAugment",
+    "ClassifyConfig",
     "Config",
     "ConfigError",
     "DataConfig",
-    "MetricLearningConfig",
+    "DetectAugment",
+    "DetectConfig",
     "ModelConfig",
     "OptimConfig",
     "RunConfig",
     "SchedulerConfig",
+    "SegmentAugment",
+    "SegmentConfig",
+    "SiameseAugment",
+    "SiameseConfig",
+    "TaskSpec",
     "TrainConfig",
     "apply_overrides",
     "config_to_dict",

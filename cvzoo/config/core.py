@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from cvzoo.config.moved import moved_hint
+
 T = TypeVar("T")
 
 
@@ -22,7 +24,12 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _unknown_key_error(key: str, path: str, cls: type) -> ConfigError:
+def _unknown_key_error(key: str, path: str, cls: type, written: list[str] | None = None) -> ConfigError:
+    """The error for ``path + key``; ``written``: the full dotted keys given at or under it, so that a
+    key of the old layout is answered with its new place (``cvzoo.config.moved``)."""
+    moved = [hint for hint in dict.fromkeys(moved_hint(k) for k in written or [path + key]) if hint]
+    if moved:
+        return ConfigError(f"unknown config key {path + key!r}: {'; '.join(moved)}")
     names = [f.name for f in dataclasses.fields(cls)]
     close = difflib.get_close_matches(key, names, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else f" (valid keys: {', '.join(names)})"
@@ -120,7 +127,8 @@ def from_dict(cls: type[T], data: dict[str, Any], path: str = "") -> T:
     kwargs = {}
     for key, value in data.items():
         if key not in names:
-            raise _unknown_key_error(key, path, cls)
+            written = list(flatten(value, f"{path}{key}.")) if isinstance(value, dict) and value else None
+            raise _unknown_key_error(key, path, cls, written)
         kwargs[key] = _coerce(value, hints[key], path + key)
     return cls(**kwargs)
 
@@ -170,7 +178,7 @@ def _set_path(node: Any, keys: list[str], raw: Any, path: str) -> Any:
     if not dataclasses.is_dataclass(node):
         raise ConfigError(f"{path.rstrip('.')} is not a section; cannot set {path + '.'.join(keys)}")
     if key not in {f.name for f in dataclasses.fields(node)}:
-        raise _unknown_key_error(key, path, type(node))
+        raise _unknown_key_error(key, path, type(node), [path + ".".join(keys)])
     annotation = _field_types(type(node))[key]
     if len(keys) == 1:
         if isinstance(raw, str) and not _is_str_annotation(annotation):

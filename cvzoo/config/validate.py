@@ -49,7 +49,8 @@ PROBABILITY = Range(0, 1)
 FRACTION_BELOW_1 = Range(0, 1, open_high=True)
 OPEN_UNIT = Range(0, 1, open_low=True, open_high=True)
 
-# Every numeric field with a known valid range, by dotted key. Tuple fields apply the range to each item.
+# Every numeric field with a known valid range, by dotted key. Tuple fields apply the range to each item;
+# an optional field set to None is not checked.
 RANGES: dict[str, Range] = {
     "model.freeze": AT_LEAST_0,
     "data.img_size": AT_LEAST_0,  # 0 = the task's default size
@@ -59,25 +60,6 @@ RANGES: dict[str, Range] = {
     "data.workers": Range(-1),  # -1 = automatic
     "data.limit_train": AT_LEAST_0,
     "data.limit_val": AT_LEAST_0,
-    "data.augment.hflip": PROBABILITY,
-    "data.augment.scale": POSITIVE,
-    "data.augment.color_jitter": AT_LEAST_0,
-    "data.augment.random_erasing": PROBABILITY,
-    "data.augment.padding": Range(-1),  # -1 = round(img_size / 8)
-    "data.augment.mixup": AT_LEAST_0,  # Beta-distribution alphas; 0 = off
-    "data.augment.cutmix": AT_LEAST_0,
-    "data.augment.mosaic": PROBABILITY,
-    "data.augment.close_mosaic": AT_LEAST_0,
-    "data.augment.hsv_h": PROBABILITY,
-    "data.augment.hsv_s": PROBABILITY,  # gains 1 +- s: above 1 they could turn negative
-    "data.augment.hsv_v": PROBABILITY,
-    "data.augment.degrees": AT_LEAST_0,
-    "data.augment.translate": PROBABILITY,
-    "data.augment.affine_scale": FRACTION_BELOW_1,  # zoom 1 +- s must stay positive
-    "data.augment.shear": AT_LEAST_0,
-    "data.augment.elastic_alpha": AT_LEAST_0,
-    "data.augment.elastic_sigma": POSITIVE,
-    "data.augment.dilate": PROBABILITY,
     "optim.lr": POSITIVE,
     "optim.momentum": FRACTION_BELOW_1,
     "optim.weight_decay": AT_LEAST_0,
@@ -104,13 +86,47 @@ RANGES: dict[str, Range] = {
     "train.val_interval": AT_LEAST_1,
     "train.aux_loss_weight": AT_LEAST_0,
     "run.save_period": AT_LEAST_0,  # 0 = off
-    "metric.embedding_dim": AT_LEAST_1,
-    "metric.margin": AT_LEAST_0,
-    "metric.temperature": POSITIVE,
-    "metric.instance_weight": AT_LEAST_0,  # 0 = off
-    "metric.heldout_classes": AT_LEAST_0,
-    "metric.eval_pairs": AT_LEAST_1,
-    "metric.retrieval_k": AT_LEAST_1,
+    "classify.augment.hflip": PROBABILITY,
+    "classify.augment.scale": POSITIVE,
+    "classify.augment.color_jitter": AT_LEAST_0,
+    "classify.augment.random_erasing": PROBABILITY,
+    "classify.augment.padding": Range(-1),  # -1 = round(img_size / 8)
+    "classify.augment.mixup": AT_LEAST_0,  # Beta-distribution alphas; 0 = off
+    "classify.augment.cutmix": AT_LEAST_0,
+    "detect.augment.hflip": PROBABILITY,
+    "detect.augment.mosaic": PROBABILITY,
+    "detect.augment.close_mosaic": AT_LEAST_0,
+    "detect.augment.mixup": AT_LEAST_0,
+    "detect.augment.hsv_h": PROBABILITY,
+    "detect.augment.hsv_s": PROBABILITY,  # gains 1 +- s: above 1 they could turn negative
+    "detect.augment.hsv_v": PROBABILITY,
+    "detect.augment.degrees": AT_LEAST_0,
+    "detect.augment.translate": PROBABILITY,
+    "detect.augment.affine_scale": FRACTION_BELOW_1,  # zoom 1 +- s must stay positive
+    "detect.augment.shear": AT_LEAST_0,
+    "segment.dice_weight": AT_LEAST_0,
+    "segment.focal_gamma": AT_LEAST_0,
+    "segment.class_weights": AT_LEAST_0,
+    "segment.eval_size": AT_LEAST_0,  # 0 = the original size
+    "segment.augment.hflip": PROBABILITY,
+    "segment.augment.vflip": PROBABILITY,
+    "segment.augment.scale": POSITIVE,
+    "segment.augment.color_jitter": AT_LEAST_0,
+    "siamese.embedding_dim": AT_LEAST_1,
+    "siamese.margin": AT_LEAST_0,
+    "siamese.temperature": POSITIVE,
+    "siamese.instance_weight": AT_LEAST_0,  # 0 = off
+    "siamese.heldout_classes": AT_LEAST_0,
+    "siamese.eval_pairs": AT_LEAST_1,
+    "siamese.retrieval_k": AT_LEAST_1,
+    "siamese.augment.hflip": PROBABILITY,
+    "siamese.augment.padding": Range(-1),  # -1 = round(img_size / 8)
+    "siamese.augment.degrees": AT_LEAST_0,
+    "siamese.augment.shear": AT_LEAST_0,
+    "siamese.augment.affine_scale": FRACTION_BELOW_1,  # zoom 1 +- s must stay positive
+    "siamese.augment.elastic_alpha": AT_LEAST_0,
+    "siamese.augment.elastic_sigma": POSITIVE,
+    "siamese.augment.dilate": PROBABILITY,
 }
 
 
@@ -123,6 +139,8 @@ def validate_config(config: Config) -> None:
     """Raise ConfigError (naming the dotted key and the value) for the first value the run cannot use."""
     for key, allowed in RANGES.items():
         value = get_value(config, key)
+        if value is None:
+            continue
         if isinstance(value, (tuple, list)):
             for index, item in enumerate(value):
                 _check_range(f"{key}[{index}]", item, allowed)
@@ -133,9 +151,10 @@ def validate_config(config: Config) -> None:
 
 def _check_relations(config: Config) -> None:
     """Constraints between values, or that depend on the task."""
-    low, high = config.data.augment.scale
-    if low > high:
-        raise ConfigError(f"data.augment.scale: {[low, high]!r} must be [low, high] with low <= high")
+    for key in ("classify.augment.scale", "segment.augment.scale"):
+        low, high = get_value(config, key)
+        if low > high:
+            raise ConfigError(f"{key}: {[low, high]!r} must be [low, high] with low <= high")
     size = config.data.img_size
     if config.task == "detect" and size % DETECTION_STRIDE:
         raise ConfigError(f"data.img_size: {size} must be a multiple of {DETECTION_STRIDE} for detection "

@@ -49,8 +49,8 @@ class DetectionDataset(Dataset):
         annotations: the split, read by any format reader (``cvzoo.data.formats.detect``).
         img_size: network input side (a multiple of 32): the square's, or the long side of rect batches.
         augment: training augmentation (mosaic, affine, HSV, flip, mixup) vs plain letterbox.
-        hyp: augmentation settings (an ``AugmentConfig``-like object with mosaic, hsv_h/s/v, degrees,
-            translate, affine_scale, shear, hflip and mixup attributes).
+        hyp: augmentation settings (a ``cvzoo.config.DetectAugment``-like object with mosaic, hsv_h/s/v,
+            degrees, translate, affine_scale, shear, hflip and mixup attributes).
         strict: corrupt images, and images whose size differs from their annotation's
             (``ImageSizeMismatchError``), raise instead of being skipped with a warning.
         rect_batch_size: without augmentation, > 0 gives rectangular batches of this many images (the

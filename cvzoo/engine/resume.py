@@ -13,6 +13,7 @@ from typing import Any
 
 from cvzoo.config import Config, ConfigError, apply_overrides, from_dict
 from cvzoo.config.core import get_value
+from cvzoo.config.moved import upgrade_saved_config
 
 # Settings of the machine rather than of the experiment: a resumed run may change them.
 MACHINE_KEYS = ("train.device", "data.workers", "run.progress")
@@ -59,7 +60,7 @@ def resumed_config(state: dict[str, Any], requested: Config, explicit_keys: Iter
             them, so an unchanged default never counts as a request.
         checkpoint: the checkpoint's path, for messages.
     """
-    saved = from_dict(Config, state["config"])
+    saved = from_dict(Config, upgrade_saved_config(state["config"]))
     locators = {"run.resume", "run.exist_ok"}
     if requested.run.resume == "auto":  # the name and project only found the checkpoint
         locators |= {"run.name", "run.project"}

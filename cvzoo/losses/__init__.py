@@ -1,6 +1,6 @@
-"""Losses: focal family (focal, varifocal, quality focal, distribution focal), box regression (smooth L1,
-IoU/GIoU/DIoU/CIoU), classification (label smoothing, soft targets), Dice, and metric learning
-(contrastive, triplet, supervised contrastive)."""
+"""Losses: focal family (sigmoid and softmax focal, varifocal, quality focal, distribution focal), box
+regression (smooth L1, IoU/GIoU/DIoU/CIoU), classification (label smoothing, soft targets), Dice, the
+segmentation criterion, and metric learning (contrastive, triplet, supervised contrastive)."""
 
 from cvzoo.losses.box_losses import iou_loss, smooth_l1_loss
 from cvzoo.losses.classification import (
@@ -13,6 +13,7 @@ from cvzoo.losses.focal import (
     distribution_focal_loss,
     quality_focal_loss,
     sigmoid_focal_loss,
+    softmax_focal_loss,
     varifocal_loss,
 )
 from cvzoo.losses.metric_learning import (
@@ -21,8 +22,11 @@ from cvzoo.losses.metric_learning import (
     supervised_contrastive_loss,
     triplet_loss,
 )
+from cvzoo.losses.segmentation import SEGMENTATION_LOSSES, SegmentationLoss
 
 __all__ = [
+    "SEGMENTATION_LOSSES",
+    "SegmentationLoss",
     "SoftTargetCrossEntropy",
     "batch_hard_triplet_loss",
     "contrastive_loss",
@@ -33,6 +37,7 @@ __all__ = [
     "quality_focal_loss",
     "sigmoid_focal_loss",
     "smooth_l1_loss",
+    "softmax_focal_loss",
     "soft_target_cross_entropy",
     "supervised_contrastive_loss",
     "triplet_loss",

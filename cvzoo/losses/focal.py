@@ -1,6 +1,6 @@
-"""Focal-loss family for dense detectors: focal (RetinaNet), varifocal (VFNet), quality focal and
-distribution focal (GFL). All work on logits through ``binary_cross_entropy_with_logits`` /
-``log_softmax``, which stay finite for logits of any magnitude."""
+"""Focal-loss family: focal (RetinaNet; sigmoid for dense detectors, softmax for pixel classes),
+varifocal (VFNet), quality focal and distribution focal (GFL). All work on logits through
+``binary_cross_entropy_with_logits`` / ``log_softmax``, which stay finite for logits of any magnitude."""
 
 from __future__ import annotations
 
@@ -40,6 +40,33 @@ def sigmoid_focal_loss(
     if alpha >= 0:
         loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
     return reduce_loss(loss, reduction)
+
+
+def softmax_focal_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    gamma: float = 2.0,
+    weight: torch.Tensor | None = None,
+    ignore_index: int = 255,
+) -> torch.Tensor:
+    """Multi-class focal loss ``-(1 - p_t)^gamma log p_t`` (Lin et al. 2017, eq. 5 with a softmax),
+    averaged over the pixels whose target is not ``ignore_index``.
+
+    Args:
+        logits: ``[B, K, ...]`` class logits (computed in float32).
+        targets: ``[B, ...]`` int64 class indices, ``ignore_index`` for pixels left out.
+        gamma: focusing exponent (0 gives cross-entropy).
+        weight: optional ``[K]`` class weights; each pixel is scaled by its true class's weight (the
+            mean still divides by the pixel count, unlike ``F.cross_entropy``'s weighted mean).
+        ignore_index: target value of the ignored pixels.
+    """
+    valid = targets != ignore_index
+    safe = torch.where(valid, targets, torch.zeros_like(targets))
+    log_p = F.log_softmax(logits.float(), dim=1).gather(1, safe[:, None]).squeeze(1)
+    loss = -((1 - log_p.exp()) ** gamma) * log_p
+    if weight is not None:
+        loss = loss * weight.to(loss)[safe]
+    return (loss * valid).sum() / valid.sum().clamp(min=1)
 
 
 def varifocal_loss(

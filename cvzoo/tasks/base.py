@@ -17,8 +17,14 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from cvzoo.config import Config, ConfigError
+from cvzoo.config.moved import moved_hint
 from cvzoo.models.registry import ModelArgumentError, UnknownModelError, check_model_kwargs
 from cvzoo.models.transfer import param_groups
+
+
+def bare(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper, whose methods (``loss``) the wrapper hides."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 class Evaluator(ABC):
@@ -90,7 +96,9 @@ class Task(ABC):
         except UnknownModelError as err:
             raise ConfigError(f"model.name: {err}") from None
         except ModelArgumentError as err:
-            raise ConfigError(f"{keywords[err.unexpected[0]]}: {err}") from None
+            key = keywords[err.unexpected[0]]
+            moved = moved_hint(key)  # a segment option left in model.kwargs from the old layout
+            raise ConfigError(f"{key}: {err}" + (f"; {moved}" if moved else "")) from None
 
     # --- construction ---------------------------------------------------------------------------
     @abstractmethod

@@ -82,7 +82,7 @@ class ClassificationTask(Task):
         self.model_channels = self.config.model.kwargs.get("in_channels", self.model_channels)
 
     def _train_transform(self) -> Any:
-        aug = self.config.data.augment
+        aug = self.config.classify.augment
         return classification_train_transform(
             self.img_size, self.mean, self.std, self.model_channels, scale=tuple(aug.scale), hflip=aug.hflip,
             color_jitter=aug.color_jitter, auto_augment="randaugment" if aug.randaugment else None,
@@ -97,7 +97,7 @@ class ClassificationTask(Task):
         preset is a handful of tensor ops on a whole batch, while per-sample transforms cost a 2-core
         machine about as much as the forward pass of a small network.
         """
-        aug = self.config.data.augment
+        aug = self.config.classify.augment
         base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
         return (
             isinstance(base, ArrayClassificationDataset)
@@ -132,7 +132,7 @@ class ClassificationTask(Task):
             )
         if self._batch_level(dataset):
             dataset.transform = None
-            aug = data.augment
+            aug = self.config.classify.augment
             pad = max(1, round(self.img_size / 8)) if aug.padding < 0 else aug.padding
             if train:
                 self.batch_train_transform = BatchPadCropFlip(
@@ -153,7 +153,7 @@ class ClassificationTask(Task):
             val = self._dataset("val", train=False)
         except FileNotFoundError:
             val = None
-        aug = self.config.data.augment
+        aug = self.config.classify.augment
         if aug.mixup > 0 or aug.cutmix > 0:
             self.mixer = MixupCutmix(
                 len(self.classes), mixup_alpha=aug.mixup, cutmix_alpha=aug.cutmix,
@@ -231,7 +231,7 @@ class ClassificationTask(Task):
         """The model's logits; with ``self.augment`` averaged with those of the mirrored images.
 
         Only meaningful where a mirrored image keeps its class (clothes, objects; not digits or text),
-        i.e. where the model was trained with ``data.augment.hflip > 0``.
+        i.e. where the model was trained with ``classify.augment.hflip > 0``.
         """
         logits = model(images)
         if self.augment:

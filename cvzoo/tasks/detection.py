@@ -26,16 +26,12 @@ from cvzoo.models.detection.tta import augmented_predictions
 from cvzoo.models.registry import create_model, get_entry
 from cvzoo.models.transfer import param_groups
 from cvzoo.models.weights import load_weights
-from cvzoo.tasks.base import Evaluator, Task
+from cvzoo.tasks.base import Evaluator, Task, bare
 
 # Validation keeps nearly everything (the AP integral needs the low-confidence tail); prediction
 # defaults to the usual 0.25 confidence.
 VAL_CONF, VAL_IOU, VAL_MAX_DET = 0.001, 0.7, 300
 PREDICT_CONF, PREDICT_IOU = 0.25, 0.7
-
-
-def bare(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def max_stride(model: nn.Module, default: int = 32) -> int:
@@ -110,7 +106,7 @@ class DetectionTask(Task):
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:
         train_ann = self._annotations("train")
         self.class_names = list(train_ann.class_names)
-        train = DetectionDataset(train_ann, self.img_size, augment=True, hyp=self.config.data.augment,
+        train = DetectionDataset(train_ann, self.img_size, augment=True, hyp=self.config.detect.augment,
                                  strict=self.config.data.strict)
         try:
             val = self.build_eval_dataset("val")
@@ -132,7 +128,7 @@ class DetectionTask(Task):
         if len(annotations.images) == 0:
             raise ValueError(f"the {split} split of {self.config.data.source} has no images")
         # Rectangular batches need the loader's batch size: the trainer and `cvzoo val` both use this one.
-        rect = self.config.data.eval_batch_size() if self.config.data.rect_val else 0
+        rect = self.config.data.eval_batch_size() if self.config.detect.rect_val else 0
         self.val_dataset = DetectionDataset(annotations, self.img_size, augment=False, rect_batch_size=rect)
         return self.val_dataset
 
@@ -147,7 +143,7 @@ class DetectionTask(Task):
         return images, targets, metas
 
     def on_epoch_start(self, epoch: int, train_dataset: Dataset) -> None:
-        close = self.config.data.augment.close_mosaic
+        close = self.config.detect.augment.close_mosaic
         if close and isinstance(train_dataset, DetectionDataset):
             train_dataset.set_mosaic(epoch < self.config.train.epochs - close)
 
@@ -204,7 +200,7 @@ class DetectionTask(Task):
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         images, targets, _ = batch
         targets = validate_targets(targets, images.shape[-2:], len(self.class_names))
-        if self.config.data.augment.multiscale:
+        if self.config.detect.augment.multiscale:
             # Multi-scale training (YOLOv3's random=1, YOLOv5's --multi-scale): a random side in
             # 0.5-1.5 x img_size per batch, a multiple of the largest stride; validation keeps img_size.
             images, targets = multiscale_batch(images, targets, self.img_size, max_stride(model))

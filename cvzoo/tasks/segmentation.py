@@ -1,27 +1,16 @@
-"""Semantic segmentation: pixel-wise losses (cross-entropy / Dice / focal, aux head), confusion-matrix
-metrics (mIoU first), class-map predictions written as palette PNGs and colour overlays.
+"""Semantic segmentation: the segmenter's criterion configured from the ``segment`` section, confusion-
+matrix metrics (mIoU first), class-map predictions written as palette PNGs and colour overlays.
 
-Task options are read from ``config.model.kwargs`` and removed before the model is built (the config
-schema has no segmentation section); everything else in ``kwargs`` goes to the model constructor:
+The options are in ``config.segment`` (``cvzoo.config.SegmentConfig``): the loss (``ce``, ``dice``,
+``focal``, ``ce+dice``, ``focal+dice``, with ``dice_weight``, ``focal_gamma``, ``class_weights``),
+mask handling (``ignore_unknown``, ``allow_missing_masks``), ``eval_size`` and the training
+augmentation ``segment.augment`` (``hflip``, ``vflip``, ``scale``, ``color_jitter``). ``model.kwargs``
+holds only the model's constructor arguments.
 
-=====================  =========  ============================================================================
-key                    default    meaning
-=====================  =========  ============================================================================
-``loss``               ``"ce"``   ``ce``, ``dice``, ``focal``, ``ce+dice`` or ``focal+dice``
-``dice_weight``        1.0        weight of the Dice term in the ``+dice`` combinations
-``focal_gamma``        2.0        focusing parameter of the softmax focal loss
-``class_weights``      None       K per-class weights of the cross-entropy / focal terms
-``ignore_unknown``     False      map mask values outside the class list to 255 instead of raising
-``allow_missing_masks`` False     skip images without a mask (warning) instead of raising
-``eval_size``          0          evaluate/predict with the shorter side resized to this (0 = original size)
-``vflip``              0.0        probability of a vertical flip in training (``data.augment.hflip`` is the
-                                  horizontal one); for top-down images such as microscopy
-=====================  =========  ============================================================================
-
-The auxiliary head's loss is added with ``config.train.aux_loss_weight`` as it is (0.3 by default;
-torchvision's recipe uses 0.5). ``config.data.img_size`` is the training crop (0 = no crop); the scale
-jitter is ``config.data.augment.scale``, whose classification default (0.08, 1.0) is read as the
-segmentation default (0.5, 2.0). Predictions are always scored at the original mask resolution.
+The loss is the model's own (``Segmenter.loss``): the task gives the model its criterion
+(``cvzoo.losses.SegmentationLoss``) when it builds it. The auxiliary head's loss is added with
+``config.train.aux_loss_weight`` (0.5 for this task; torchvision's recipe). ``config.data.img_size`` is
+the training crop (0 = no crop). Predictions are always scored at the original mask resolution.
 """
 
 from __future__ import annotations
@@ -49,34 +38,14 @@ from cvzoo.data.segmentation import (
     load_segmentation_split,
     pad_collate,
 )
-from cvzoo.losses import dice_loss
+from cvzoo.losses import SegmentationLoss
 from cvzoo.metrics.segmentation import SegmentationMetrics
 from cvzoo.models.registry import create_model
 from cvzoo.models.transfer import freeze, keep_frozen_bn_eval, param_groups
 from cvzoo.models.weights import load_weights
-from cvzoo.tasks.base import Evaluator, Task
+from cvzoo.tasks.base import Evaluator, Task, bare
 
-TASK_OPTIONS = {
-    "loss": "ce", "dice_weight": 1.0, "focal_gamma": 2.0, "class_weights": None, "ignore_unknown": False,
-    "allow_missing_masks": False, "eval_size": 0, "vflip": 0.0,
-}
-LOSSES = ("ce", "dice", "focal", "ce+dice", "focal+dice")
-CLASSIFICATION_SCALE_DEFAULT = (0.08, 1.0)
-SEGMENTATION_SCALE_DEFAULT = (0.5, 2.0)
 GRID_SAMPLES = 8
-
-
-def softmax_focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0,
-                       weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Multi-class focal loss ``-(1 - p_t)^gamma log p_t`` (Lin et al., 2017, eq. 5 with softmax),
-    averaged over the non-ignored pixels; ``weight`` scales each pixel by its true class's weight."""
-    valid = targets != ignore_index
-    safe = torch.where(valid, targets, torch.zeros_like(targets))
-    log_p = F.log_softmax(logits.float(), dim=1).gather(1, safe[:, None]).squeeze(1)
-    loss = -((1 - log_p.exp()) ** gamma) * log_p
-    if weight is not None:
-        loss = loss * weight.to(loss)[safe]
-    return (loss * valid).sum() / valid.sum().clamp(min=1)
 
 
 class SegmentationEvaluator(Evaluator):
@@ -126,29 +95,21 @@ class SegmentationTask(Task):
         self.palette: np.ndarray = voc_colormap(256)
         self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
         self.img_size = 0
-        self.options = self._read_options()
         self._grid: tuple[list, list, list] | None = None
 
-    # --- options ---------------------------------------------------------------------------------
+    # --- model arguments -----------------------------------------------------------------------
     @classmethod
     def model_keywords(cls, config: Any) -> dict[str, str]:
-        """The task options are not constructor arguments; the backbone keys are (see ``_model_kwargs``)."""
-        keywords = {k: key for k, key in super().model_keywords(config).items() if k not in TASK_OPTIONS}
+        """``model.kwargs`` and the backbone keys, as ``_model_kwargs`` passes them."""
+        keywords = super().model_keywords(config)
         if config.model.backbone:
             keywords["backbone"] = "model.backbone"
         if config.model.backbone_weights:
             keywords["backbone_weights"] = "model.backbone_weights"
         return keywords
 
-    def _read_options(self) -> dict[str, Any]:
-        kwargs = self.config.model.kwargs or {}
-        options = {key: kwargs.get(key, default) for key, default in TASK_OPTIONS.items()}
-        if options["loss"] not in LOSSES:
-            raise ValueError(f"model.kwargs.loss must be one of {LOSSES}, got {options['loss']!r}")
-        return options
-
     def _model_kwargs(self) -> dict[str, Any]:
-        kwargs = {k: v for k, v in (self.config.model.kwargs or {}).items() if k not in TASK_OPTIONS}
+        kwargs = dict(self.config.model.kwargs)
         kwargs["num_classes"] = len(self.classes)
         if self.config.model.backbone:
             kwargs["backbone"] = self.config.model.backbone
@@ -157,16 +118,12 @@ class SegmentationTask(Task):
         return kwargs
 
     # --- data --------------------------------------------------------------------------------------
-    def _scale(self) -> tuple[float, float]:
-        scale = tuple(float(s) for s in self.config.data.augment.scale)
-        return SEGMENTATION_SCALE_DEFAULT if scale == CLASSIFICATION_SCALE_DEFAULT else scale
-
     def _dataset(self, split: str, train: bool) -> Dataset:
-        data = self.config.data
+        data, options = self.config.data, self.config.segment
         source = load_segmentation_split(
             data.source, split, class_names=self.classes or None, val_fraction=data.val_fraction,
-            seed=self.config.train.seed, allow_missing_masks=bool(self.options["allow_missing_masks"]),
-            ignore_unknown=bool(self.options["ignore_unknown"]),
+            seed=self.config.train.seed, allow_missing_masks=options.allow_missing_masks,
+            ignore_unknown=options.ignore_unknown,
         )
         if not self.classes:
             self.classes = list(source.class_names)
@@ -174,13 +131,12 @@ class SegmentationTask(Task):
                 self.palette = np.asarray(source.palette, np.uint8)
             self.img_size = int(data.img_size)
         if train:
-            aug = data.augment
+            aug = options.augment
             transform: Any = SegmentationTrainTransform(
-                self.img_size, self._scale(), aug.hflip, aug.color_jitter, self.mean, self.std,
-                vflip=float(self.options["vflip"]))
+                self.img_size, tuple(aug.scale), aug.hflip, aug.color_jitter, self.mean, self.std, vflip=aug.vflip)
         else:
-            transform = SegmentationEvalTransform(int(self.options["eval_size"]), self.mean, self.std)
-        dataset: Dataset = SegmentationDataset(source, transform, bool(self.options["ignore_unknown"]))
+            transform = SegmentationEvalTransform(options.eval_size, self.mean, self.std)
+        dataset: Dataset = SegmentationDataset(source, transform, options.ignore_unknown)
         limit = data.limit_train if train else data.limit_val
         if limit and limit < len(dataset):
             dataset = Subset(dataset, range(limit))
@@ -215,6 +171,7 @@ class SegmentationTask(Task):
                 raise ValueError(f"model.freeze needs a model with a classification backbone; "
                                  f"{cfg.name!r} has none")
             freeze(backbone.body, cfg.freeze)
+        model.criterion = self.criterion()
         return model
 
     def build_inference_model(self, extras: dict[str, Any]) -> nn.Module:
@@ -240,40 +197,20 @@ class SegmentationTask(Task):
     def set_train_mode(self, model: nn.Module) -> None:
         keep_frozen_bn_eval(model)
 
-    # --- losses ------------------------------------------------------------------------------------
-    def _class_weights(self, device: torch.device) -> torch.Tensor | None:
-        weights = self.options["class_weights"]
-        if weights is None:
-            return None
-        if len(weights) != len(self.classes):
-            raise ValueError(f"model.kwargs.class_weights has {len(weights)} values for {len(self.classes)} classes")
-        return torch.tensor([float(w) for w in weights], device=device)
-
-    def pixel_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The configured loss of one output ``[B, K, H, W]`` against ``targets [B, H, W]``."""
-        kind = self.options["loss"]
-        weight = self._class_weights(logits.device)
-        total = logits.new_zeros((), dtype=torch.float32)
-        if kind.startswith("ce"):
-            total = total + F.cross_entropy(logits.float(), targets, weight=weight, ignore_index=IGNORE_INDEX,
-                                            label_smoothing=self.config.train.label_smoothing)
-        if kind.startswith("focal"):
-            total = total + softmax_focal_loss(logits, targets, float(self.options["focal_gamma"]), weight)
-        if kind.endswith("dice"):
-            factor = 1.0 if kind == "dice" else float(self.options["dice_weight"])
-            total = total + factor * dice_loss(logits.float(), targets, mode="multiclass", ignore_index=IGNORE_INDEX)
-        return total
+    # --- loss --------------------------------------------------------------------------------------
+    def criterion(self) -> SegmentationLoss:
+        """The model's criterion from ``segment`` (and ``train.label_smoothing``), for the classes read."""
+        options = self.config.segment
+        weights = options.class_weights
+        if weights is not None and len(weights) != len(self.classes):
+            raise ValueError(f"segment.class_weights has {len(weights)} values for {len(self.classes)} classes")
+        return SegmentationLoss(options.loss, options.dice_weight, options.focal_gamma, weights,
+                                self.config.train.label_smoothing, IGNORE_INDEX)
 
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         images, masks, _ = batch
-        images = self.memory_format(images)
-        outputs = model(images)
-        main = self.pixel_loss(outputs["out"], masks)
-        if "aux" not in outputs:
-            return {"loss": main}
-        aux = self.pixel_loss(outputs["aux"], masks)
-        loss = main + self.config.train.aux_loss_weight * aux
-        return {"loss": loss, "loss_main": main.detach(), "loss_aux": aux.detach()}
+        outputs = model(self.memory_format(images))
+        return bare(model).loss(outputs, masks, aux_weight=self.config.train.aux_loss_weight)
 
     # --- validation --------------------------------------------------------------------------------
     def build_evaluator(self) -> Evaluator:
@@ -340,7 +277,7 @@ class SegmentationTask(Task):
 
     # --- inference ---------------------------------------------------------------------------------
     def _export_size(self, imgsz: int | None = None) -> int:
-        return int(imgsz or self.options["eval_size"] or self.img_size or 512)
+        return int(imgsz or self.config.segment.eval_size or self.img_size or 512)
 
     def example_input(self, batch: int = 1, imgsz: int | None = None) -> torch.Tensor:
         size = self._export_size(imgsz)
@@ -367,7 +304,7 @@ class SegmentationTask(Task):
         options.pop("topk", None)
         if options:
             raise ValueError(f"segmentation predict does not take {sorted(options)}")
-        transform = SegmentationEvalTransform(int(self.options["eval_size"]), self.mean, self.std)
+        transform = SegmentationEvalTransform(self.config.segment.eval_size, self.mean, self.std)
         is_torch = isinstance(model, nn.Module)
         if is_torch:
             model.eval()
@@ -422,4 +359,4 @@ class SegmentationTask(Task):
         return -math.inf if math.isnan(value) else value
 
 
-__all__ = ["SegmentationEvaluator", "SegmentationTask", "softmax_focal_loss"]
+__all__ = ["SegmentationEvaluator", "SegmentationTask"]

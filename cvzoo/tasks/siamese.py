@@ -111,10 +111,10 @@ class SiameseTask(Task):
         self.classes = list(info.classes)
         self.mean, self.std, self.channels = list(info.mean), list(info.std), info.channels
         self.img_size = data.img_size or (info.image_size[0] if info.image_size else 224)
-        heldout = set(self.config.metric.heldout_classes)
+        heldout = set(self.config.siamese.heldout_classes)
         unknown = heldout - set(range(len(self.classes)))
         if unknown:
-            raise ValueError(f"metric.heldout_classes {sorted(unknown)} are not class ids of {data.source} "
+            raise ValueError(f"siamese.heldout_classes {sorted(unknown)} are not class ids of {data.source} "
                              f"(0..{len(self.classes) - 1})")
         if train:
             dataset.transform = self._train_transform()
@@ -129,30 +129,30 @@ class SiameseTask(Task):
         return subset
 
     def _train_transform(self) -> Any:
-        augment = self.config.data.augment
+        augment = self.config.siamese.augment
         return classification_train_transform(
             self.img_size, self.mean, self.std, self.channels, hflip=augment.hflip,
             padding=None if augment.padding < 0 else augment.padding)
 
     def _augment_batch(self, images: torch.Tensor) -> torch.Tensor:
-        """The batch augmentations of ``data.augment`` (:mod:`cvzoo.data.batch_augment`), in this order:
+        """The batch augmentations of ``siamese.augment`` (:mod:`cvzoo.data.batch_augment`), in this order:
         pen width (``dilate``: probability of a 3x3 dilation), elastic wobble (``elastic_alpha`` /
         ``elastic_sigma``, Simard et al. 2003), then a random rotation/shear/zoom (``degrees``, ``shear``,
         zoom in ``1 +- affine_scale``). Shape-preserving deformations teach invariances (slant, size,
         stroke) that carry over to classes never seen in training."""
-        augment = self.config.data.augment
+        augment = self.config.siamese.augment
         fill = -torch.tensor(self.mean) / torch.tensor(self.std)
         images = random_dilate(images, augment.dilate)
         images = random_elastic(images, augment.elastic_alpha, augment.elastic_sigma, fill)
-        # Zoom only comes with a rotation or shear: affine_scale's default (0.5) is the detection one,
-        # and a recipe that sets neither angle asks for no warp.
+        # Zoom only comes with a rotation or shear: affine_scale's default (0.5, once shared with
+        # detection) would otherwise warp the batches of a recipe that sets neither angle.
         if augment.degrees > 0 or augment.shear > 0:
             images = random_affine(images, augment.degrees, augment.shear, augment.affine_scale, fill)
         return images
 
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:
         train = self._split("train", seen=True, train=True)
-        if self.config.metric.instance_weight > 0:
+        if self.config.siamese.instance_weight > 0:
             train = _TwoViews(train)
         return train, self.build_eval_dataset("val")
 
@@ -163,7 +163,7 @@ class SiameseTask(Task):
         return torch.utils.data.default_collate(samples)
 
     def _create(self) -> nn.Module:
-        return EmbeddingNet(self.config.model.name, self.config.metric.embedding_dim, self.channels,
+        return EmbeddingNet(self.config.model.name, self.config.siamese.embedding_dim, self.channels,
                             **self.config.model.kwargs)
 
     def build_model(self) -> nn.Module:
@@ -179,17 +179,17 @@ class SiameseTask(Task):
                 "img_size": self.img_size}
 
     def _loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        metric = self.config.metric
-        if metric.loss == "triplet":
+        options = self.config.siamese
+        if options.loss == "triplet":
             # Batch-hard mining (Hermans et al., 2017): every anchor with its hardest positive/negative.
-            return batch_hard_triplet_loss(embeddings, labels, margin=metric.margin)
-        if metric.loss == "supcon":
+            return batch_hard_triplet_loss(embeddings, labels, margin=options.margin)
+        if options.loss == "supcon":
             # Supervised contrastive (Khosla et al., 2020): a softmax over the batch per anchor.
-            return supervised_contrastive_loss(embeddings, labels, temperature=metric.temperature)
+            return supervised_contrastive_loss(embeddings, labels, temperature=options.temperature)
         # Contrastive: every pair of the batch, genuine and impostor pairs weighted equally.
         i, j = torch.triu_indices(len(labels), len(labels), offset=1, device=labels.device)
         similar = labels[i] == labels[j]
-        per_pair = contrastive_loss(embeddings[i], embeddings[j], similar.float(), margin=metric.margin,
+        per_pair = contrastive_loss(embeddings[i], embeddings[j], similar.float(), margin=options.margin,
                                     reduction="none")
         pos, neg = per_pair[similar], per_pair[~similar]
         return (pos.mean() if len(pos) else per_pair.sum() * 0) + (neg.mean() if len(neg) else per_pair.sum() * 0)
@@ -198,15 +198,15 @@ class SiameseTask(Task):
         images, labels = batch
         if images.ndim == 4:
             return {"loss": self._loss(model(self._augment_batch(images)), labels)}
-        # Two views [B, 2, C, H, W] (metric.instance_weight > 0): the class loss sees all 2B images, and
+        # Two views [B, 2, C, H, W] (siamese.instance_weight > 0): the class loss sees all 2B images, and
         # the instance term asks each view to find its twin among them (Chen et al., 2020).
         count = images.shape[0]
         views = self._augment_batch(images.transpose(0, 1).flatten(0, 1))  # view 1 of all, then view 2
         embeddings = model(views)
         class_loss = self._loss(embeddings, labels.repeat(2))
         twins = torch.arange(count, device=labels.device).repeat(2)
-        instance = supervised_contrastive_loss(embeddings, twins, temperature=self.config.metric.temperature)
-        weight = self.config.metric.instance_weight
+        instance = supervised_contrastive_loss(embeddings, twins, temperature=self.config.siamese.temperature)
+        weight = self.config.siamese.instance_weight
         return {"loss": class_loss + weight * instance, "class_loss": class_loss.detach(),
                 "instance_loss": instance.detach()}
 
@@ -217,8 +217,8 @@ class SiameseTask(Task):
         return {"loss": self._loss(embeddings, labels)}
 
     def build_evaluator(self) -> Evaluator:
-        metric = self.config.metric
-        return VerificationEvaluator(metric.eval_pairs, tuple(metric.retrieval_k), seed=self.config.train.seed)
+        options = self.config.siamese
+        return VerificationEvaluator(options.eval_pairs, tuple(options.retrieval_k), seed=self.config.train.seed)
 
     def example_input(self, batch: int = 1, imgsz: int | None = None) -> torch.Tensor:
         size = imgsz or self.img_size

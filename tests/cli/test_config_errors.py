@@ -18,8 +18,10 @@ BAD_VALUES = [
     ("data.val_batch_size=-1", "data.val_batch_size"),
     ("data.img_size=-8", "data.img_size"),
     ("data.workers=-2", "data.workers"),
-    ("data.augment.hflip=1.5", "data.augment.hflip"),
-    ("data.augment.scale=[0.9, 0.5]", "data.augment.scale"),
+    ("classify.augment.hflip=1.5", "classify.augment.hflip"),
+    ("classify.augment.scale=[0.9, 0.5]", "classify.augment.scale"),
+    ("segment.augment.scale=[2.0, 0.5]", "segment.augment.scale"),
+    ("segment.loss=lovasz", "segment.loss"),
     ("optim.lr=0", "optim.lr"),
     ("optim.lr=nan", "optim.lr"),
     ("optim.momentum=1", "optim.momentum"),
@@ -31,7 +33,8 @@ BAD_VALUES = [
     ("train.accumulate=0", "train.accumulate"),
     ("train.ema_decay=1", "train.ema_decay"),
     ("train.early_stop_patience=-1", "train.early_stop_patience"),
-    ("metric.retrieval_k=[1, 0]", "metric.retrieval_k[1]"),
+    ("siamese.retrieval_k=[1, 0]", "siamese.retrieval_k[1]"),
+    ("task=track", "task"),
     ("model.kwargs={nonexistent: 1}", "model.kwargs.nonexistent"),
     ("model.name=resnet_does_not_exist", "model.name"),
     ("train.device=gpu", "train.device"),
@@ -93,11 +96,13 @@ def test_task_defaults_and_recipes_are_valid(task):
         build_config(recipe)
 
 
-def test_segmentation_task_options_and_backbone_pass_the_model_check():
-    cfg = build_config(task="segment", overrides=["model.name=unet", "model.kwargs={loss: dice, base_channels: 16}"])
-    assert cfg.model.kwargs == {"loss": "dice", "base_channels": 16}
+def test_segmentation_task_options_and_model_kwargs_pass_the_model_check():
+    cfg = build_config(task="segment", overrides=["model.name=unet", "model.kwargs={base_channels: 16}",
+                                                  "segment.loss=dice", "segment.class_weights=[0.5, 1, 2]"])
+    assert cfg.model.kwargs == {"base_channels": 16}
+    assert cfg.segment.loss == "dice" and cfg.segment.class_weights == (0.5, 1.0, 2.0)
     with pytest.raises(ConfigError, match=r"model\.kwargs\.bogus: model 'unet' takes no argument 'bogus'"):
-        build_config(task="segment", overrides=["model.name=unet", "model.kwargs={loss: dice, bogus: 1}"])
+        build_config(task="segment", overrides=["model.name=unet", "model.kwargs={bogus: 1}"])
 
 
 def test_a_backbone_for_a_model_without_one_names_model_backbone():
@@ -111,4 +116,36 @@ def test_cuda_without_cuda_names_train_device(tmp_path, capsys, monkeypatch):
     assert main(["train", "--project", str(tmp_path / "runs"), "--device", "cuda"]) == 2
     err = capsys.readouterr().err
     assert "train.device" in err and "no CUDA device" in err
+    assert not (tmp_path / "runs").exists()
+
+
+# Keys of the layout before the task sections: each error names where the key went.
+MOVED_KEYS = [
+    ("data.augment.mosaic=0.5", "data.augment.mosaic moved to detect.augment.mosaic"),
+    ("data.augment.hflip=0", "data.augment.hflip moved to the task sections (classify.augment.hflip, "
+                             "detect.augment.hflip, segment.augment.hflip, siamese.augment.hflip)"),
+    ("data.augment.scale=[0.5, 1]", "data.augment.scale moved to the task sections (classify.augment.scale, "
+                                    "segment.augment.scale)"),
+    ("data.rect_val=false", "data.rect_val moved to detect.rect_val"),
+    ("metric.margin=1", "metric.margin moved to siamese.margin"),
+    ("model.kwargs={loss: dice}", "model.kwargs.loss moved to segment.loss"),
+    ("model.kwargs={vflip: 0.5}", "model.kwargs.vflip moved to segment.augment.vflip"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), MOVED_KEYS)
+def test_an_old_key_is_an_error_naming_its_new_place(override, message):
+    with pytest.raises(ConfigError) as err:
+        build_config(task="segment", overrides=["model.name=unet", override])
+    assert message in str(err.value)
+
+
+def test_an_old_recipe_fails_in_one_line_naming_the_new_keys(tmp_path, capsys):
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("task: detect\ndata:\n  augment:\n    mosaic: 0.5\n    hsv_h: 0.01\n")
+    with pytest.raises(ConfigError, match=r"data\.augment\.mosaic moved to detect\.augment\.mosaic"):
+        build_config(recipe)
+    assert _train(tmp_path, "metric.eval_pairs=100") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unknown config key 'metric': metric.eval_pairs moved to siamese.eval_pairs" in err
     assert not (tmp_path / "runs").exists()

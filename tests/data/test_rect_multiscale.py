@@ -79,9 +79,9 @@ def test_rect_off_keeps_square_letterbox(mixed_sizes):
 
 
 def test_rect_is_ignored_with_augmentation(mixed_sizes):
-    from cvzoo.config.schema import AugmentConfig
+    from cvzoo.config import DetectAugment
 
-    dataset = DetectionDataset(mixed_sizes, 64, augment=True, hyp=AugmentConfig(mosaic=0.0), rect_batch_size=4)
+    dataset = DetectionDataset(mixed_sizes, 64, augment=True, hyp=DetectAugment(mosaic=0.0), rect_batch_size=4)
     assert dataset.shapes is None
 
 

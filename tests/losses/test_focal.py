@@ -2,9 +2,16 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision.ops as tvops
 
-from cvzoo.losses import distribution_focal_loss, quality_focal_loss, sigmoid_focal_loss, varifocal_loss
+from cvzoo.losses import (
+    distribution_focal_loss,
+    quality_focal_loss,
+    sigmoid_focal_loss,
+    softmax_focal_loss,
+    varifocal_loss,
+)
 from cvzoo.ops import ShapeError
 
 LOG2 = math.log(2.0)
@@ -88,3 +95,15 @@ def test_reduction_checks():
         sigmoid_focal_loss(torch.zeros(2), torch.zeros(2), reduction="avg")
     empty = sigmoid_focal_loss(torch.zeros(0, requires_grad=True), torch.zeros(0), reduction="mean")
     assert empty.item() == 0.0 and empty.requires_grad
+
+
+def test_softmax_focal_loss_reduces_to_cross_entropy_at_gamma_zero():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(2, 4, 5, 6), torch.randint(0, 4, (2, 5, 6))
+    targets[0, 0] = 255
+    ce = F.cross_entropy(logits, targets, ignore_index=255)
+    torch.testing.assert_close(softmax_focal_loss(logits, targets, gamma=0.0), ce)
+    assert softmax_focal_loss(logits, targets, gamma=2.0) < ce  # easy pixels are down-weighted
+    weight = torch.tensor([1.0, 2.0, 0.5, 1.0])
+    weighted = F.cross_entropy(logits, targets, weight=weight, ignore_index=255, reduction="none").sum()
+    torch.testing.assert_close(softmax_focal_loss(logits, targets, 0.0, weight) * (targets != 255).sum(), weighted)

@@ -23,7 +23,7 @@ def trained_run(tmp_path_factory, voc_scenes):
             "train", "--task", "segment", "--model", "unet", "--data", str(voc_scenes), "--epochs", "8",
             "--batch", "8", "--imgsz", "64", "--lr", "0.005", "--optimizer", "adam", "--device", "cpu",
             "--project", str(root), "--name", "e2e", "--set", "model.kwargs={base_channels: 8}",
-            "--set", "data.augment.scale=[0.8, 1.25]", "--set", "optim.weight_decay=0",
+            "--set", "segment.augment.scale=[0.8, 1.25]", "--set", "optim.weight_decay=0",
             "--set", "run.progress=false", "--set", "run.tensorboard=false",
         ])
     finally:

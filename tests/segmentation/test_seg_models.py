@@ -93,8 +93,16 @@ def test_gradients_eval_equality_and_postprocess(name, kwargs):
     images = torch.randn(2, 3, 64, 64)
     targets = torch.randint(0, 3, (2, 64, 64))
     targets[:, :4] = 255
-    parts = model.loss(model(images), targets, aux_weight=0.4)
-    assert set(parts) >= {"loss", "loss_main"} and torch.isfinite(parts["loss"])
+    outputs = model(images)
+    parts = model.loss(outputs, targets, aux_weight=0.4)
+    # The default criterion: cross-entropy with 255 ignored, the aux output's weighted by aux_weight.
+    expected = F.cross_entropy(outputs["out"], targets, ignore_index=255)
+    if "aux" in outputs:
+        assert set(parts) == {"loss", "loss_main", "loss_aux"}
+        expected = expected + 0.4 * F.cross_entropy(outputs["aux"], targets, ignore_index=255)
+    else:
+        assert set(parts) == {"loss"}
+    torch.testing.assert_close(parts["loss"], expected)
     parts["loss"].backward()
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -1,4 +1,4 @@
-"""The segment task's losses and options (read from model.kwargs), without training."""
+"""The segment task: its options (the ``segment`` section) and the model's criterion, without training."""
 
 from __future__ import annotations
 
@@ -6,29 +6,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cvzoo.config import Config
+from cvzoo.api import build_config
+from cvzoo.config import Config, ConfigError, apply_overrides
+from cvzoo.losses import dice_loss
+from cvzoo.models.segmentation.base import Segmenter
 from cvzoo.tasks import build_task
-from cvzoo.tasks.segmentation import SegmentationTask, softmax_focal_loss
+from cvzoo.tasks.segmentation import SegmentationTask
 
 
-def _task(source, **kwargs) -> SegmentationTask:
+def _task(source, **options) -> SegmentationTask:
+    """A unet task on ``source``; ``options``: dotted keys under ``segment``."""
     config = Config(task="segment")
     config.model.name = "unet"
-    config.model.kwargs = {"base_channels": 4, **kwargs}
+    config.model.kwargs = {"base_channels": 4}
     config.data.source, config.data.img_size = str(source), 32
-    return build_task(config)
-
-
-def test_focal_loss_reduces_to_cross_entropy_at_gamma_zero():
-    torch.manual_seed(0)
-    logits, targets = torch.randn(2, 4, 5, 6), torch.randint(0, 4, (2, 5, 6))
-    targets[0, 0] = 255
-    ce = F.cross_entropy(logits, targets, ignore_index=255)
-    torch.testing.assert_close(softmax_focal_loss(logits, targets, gamma=0.0), ce)
-    assert softmax_focal_loss(logits, targets, gamma=2.0) < ce  # easy pixels are down-weighted
-    weight = torch.tensor([1.0, 2.0, 0.5, 1.0])
-    weighted = F.cross_entropy(logits, targets, weight=weight, ignore_index=255, reduction="none").sum()
-    torch.testing.assert_close(softmax_focal_loss(logits, targets, 0.0, weight) * (targets != 255).sum(), weighted)
+    return build_task(apply_overrides(config, {f"segment.{k}": v for k, v in options.items()}))
 
 
 @pytest.mark.parametrize("loss", ["ce", "dice", "focal", "ce+dice", "focal+dice"])
@@ -38,11 +30,68 @@ def test_task_builds_data_model_and_every_loss(voc_scenes, loss):
     assert task.classes == ["background", "trouser", "bag"] and len(train) == 120 and len(val) == 30
     model = task.build_model()
     assert model.classifier.out_channels == 3
+    assert model.criterion.kind == loss and model.criterion.class_weights == (0.5, 1.0, 1.0)
+    assert set(model.state_dict()) == set(build_task(task.config).build_inference_model(
+        task.checkpoint_extras()).state_dict())  # the criterion adds nothing to the weights
     batch = task.collate([train[0], train[1]])
     assert batch[0].shape == (2, 3, 32, 32) and batch[2].tolist() == [[32, 32, 32, 32]] * 2
     out = task.training_step(model, batch)
     assert torch.isfinite(out["loss"]) and out["loss"].requires_grad
     out["loss"].backward()
+
+
+def _previous_task_loss(outputs, masks, kind, weight, gamma, dice_weight, smoothing, aux_weight):
+    """The segment task's own loss (pixel_loss + training_step) before the model's criterion replaced
+    it, kept verbatim as the reference the one loss path must reproduce."""
+
+    def focal(logits, targets):
+        valid = targets != 255
+        safe = torch.where(valid, targets, torch.zeros_like(targets))
+        log_p = F.log_softmax(logits.float(), dim=1).gather(1, safe[:, None]).squeeze(1)
+        loss = -((1 - log_p.exp()) ** gamma) * log_p
+        if weight is not None:
+            loss = loss * weight.to(loss)[safe]
+        return (loss * valid).sum() / valid.sum().clamp(min=1)
+
+    def pixel_loss(logits, targets):
+        total = logits.new_zeros((), dtype=torch.float32)
+        if kind.startswith("ce"):
+            total = total + F.cross_entropy(logits.float(), targets, weight=weight, ignore_index=255,
+                                            label_smoothing=smoothing)
+        if kind.startswith("focal"):
+            total = total + focal(logits, targets)
+        if kind.endswith("dice"):
+            factor = 1.0 if kind == "dice" else dice_weight
+            total = total + factor * dice_loss(logits.float(), targets, mode="multiclass", ignore_index=255)
+        return total
+
+    main = pixel_loss(outputs["out"], masks)
+    if "aux" not in outputs:
+        return {"loss": main}
+    aux = pixel_loss(outputs["aux"], masks)
+    return {"loss": main + aux_weight * aux, "loss_main": main.detach(), "loss_aux": aux.detach()}
+
+
+@pytest.mark.parametrize("with_aux", [False, True])
+@pytest.mark.parametrize("loss", ["ce", "dice", "focal", "ce+dice", "focal+dice"])
+def test_the_models_criterion_gives_the_previous_task_loss(voc_scenes, loss, with_aux):
+    task = _task(voc_scenes, loss=loss, class_weights=[0.5, 2.0, 1.0], focal_gamma=1.5, dice_weight=0.7)
+    task.config.train.label_smoothing, task.config.train.aux_loss_weight = 0.1, 0.4
+    task.build_datasets()
+    model = task.build_model()
+    torch.manual_seed(0)
+    outputs = {"out": torch.randn(2, 3, 8, 8) * 3, "aux": torch.randn(2, 3, 8, 8) * 3}
+    if not with_aux:
+        del outputs["aux"]
+    masks = torch.randint(0, 3, (2, 8, 8))
+    masks[0, :2] = 255
+    model.forward = lambda images: outputs  # fixed logits through the task's training step
+
+    parts = task.training_step(model, (torch.zeros(2, 3, 8, 8), masks, None))
+    expected = _previous_task_loss(outputs, masks, loss, torch.tensor([0.5, 2.0, 1.0]), 1.5, 0.7, 0.1, 0.4)
+    assert set(parts) == set(expected)
+    for key in expected:
+        torch.testing.assert_close(parts[key], expected[key], rtol=0, atol=0)
 
 
 def test_aux_loss_weight_comes_from_the_config(voc_scenes):
@@ -52,7 +101,7 @@ def test_aux_loss_weight_comes_from_the_config(voc_scenes):
     outputs = {"out": torch.randn(1, 3, 8, 8), "aux": torch.randn(1, 3, 8, 8)}
     masks = torch.randint(0, 3, (1, 8, 8))
 
-    class Fixed(torch.nn.Module):
+    class Fixed(Segmenter):
         def forward(self, images):
             return outputs
 
@@ -61,21 +110,22 @@ def test_aux_loss_weight_comes_from_the_config(voc_scenes):
     torch.testing.assert_close(parts["loss"], expected)
 
 
-def test_vflip_option_reaches_the_train_transform_not_the_model(voc_scenes):
-    task = _task(voc_scenes, vflip=0.5)
-    train, val = task.build_datasets()
-    assert train.transform.vflip == 0.5 and train.transform.hflip == task.config.data.augment.hflip
-    task.build_model()  # "vflip" was taken out of the model kwargs
-    assert _task(voc_scenes).build_datasets()[0].transform.vflip == 0.0
+def test_augment_options_reach_the_train_transform(voc_scenes):
+    train, _ = _task(voc_scenes, **{"augment.vflip": 0.5, "augment.hflip": 0.25}).build_datasets()
+    assert train.transform.vflip == 0.5 and train.transform.hflip == 0.25
+    train, _ = _task(voc_scenes).build_datasets()
+    assert train.transform.vflip == 0.0 and train.transform.scale == (0.5, 2.0)  # the segmentation defaults
 
 
 def test_bad_options(voc_scenes):
-    with pytest.raises(ValueError, match="model.kwargs.loss must be one of"):
-        _task(voc_scenes, loss="lovasz")
+    with pytest.raises(ConfigError, match=r"segment\.loss: 'lovasz' is not one of"):
+        build_config(task="segment", overrides=["model.name=unet", "segment.loss=lovasz"])
     task = _task(voc_scenes, class_weights=[1.0, 2.0])
     task.build_datasets()
-    with pytest.raises(ValueError, match="class_weights has 2 values for 3 classes"):
-        task.pixel_loss(torch.randn(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"segment\.class_weights has 2 values for 3 classes"):
+        task.build_model()
+    task = _task(voc_scenes)
+    task.build_datasets()
     task.config.model.freeze = 2
     with pytest.raises(ValueError, match="model.freeze needs a model with a classification backbone"):
         task.build_model()

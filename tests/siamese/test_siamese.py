@@ -59,7 +59,7 @@ def test_siamese_task_trains_and_separates_heldout_classes(tmp_path):
     config = apply_overrides(Config(), [
         "task=siamese", "model.name=lenet_mnist", "data.source=fashion_mnist_sample", "data.batch_size=64",
         "train.epochs=3", "optim.lr=0.05", "train.device=cpu", f"run.project={tmp_path}", "run.progress=false",
-        "run.tensorboard=false", "metric.heldout_classes=[1, 8]", "metric.eval_pairs=1000",
+        "run.tensorboard=false", "siamese.heldout_classes=[1, 8]", "siamese.eval_pairs=1000",
     ])
     result = Trainer(config).fit()
     # trousers vs bags (never seen in training): clearly separable by a useful embedding.
@@ -87,8 +87,9 @@ def test_siamese_supcon_two_views_and_affine_augmentation_on_mnist_json(tmp_path
     source = _tiny_mnist_json(tmp_path)
     overrides = [
         "task=siamese", "model.name=lenet_mnist", f"data.source={source}", "data.batch_size=16", "data.workers=0",
-        "data.augment.hflip=0", "data.augment.degrees=10", "data.augment.shear=10", "data.augment.affine_scale=0.1",
-        "metric.loss=supcon", "metric.temperature=0.2", "metric.instance_weight=0.5", "metric.eval_pairs=100",
+        "siamese.augment.hflip=0", "siamese.augment.degrees=10", "siamese.augment.shear=10",
+        "siamese.augment.affine_scale=0.1",
+        "siamese.loss=supcon", "siamese.temperature=0.2", "siamese.instance_weight=0.5", "siamese.eval_pairs=100",
         "train.epochs=1",
         "train.device=cpu", f"run.project={tmp_path / 'runs'}", "run.progress=false", "run.tensorboard=false",
         "run.plots=false",
@@ -116,14 +117,14 @@ def test_siamese_batch_augmentation_follows_the_config():
     from cvzoo.tasks import build_task
 
     def task_with(*overrides):
-        task = build_task(apply_overrides(Config(), ["task=siamese", "data.augment.degrees=0", *overrides]))
+        task = build_task(apply_overrides(Config(), ["task=siamese", "siamese.augment.degrees=0", *overrides]))
         task.mean, task.std = [0.1307], [0.3081]
         return task
 
     images = torch.rand(4, 1, 28, 28)
     assert torch.equal(task_with()._augment_batch(images), images)  # nothing asked: untouched
     torch.manual_seed(0)
-    dilated = task_with("data.augment.dilate=1")._augment_batch(images)
+    dilated = task_with("siamese.augment.dilate=1")._augment_batch(images)
     assert torch.equal(dilated, F.max_pool2d(images, 3, stride=1, padding=1))
-    elastic = task_with("data.augment.elastic_alpha=34", "data.augment.elastic_sigma=4")._augment_batch(images)
+    elastic = task_with("siamese.augment.elastic_alpha=34", "siamese.augment.elastic_sigma=4")._augment_batch(images)
     assert elastic.shape == images.shape and (elastic - images).abs().mean() > 0.05

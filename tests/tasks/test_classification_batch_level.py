@@ -42,10 +42,10 @@ def test_batch_level_validation_equals_the_per_sample_eval_transform(tmp_path):
 
 
 def test_padding_option_reaches_both_paths(tmp_path):
-    task = ClassificationTask(_config(tmp_path, "data.augment.padding=2"))
+    task = ClassificationTask(_config(tmp_path, "classify.augment.padding=2"))
     task.build_datasets()
     assert task.batch_train_transform.padding == 2
-    task = ClassificationTask(_config(tmp_path, "data.augment.padding=2", "data.augment.randaugment=true"))
+    task = ClassificationTask(_config(tmp_path, "classify.augment.padding=2", "classify.augment.randaugment=true"))
     train, _ = task.build_datasets()
     assert task.batch_train_transform is None
     image, _ = train[0]
@@ -53,7 +53,7 @@ def test_padding_option_reaches_both_paths(tmp_path):
 
 
 def test_uint8_batch_without_batch_level_dataset_is_a_clear_error(tmp_path):
-    task = ClassificationTask(_config(tmp_path, "data.augment.color_jitter=0.2"))
+    task = ClassificationTask(_config(tmp_path, "classify.augment.color_jitter=0.2"))
     task.build_datasets()
     try:
         task._to_float(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), train=True)

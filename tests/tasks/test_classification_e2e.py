@@ -14,7 +14,7 @@ def trained_run(tmp_path_factory):
     code = main([
         "train", "--model", "lenet_mnist", "--data", "fashion_mnist_sample", "--epochs", "4", "--batch", "32",
         "--lr", "0.05", "--project", str(root), "--name", "e2e", "--device", "cpu",
-        "--set", "run.progress=false", "--set", "data.augment.hflip=0.0", "--set", "scheduler.warmup_epochs=0.5",
+        "--set", "run.progress=false", "--set", "classify.augment.hflip=0.0", "--set", "scheduler.warmup_epochs=0.5",
     ])
     assert code == 0
     return root / "classify" / "e2e"

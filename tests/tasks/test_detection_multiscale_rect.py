@@ -1,4 +1,4 @@
-"""The detection task's multi-scale training (data.augment.multiscale) and rectangular validation (data.rect_val)."""
+"""The detection task's multi-scale training (detect.augment.multiscale) and rectangular validation (detect.rect_val)."""
 
 import pytest
 import torch
@@ -52,7 +52,7 @@ def _batch():
 
 
 def test_multiscale_training_step_resizes_batch_and_boxes():
-    task = DetectionTask(config(**{"data.augment.multiscale": True}))
+    task = DetectionTask(config(**{"detect.augment.multiscale": True}))
     task.class_names = CLASSES
     model, batch = Recorder(), _batch()
     torch.manual_seed(0)
@@ -80,7 +80,7 @@ def test_rect_val_uses_the_loaders_batch_size_and_can_be_turned_off(mixed_data):
     task = DetectionTask(config(str(mixed_data), **{"data.img_size": 128, "data.batch_size": 2}))
     dataset = task.build_eval_dataset("val")  # val batches of 2 x 2 images
     assert dataset.shapes == [(96, 128)] * 4 + [(128, 128)] * 4 + [(128, 96)] * 4
-    square = DetectionTask(config(str(mixed_data), **{"data.img_size": 128, "data.rect_val": False}))
+    square = DetectionTask(config(str(mixed_data), **{"data.img_size": 128, "detect.rect_val": False}))
     square = square.build_eval_dataset("val")
     assert square.shapes is None and {tuple(square[i][0].shape) for i in range(len(square))} == {(3, 128, 128)}
 
@@ -105,7 +105,7 @@ def test_one_epoch_with_multiscale_trains(tmp_path):
     data = write_yolo_dataset(tmp_path / "data", n_train=8, n_val=4, config=scenes, seed=1)
     code = main(["train", "--task", "detect", "--model", "yolov8n", "--data", str(data), "--epochs", "1",
                  "--batch", "4", "--imgsz", "64", "--device", "cpu", "--project", str(tmp_path / "runs"),
-                 "--name", "ms", "--set", "data.augment.multiscale=true", "--set", "run.progress=false",
+                 "--name", "ms", "--set", "detect.augment.multiscale=true", "--set", "run.progress=false",
                  "--set", "run.tensorboard=false", "--set", "scheduler.warmup_epochs=0",
                  "--set", "train.nominal_batch_size=4", "--set", "run.plots=false"])
     assert code == 0

@@ -2,9 +2,10 @@
 
 Contract (DESIGN.md): ``forward(images [B, 3, H, W]) -> {"out": [B, K, H, W], "aux": [B, K, H, W]?}``,
 logits at the input resolution, identical in train and eval mode (the auxiliary head, when built, is
-always computed, so a traced or exported graph does not depend on the mode). ``loss`` is cross-entropy
-with the 255 "void" label ignored, plus the weighted auxiliary loss; ``postprocess`` turns logits into
-class maps at each image's original size.
+always computed, so a traced or exported graph does not depend on the mode). ``loss`` applies the
+model's ``criterion`` (cross-entropy with the 255 "void" label ignored unless the segment task sets
+another) to each output and adds the weighted auxiliary loss; ``postprocess`` turns logits into class
+maps at each image's original size.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvzoo.layers.conv_norm_act import ConvNormAct
+from cvzoo.losses.segmentation import SegmentationLoss
 from cvzoo.models.backbones import create_backbone
 from cvzoo.models.features import FeatureExtractor, FeatureInfo
 from cvzoo.models.weights import StateDict
@@ -32,26 +34,23 @@ class Segmenter(nn.Module):
 
     num_classes: int
 
-    def loss(
-        self,
-        outputs: dict[str, torch.Tensor],
-        targets: torch.Tensor,
-        aux_weight: float = 0.3,
-        class_weights: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Pixel-wise cross-entropy on ``targets [B, H, W]`` (int64, 255 = ignore).
+    # The pixel-wise criterion of ``loss``; the segment task replaces it by the configured one
+    # (``segment.loss``, class weights...). A plain value, so it is not part of the state dict.
+    criterion: SegmentationLoss = SegmentationLoss(ignore_index=IGNORE_INDEX)
+
+    def loss(self, outputs: dict[str, torch.Tensor], targets: torch.Tensor,
+             aux_weight: float = 0.3) -> dict[str, torch.Tensor]:
+        """``criterion`` of the outputs against ``targets [B, H, W]`` (int64, 255 = ignore).
 
         Returns:
-            ``{"loss", "loss_main"}`` plus ``"loss_aux"`` when the model has an auxiliary output;
+            ``{"loss"}``; with an auxiliary output also ``"loss_main"`` and ``"loss_aux"``, and
             ``loss = loss_main + aux_weight * loss_aux``.
         """
-        main = F.cross_entropy(outputs["out"].float(), targets, weight=class_weights, ignore_index=IGNORE_INDEX)
-        parts = {"loss": main, "loss_main": main.detach()}
-        if "aux" in outputs:
-            aux = F.cross_entropy(outputs["aux"].float(), targets, weight=class_weights, ignore_index=IGNORE_INDEX)
-            parts["loss"] = main + aux_weight * aux
-            parts["loss_aux"] = aux.detach()
-        return parts
+        main = self.criterion(outputs["out"], targets)
+        if "aux" not in outputs:
+            return {"loss": main}
+        aux = self.criterion(outputs["aux"], targets)
+        return {"loss": main + aux_weight * aux, "loss_main": main.detach(), "loss_aux": aux.detach()}
 
     @torch.no_grad()
     def postprocess(self, outputs: dict[str, torch.Tensor], image_sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:

@@ -1,0 +1,174 @@
+"""The tasks a run can have, and each task's own config section.
+
+This module is the one place a task is added: its options as a section dataclass (a field of
+``Config`` named by the spec's ``section``) and one ``TaskSpec`` in ``TASKS`` naming the ``Task``
+subclass and the task's defaults. ``Config.task``, ``cvzoo train --task`` and
+``cvzoo.tasks.task_class`` all read ``TASKS``.
+
+Options used by several tasks (``hflip``, ``degrees``...) are repeated in each task's section on
+purpose: each task has its own default, and a recipe for one task cannot change another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+# --------------------------------------------------------------------------------------- classify
+@dataclass
+class ClassifyAugment:
+    hflip: float = 0.5
+    scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop's area fraction
+    color_jitter: float = 0.0
+    randaugment: bool = False
+    random_erasing: float = 0.0
+    # Small images (<= 64 px): zero padding before the random crop; -1 = round(img_size / 8).
+    padding: int = -1
+    # Batch-level mixing: probability-weighted MixUp/CutMix with these alphas (0 = off).
+    mixup: float = 0.0
+    cutmix: float = 0.0
+
+
+@dataclass
+class ClassifyConfig:
+    """The classification task (``task: classify``)."""
+
+    augment: ClassifyAugment = field(default_factory=ClassifyAugment)
+
+
+# ----------------------------------------------------------------------------------------- detect
+@dataclass
+class DetectAugment:
+    hflip: float = 0.5
+    mosaic: float = 1.0
+    close_mosaic: int = 0  # mosaic off for the last N epochs (the detect task's default is 10)
+    mixup: float = 0.0  # probability of blending two training samples (YOLOv5's MixUp)
+    hsv_h: float = 0.015
+    hsv_s: float = 0.7
+    hsv_v: float = 0.4
+    degrees: float = 0.0
+    translate: float = 0.1
+    affine_scale: float = 0.5
+    shear: float = 0.0
+    # Multi-scale training (YOLOv2/v3, YOLOv5's --multi-scale): each batch is resized to a random
+    # multiple of the model's largest stride in [0.5, 1.5] x img_size; validation keeps img_size.
+    multiscale: bool = False
+
+
+@dataclass
+class DetectConfig:
+    """The detection task (``task: detect``)."""
+
+    augment: DetectAugment = field(default_factory=DetectAugment)
+    # Rectangular validation batches (YOLOv5's rect). Val images are sorted by aspect ratio and each
+    # batch is letterboxed to one shape with the long side = img_size and the short side only as large
+    # as its images need (a multiple of 32): less padding, faster validation. False = squares.
+    rect_val: bool = True
+
+
+# ---------------------------------------------------------------------------------------- segment
+@dataclass
+class SegmentAugment:
+    hflip: float = 0.5
+    vflip: float = 0.0  # for top-down images such as microscopy
+    # The shorter side is resized to img_size * s, s ~ U(scale), before the img_size crop.
+    scale: tuple[float, float] = (0.5, 2.0)
+    color_jitter: float = 0.0
+
+
+@dataclass
+class SegmentConfig:
+    """The semantic segmentation task (``task: segment``)."""
+
+    # The segmenter's criterion; "+dice" adds dice_weight x the Dice loss.
+    loss: Literal["ce", "dice", "focal", "ce+dice", "focal+dice"] = "ce"
+    dice_weight: float = 1.0
+    focal_gamma: float = 2.0  # focusing parameter of the softmax focal loss
+    class_weights: tuple[float, ...] | None = None  # one weight per class for the cross-entropy / focal terms
+    ignore_unknown: bool = False  # mask values outside the class list become 255 (ignored) instead of an error
+    allow_missing_masks: bool = False  # images without a mask are skipped with a warning instead of an error
+    eval_size: int = 0  # evaluate/predict with the shorter side resized to this; 0 = the original size
+    augment: SegmentAugment = field(default_factory=SegmentAugment)
+
+
+# ---------------------------------------------------------------------------------------- siamese
+@dataclass
+class SiameseAugment:
+    hflip: float = 0.5
+    padding: int = -1  # zero padding before the random crop; -1 = round(img_size / 8)
+    # Batched per image: a rotation / shear / zoom in 1 +- affine_scale (the zoom only with a rotation
+    # or shear), elastic distortion of Simard et al. (2003) (noise smoothed by a Gaussian of
+    # elastic_sigma px, scaled by elastic_alpha; 0 = off) and the probability of a 3x3 dilation
+    # (wider bright strokes).
+    degrees: float = 0.0
+    shear: float = 0.0
+    affine_scale: float = 0.5
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
+    dilate: float = 0.0
+
+
+@dataclass
+class SiameseConfig:
+    """The Siamese / metric-learning task (``task: siamese``)."""
+
+    embedding_dim: int = 64
+    loss: Literal["triplet", "contrastive", "supcon"] = "triplet"
+    margin: float = 0.5  # triplet and contrastive
+    temperature: float = 0.1  # supcon (supervised contrastive, Khosla et al. 2020)
+    # > 0: two augmented views of every training image, and this weight times an instance term (each
+    # view's only positive is the other view: SimCLR's NT-Xent, Chen et al. 2020) added to the loss.
+    instance_weight: float = 0.0
+    # Classes never seen in training; verification is measured on pairs of these classes' val images.
+    heldout_classes: tuple[int, ...] = (7, 8, 9)
+    eval_pairs: int = 4000
+    retrieval_k: tuple[int, ...] = (1, 5)
+    augment: SiameseAugment = field(default_factory=SiameseAugment)
+
+
+# --------------------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task: where its code and its options are, and the defaults it starts from."""
+
+    # "module:Class" of the Task subclass; imported on demand by cvzoo.tasks.task_class.
+    implementation: str
+    # The Config field holding the task's options.
+    section: str
+    # Dotted keys applied before a recipe and the user's flags: the settings where the task differs
+    # from the dataclass defaults.
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+# Detection follows the YOLOv5/v8 recipe (Jocher et al.): SGD 0.01 with momentum 0.937, 3 warm-up epochs
+# with a high bias lr and a momentum ramp, nominal batch 64 (accumulation ramping up in warm-up), a linear
+# decay held per epoch over all epochs, EMA, gradient clipping, mosaic closed for the last epochs.
+TASKS: dict[str, TaskSpec] = {
+    "classify": TaskSpec("cvzoo.tasks.classification:ClassificationTask", "classify"),
+    "detect": TaskSpec("cvzoo.tasks.detection:DetectionTask", "detect", {
+        "model.name": "yolov8n", "data.img_size": 640, "data.batch_size": 16, "optim.lr": 0.01,
+        "optim.momentum": 0.937, "optim.weight_decay": 0.0005, "scheduler.name": "linear",
+        "scheduler.warmup_epochs": 3.0, "scheduler.warmup_start_factor": 0.0, "scheduler.warmup_bias_lr": 0.1,
+        "scheduler.warmup_momentum": 0.8, "scheduler.warmup_prefix": False,
+        "scheduler.per_epoch": True, "train.nominal_batch_size": 64,
+        "train.ema": True, "train.ema_decay": 0.9999, "train.clip_grad_norm": 10.0,
+        "detect.augment.close_mosaic": 10,
+        # NHWC convolutions: a YOLOv8n training step at 640 px, batch 8, 2 CPU threads takes 0.90x the time.
+        "train.channels_last": True,
+    }),
+    "segment": TaskSpec("cvzoo.tasks.segmentation:SegmentationTask", "segment", {
+        "model.name": "deeplabv3_resnet50", "optim.lr": 0.01, "optim.weight_decay": 0.0001,
+        "scheduler.name": "poly", "scheduler.min_lr_ratio": 0.0, "train.aux_loss_weight": 0.5,
+        "data.batch_size": 8,
+    }),
+    "siamese": TaskSpec("cvzoo.tasks.siamese:SiameseTask", "siamese", {
+        "model.name": "resnet20_cifar", "optim.lr": 0.05,
+    }),
+}
+
+
+__all__ = [
+    "TASKS", "ClassifyAugment", "ClassifyConfig", "DetectAugment", "DetectConfig", "SegmentAugment",
+    "SegmentConfig", "SiameseAugment", "SiameseConfig", "TaskSpec",
+]
