@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from cvzoo.data.det_transforms import (
+from cvzoo.data.augment.detect import (
     Compose,
     LetterBox,
     Mosaic,

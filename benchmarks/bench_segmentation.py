@@ -93,7 +93,7 @@ def _scenes(root: Path, n_train: int, n_val: int, size: int, seed: int = 0) -> P
 
 
 def _tensors(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from cvzoo.data.segmentation import (
+    from cvzoo.data.datasets.segmentation import (
         SegmentationDataset,
         SegmentationEvalTransform,
         load_segmentation_split,

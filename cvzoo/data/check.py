@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cvzoo.data.formats._common import AnnotationFormatError, Issue, image_size
-from cvzoo.data.formats.detect import detect_format, load_detection_dataset
+from cvzoo.data.formats.auto import detect_format, load_detection_dataset
 from cvzoo.data.formats.yolo import label_path_for
 from cvzoo.data.types import DatasetAnnotations
 

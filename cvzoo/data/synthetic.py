@@ -366,7 +366,7 @@ def generate_dataset(
 class SyntheticScenes:
     """A lazy map-style dataset of scenes: ``dataset[i] -> (image, target)``.
 
-    The sample is the one of ``cvzoo.data.det_transforms``: image uint8 ``[H, W, 3]`` RGB and target
+    The sample is the one of ``cvzoo.data.augment.detect``: image uint8 ``[H, W, 3]`` RGB and target
     ``{"boxes": float32 [N, 4] xyxy absolute, "labels": int64 [N], "masks": uint8 [N, H, W]}``.
     Scene ``i`` is generated on access (about a millisecond at 320 px), so any length costs no memory.
     Usable directly with ``torch.utils.data.DataLoader`` and as ``Mosaic``'s ``load_sample``.

@@ -11,14 +11,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from cvzoo.data.classification import ArrayClassificationDataset, build_classification_dataset
-from cvzoo.data.images import load_image
-from cvzoo.data.transforms import (
+from cvzoo.data.augment.classify import (
     BatchPadCropFlip,
     MixupCutmix,
     classification_eval_transform,
     classification_train_transform,
 )
+from cvzoo.data.datasets.classification import ArrayClassificationDataset, build_classification_dataset
+from cvzoo.data.images import load_image
 from cvzoo.metrics.classification import ClassificationEvaluator
 from cvzoo.models.registry import create_model
 from cvzoo.models.transfer import freeze, keep_frozen_bn_eval, param_groups

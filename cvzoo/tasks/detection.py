@@ -13,12 +13,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from cvzoo.data import det_transforms as T
+from cvzoo.data.augment import detect as T
+from cvzoo.data.augment.multiscale import multiscale_batch
 from cvzoo.data.check import validate_annotations
-from cvzoo.data.detection import DetectionDataset, collate_detection
-from cvzoo.data.formats.detect import load_detection_dataset
+from cvzoo.data.datasets.detection import DetectionDataset, collate_detection
+from cvzoo.data.formats.auto import load_detection_dataset
 from cvzoo.data.images import VIDEO_EXTENSIONS, load_image
-from cvzoo.data.multiscale import multiscale_batch
 from cvzoo.metrics.detection import DetectionEvaluator
 from cvzoo.models.detection.base import Detections, nms_postprocess, validate_targets
 from cvzoo.models.detection.graph_nms import NmsDetector, unpad_detections

@@ -26,9 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from cvzoo.data.formats.voc_seg import voc_colormap
-from cvzoo.data.images import MissingDataError, load_image
-from cvzoo.data.segmentation import (
+from cvzoo.data.datasets.segmentation import (
     IGNORE_INDEX,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -38,6 +36,8 @@ from cvzoo.data.segmentation import (
     load_segmentation_split,
     pad_collate,
 )
+from cvzoo.data.formats.voc_seg import voc_colormap
+from cvzoo.data.images import MissingDataError, load_image
 from cvzoo.losses import SegmentationLoss
 from cvzoo.metrics.segmentation import SegmentationMetrics
 from cvzoo.models.registry import create_model

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from cvzoo.data.batch_augment import random_affine, random_dilate, random_elastic
-from cvzoo.data.classification import build_classification_dataset
+from cvzoo.data.augment.batch import random_affine, random_dilate, random_elastic
+from cvzoo.data.augment.classify import classification_eval_transform, classification_train_transform
+from cvzoo.data.datasets.classification import build_classification_dataset
+from cvzoo.data.datasets.pairs import sample_pairs
 from cvzoo.data.images import load_image
-from cvzoo.data.pairs import sample_pairs
-from cvzoo.data.transforms import classification_eval_transform, classification_train_transform
 from cvzoo.losses.metric_learning import (
     batch_hard_triplet_loss,
     contrastive_loss,
@@ -135,7 +135,7 @@ class SiameseTask(Task):
             padding=None if augment.padding < 0 else augment.padding)
 
     def _augment_batch(self, images: torch.Tensor) -> torch.Tensor:
-        """The batch augmentations of ``siamese.augment`` (:mod:`cvzoo.data.batch_augment`), in this order:
+        """The batch augmentations of ``siamese.augment`` (:mod:`cvzoo.data.augment.batch`), in this order:
         pen width (``dilate``: probability of a 3x3 dilation), elastic wobble (``elastic_alpha`` /
         ``elastic_sigma``, Simard et al. 2003), then a random rotation/shear/zoom (``degrees``, ``shear``,
         zoom in ``1 +- affine_scale``). Shape-preserving deformations teach invariances (slant, size,

@@ -1,4 +1,4 @@
-"""Batched augmentations (cvzoo.data.batch_augment) against per-image references: torchvision's affine,
+"""Batched augmentations (cvzoo.data.augment.batch) against per-image references: torchvision's affine,
 OpenCV's remap / GaussianBlur / dilate."""
 
 import cv2
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cvzoo.data.batch_augment import (
+from cvzoo.data.augment.batch import (
     affine_warp,
     elastic_warp,
     gaussian_blur,

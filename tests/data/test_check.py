@@ -117,7 +117,7 @@ def test_check_clean_voc_and_unreadable(tmp_path):
 
 def test_non_finite_coordinates_are_issues_not_clean(tmp_path):
     from cvzoo.data.formats._common import AnnotationFormatError
-    from cvzoo.data.formats.detect import load_detection_dataset
+    from cvzoo.data.formats.auto import load_detection_dataset
 
     root = tmp_path / "y"
     for split in ("train", "val"):

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from cvzoo.data.bundled import export_sample_to_folder, load_fashion_sample
-from cvzoo.data.classification import ImageFolderDataset, build_classification_dataset
+from cvzoo.data.datasets.classification import ImageFolderDataset, build_classification_dataset
 from cvzoo.data.formats.image_folder import (
     image_folder_split,
     read_class_indices,
@@ -216,7 +216,7 @@ def test_class_indices_round_trip_and_validation(tmp_path):
 
 
 def test_image_folder_with_transform(tmp_path):
-    from cvzoo.data.transforms import classification_eval_transform
+    from cvzoo.data.augment.classify import classification_eval_transform
 
     root = _tree(tmp_path / "t", {"a": 1, "b": 1})
     tf = classification_eval_transform(32, channels=3)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cvzoo.data.bundled import load_fashion_sample
-from cvzoo.data.classification import (
+from cvzoo.data.datasets.classification import (
     FASHION_MNIST_CLASSES,
     ArrayClassificationDataset,
     build_classification_dataset,

@@ -9,8 +9,8 @@ import yaml
 from PIL import Image
 
 from cvzoo.data.formats._common import AnnotationFormatError
+from cvzoo.data.formats.auto import detect_format, find_coco_json, load_detection_dataset
 from cvzoo.data.formats.convert import convert_dataset, write_dataset
-from cvzoo.data.formats.detect import detect_format, find_coco_json, load_detection_dataset
 from cvzoo.data.formats.voc import VOC_CLASSES
 
 OBJECT = ("<object><name>{name}</name><difficult>{difficult}</difficult>"

@@ -10,7 +10,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from cvzoo.data.det_transforms import (
+from cvzoo.data.augment.detect import (
     Compose,
     LetterBox,
     MixUp,

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from cvzoo.data.check import check_dataset
-from cvzoo.data.detection import DetectionDataset, ImageSizeMismatchError
+from cvzoo.data.datasets.detection import DetectionDataset, ImageSizeMismatchError
 from cvzoo.data.formats.coco import read_coco
 from cvzoo.data.formats.yolo import read_yolo
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from cvzoo.data.formats._common import AnnotationFormatError, MissingSplitError
-from cvzoo.data.formats.detect import load_detection_dataset
+from cvzoo.data.formats.auto import load_detection_dataset
 from cvzoo.data.formats.labelme import read_labelme
 
 

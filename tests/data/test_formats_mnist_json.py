@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cvzoo.data.classification import DATASET_STATS, build_classification_dataset
+from cvzoo.data.datasets.classification import DATASET_STATS, build_classification_dataset
 from cvzoo.data.formats.mnist_json import (
     MnistJsonFormatError,
     load_mnist_json,

@@ -1,12 +1,12 @@
-"""Rectangular validation batches and multi-scale batch resizing (cvzoo.data.detection, cvzoo.data.multiscale)."""
+"""Rectangular validation batches and multi-scale batch resizing (cvzoo.data.datasets.detection, cvzoo.data.augment.multiscale)."""
 
 import numpy as np
 import pytest
 import torch
 
-from cvzoo.data.det_transforms import LetterBox, scale_boxes_back
-from cvzoo.data.detection import DetectionDataset, collate_detection, rect_batch_shapes
-from cvzoo.data.multiscale import multiscale_batch, resize_batch
+from cvzoo.data.augment.detect import LetterBox, scale_boxes_back
+from cvzoo.data.augment.multiscale import multiscale_batch, resize_batch
+from cvzoo.data.datasets.detection import DetectionDataset, collate_detection, rect_batch_shapes
 from cvzoo.data.synthetic import SceneConfig, generate_dataset
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from cvzoo.data.transforms import (
+from cvzoo.data.augment.classify import (
     BatchPadCropFlip,
     CutMix,
     Mixup,

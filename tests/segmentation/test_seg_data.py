@@ -10,9 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cvzoo.data.formats import rle
-from cvzoo.data.images import DatasetError, MissingDataError
-from cvzoo.data.segmentation import (
+from cvzoo.data.datasets.segmentation import (
     SegmentationDataset,
     SegmentationEvalTransform,
     SegmentationTrainTransform,
@@ -21,6 +19,8 @@ from cvzoo.data.segmentation import (
     pad_collate,
     read_mask,
 )
+from cvzoo.data.formats import rle
+from cvzoo.data.images import DatasetError, MissingDataError
 
 
 def _image(path, width, height, seed=0):

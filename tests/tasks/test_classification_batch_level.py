@@ -3,7 +3,7 @@
 import torch
 
 from cvzoo.config import Config, apply_overrides
-from cvzoo.data.transforms import SmallImageTransform
+from cvzoo.data.augment.classify import SmallImageTransform
 from cvzoo.engine.trainer import Trainer
 from cvzoo.tasks.classification import ClassificationTask
 

@@ -77,7 +77,7 @@ def assert_tie_equivalent(expected, got, candidates):
 def test_export_with_nms_and_onnxruntime_predict(trained, yolo_data, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     from cvzoo import api
-    from cvzoo.data import det_transforms as T
+    from cvzoo.data.augment import detect as T
     from cvzoo.data.images import load_image
     from cvzoo.export import OnnxTorchModel
     from cvzoo.models.detection.graph_nms import detections_difference, unpad_detections

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 
 from cvzoo.data.formats._common import AnnotationFormatError
+from cvzoo.data.formats.auto import detect_format, load_detection_dataset
 from cvzoo.data.formats.coco import write_coco
-from cvzoo.data.formats.detect import detect_format, load_detection_dataset
 from cvzoo.data.formats.voc import write_voc
 from cvzoo.data.formats.yolo import write_yolo
 from cvzoo.data.types import DatasetAnnotations

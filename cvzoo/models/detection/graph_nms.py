@@ -131,7 +131,7 @@ class NmsDetector(nn.Module):
         of two overlapping boxes. So the check is: the same number of detections per image, the same
         sorted scores, and every detection of ``got`` one of the model's candidates (box, score, and a
         class tied for the candidate's best score). ``inf`` for a different count. Exact equality of the
-        NMS itself is tested on models without ties (``tests/detection/test_graph_nms.py``).
+        NMS itself is tested on models without ties (``tests/models/detection/test_graph_nms.py``).
         """
         predictions = self.model.decode(self.model(images))
         worst = 0.0

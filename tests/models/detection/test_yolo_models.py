@@ -189,7 +189,7 @@ def test_bad_backbones_are_rejected():
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_yolov8_postprocess_decodes_only_candidates_with_the_same_detections(channels_last):
     from cvzoo.models.detection.base import nms_postprocess
-    from tests.detection.helpers import calibrated_detector
+    from tests.models.detection.helpers import calibrated_detector
 
     model = calibrated_detector("yolov8n", num_classes=3).eval()
     if channels_last:

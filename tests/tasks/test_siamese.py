@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from cvzoo.data.pairs import sample_pairs, sample_triplets
+from cvzoo.data.datasets.pairs import sample_pairs, sample_triplets
 from cvzoo.metrics.verification import retrieval_topk, verification_metrics
 
 

@@ -2,7 +2,7 @@
 
 Every dataset here has ``.classes: list[str]``, ``.targets: list[int]`` and ``__getitem__ ->
 (image, label)``. Without a transform the image is a uint8 tensor ``[C, H, W]``; with one, whatever
-the transform returns (the presets in ``cvzoo.data.transforms`` give float32 ``[C, S, S]``).
+the transform returns (the presets in ``cvzoo.data.augment.classify`` give float32 ``[C, S, S]``).
 
 ``build_classification_dataset(source, split)`` understands:
 
@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from cvzoo.data.augment.classify import IMAGENET_MEAN, IMAGENET_STD
 from cvzoo.data.bundled import SAMPLE_NAME, load_fashion_sample
 from cvzoo.data.formats.cifar import cifar_root, load_cifar10_split
 from cvzoo.data.formats.idx import idx_root, load_idx_split
@@ -41,7 +42,6 @@ from cvzoo.data.images import (
     load_image,
     read_header,
 )
-from cvzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 FASHION_MNIST_CLASSES = [
     "t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle_boot",
@@ -324,7 +324,7 @@ def build_classification_dataset(
         source: "fashion_mnist_sample", or a folder (idx files, CIFAR-10 batches, MNIST JSON digits, or
             an image folder).
         split: "train" or "val" ("test" is read as "val").
-        transform: per-sample transform (see ``cvzoo.data.transforms``); None yields uint8 tensors.
+        transform: per-sample transform (see ``cvzoo.data.augment.classify``); None yields uint8 tensors.
         val_fraction: image folders with a single class tree: stratified fraction held out as val;
             MNIST JSON digits: the same, with 0 meaning 0.2 (their split seed is fixed, not ``seed``).
         seed: seed of the image-folder split.

@@ -17,7 +17,7 @@ from cvzoo.models.detection.tta import (
     augmented_predictions,
     deaugment_predictions,
 )
-from tests.detection.helpers import calibrated_detector
+from tests.models.detection.helpers import calibrated_detector
 
 
 def test_pass_geometry_and_hand_computed_box():
@@ -97,7 +97,7 @@ def test_task_predict_with_augment_equals_hand_merged_passes(tmp_path):
     from PIL import Image
 
     from cvzoo.api import build_config
-    from cvzoo.data import det_transforms as T
+    from cvzoo.data.augment import detect as T
     from cvzoo.tasks.detection import DetectionTask
 
     assert [(p.scale, p.flip) for p in DEFAULT_PASSES] == [(1.0, False), (0.83, True), (0.67, False)]

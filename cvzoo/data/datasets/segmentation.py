@@ -327,8 +327,8 @@ def _annotation_samples(dataset, mapping: dict[int, int], source_of) -> list[Seg
 
 
 def _list_coco(path: str, split: str) -> tuple[list[SegSample], list[str]]:
+    from cvzoo.data.formats.auto import find_coco_json
     from cvzoo.data.formats.coco import read_coco
-    from cvzoo.data.formats.detect import find_coco_json
 
     if os.path.isfile(path):
         if split != "train":

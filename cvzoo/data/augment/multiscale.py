@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from cvzoo.data.det_transforms import random_multiscale_size
+from cvzoo.data.augment.detect import random_multiscale_size
 
 SCALE_RANGE = (0.5, 1.5)
 

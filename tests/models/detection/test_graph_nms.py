@@ -18,7 +18,7 @@ from cvzoo.models.detection.graph_nms import (
     padded_nms,
     unpad_detections,
 )
-from tests.detection.helpers import calibrated_detector
+from tests.models.detection.helpers import calibrated_detector
 
 
 def _assert_same(expected, got, box_atol=0.0, score_atol=0.0, ordered=True):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cvzoo.data import det_transforms as T
+from cvzoo.data.augment import detect as T
 from cvzoo.data.images import CorruptImageError, DatasetError, load_image
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
 
@@ -46,7 +46,7 @@ class DetectionDataset(Dataset):
     """One split of a detection dataset.
 
     Args:
-        annotations: the split, read by any format reader (``cvzoo.data.formats.detect``).
+        annotations: the split, read by any format reader (``cvzoo.data.formats.auto``).
         img_size: network input side (a multiple of 32): the square's, or the long side of rect batches.
         augment: training augmentation (mosaic, affine, HSV, flip, mixup) vs plain letterbox.
         hyp: augmentation settings (a ``cvzoo.config.DetectAugment``-like object with mosaic, hsv_h/s/v,
