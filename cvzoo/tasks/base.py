@@ -78,12 +78,29 @@ class Task(ABC):
         self.augment = True
 
     # --- configuration checks ---------------------------------------------------------------------
+    # Whether the task's models take a registered classifier as backbone (``model.backbone``) and its
+    # weights (``model.backbone_weights``, also loaded into a model's own backbone when no name is given).
+    takes_backbone: bool = False
+    BACKBONE_KEYS = ("backbone", "backbone_weights")
+
     @classmethod
     def model_keywords(cls, config: Config) -> dict[str, str]:
         """The constructor keywords that ``config`` passes to the registered model ``model.name``, each
-        with the config key it comes from (to name it in errors). Tasks that add keywords from other
-        keys, or read some of ``model.kwargs`` themselves, extend this."""
-        return {key: f"model.kwargs.{key}" for key in config.model.kwargs}
+        with the config key it comes from (to name it in errors): ``model.kwargs`` and, for a task that
+        ``takes_backbone``, the backbone keys that are set."""
+        keywords = {key: f"model.kwargs.{key}" for key in config.model.kwargs}
+        for key in cls.BACKBONE_KEYS:
+            if getattr(config.model, key):
+                if not cls.takes_backbone:
+                    raise ConfigError(f"model.{key}: the {cls.name} task's models take no backbone by name")
+                keywords[key] = f"model.{key}"
+        return keywords
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``model_keywords`` with their values (the task adds ``num_classes``)."""
+        model = self.config.model
+        return {key: model.kwargs[key] if source.startswith("model.kwargs.") else getattr(model, key)
+                for key, source in self.model_keywords(self.config).items()}
 
     @classmethod
     def check_model_config(cls, config: Config) -> None:

@@ -73,6 +73,7 @@ class DetectionTask(Task):
     name = "detect"
     # YOLOv5/v8's fitness: mostly mAP50-95, a little mAP50.
     fitness_metric = "fitness"
+    takes_backbone = True
     headline_metrics = ("mAP50", "mAP50-95", "precision", "recall")
     supports_augment = True
     supports_export_nms = True
@@ -148,26 +149,11 @@ class DetectionTask(Task):
             train_dataset.set_mosaic(epoch < self.config.train.epochs - close)
 
     # --- model -----------------------------------------------------------------------------------
-    @classmethod
-    def model_keywords(cls, config: Any) -> dict[str, str]:
-        """``model.kwargs`` and the backbone keys, as ``_create`` passes them."""
-        keywords = super().model_keywords(config)
-        if config.model.backbone:
-            keywords["backbone"] = "model.backbone"
-            if config.model.backbone_weights:
-                keywords["backbone_weights"] = "model.backbone_weights"
-        return keywords
-
     def _create(self) -> nn.Module:
         entry = get_entry(self.config.model.name)
         if entry.task != "detect":
             raise ValueError(f"{self.config.model.name!r} is a {entry.task} model, not a detector")
-        kwargs = dict(self.config.model.kwargs)
-        if self.config.model.backbone:
-            kwargs["backbone"] = self.config.model.backbone
-            if self.config.model.backbone_weights:
-                kwargs["backbone_weights"] = self.config.model.backbone_weights
-        return create_model(self.config.model.name, num_classes=len(self.class_names), **kwargs)
+        return create_model(self.config.model.name, num_classes=len(self.class_names), **self.model_kwargs())
 
     def build_model(self) -> nn.Module:
         model = self._create()

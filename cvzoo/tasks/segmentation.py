@@ -87,6 +87,7 @@ class _OutOnly(nn.Module):
 class SegmentationTask(Task):
     name = "segment"
     fitness_metric = "mIoU"
+    takes_backbone = True
     headline_metrics = ("mIoU", "pixel_acc", "mean_acc", "mDice")
 
     def __init__(self, config: Any) -> None:
@@ -98,24 +99,8 @@ class SegmentationTask(Task):
         self._grid: tuple[list, list, list] | None = None
 
     # --- model arguments -----------------------------------------------------------------------
-    @classmethod
-    def model_keywords(cls, config: Any) -> dict[str, str]:
-        """``model.kwargs`` and the backbone keys, as ``_model_kwargs`` passes them."""
-        keywords = super().model_keywords(config)
-        if config.model.backbone:
-            keywords["backbone"] = "model.backbone"
-        if config.model.backbone_weights:
-            keywords["backbone_weights"] = "model.backbone_weights"
-        return keywords
-
     def _model_kwargs(self) -> dict[str, Any]:
-        kwargs = dict(self.config.model.kwargs)
-        kwargs["num_classes"] = len(self.classes)
-        if self.config.model.backbone:
-            kwargs["backbone"] = self.config.model.backbone
-        if self.config.model.backbone_weights:
-            kwargs["backbone_weights"] = self.config.model.backbone_weights
-        return kwargs
+        return {**self.model_kwargs(), "num_classes": len(self.classes)}
 
     # --- data --------------------------------------------------------------------------------------
     def _dataset(self, split: str, train: bool) -> Dataset:

@@ -111,6 +111,19 @@ def test_a_backbone_for_a_model_without_one_names_model_backbone():
         build_config(task="segment", overrides=["model.name=unet", "model.backbone=resnet18"])
 
 
+def test_backbone_keys_reach_the_model_or_are_an_error():
+    # Classification and siamese models take no backbone by name: the key is an error, not ignored.
+    for task in ("classify", "siamese"):
+        with pytest.raises(ConfigError, match=rf"model\.backbone: the {task} task's models take no backbone"):
+            build_config(task=task, overrides=["model.backbone=resnet18"])
+    # Detection passes backbone_weights to the model also without a backbone name (its own backbone
+    # loads them); it was dropped silently before.
+    from cvzoo.tasks.detection import DetectionTask
+
+    config = build_config(task="detect", overrides=["model.backbone_weights=w.pt"])
+    assert DetectionTask(config).model_kwargs() == {"backbone_weights": "w.pt"}
+
+
 def test_cuda_without_cuda_names_train_device(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["train", "--project", str(tmp_path / "runs"), "--device", "cuda"]) == 2
