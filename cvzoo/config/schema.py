@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cvzoo.config.core import ConfigError
-from cvzoo.config.tasks import TASKS, ClassifyConfig, DetectConfig, SegmentConfig, SiameseConfig
+from cvzoo.config.tasks import TASKS, TaskSections
 
 
 @dataclass
@@ -122,7 +122,9 @@ class RunConfig:
 
 
 @dataclass
-class Config:
+class GeneralConfig:
+    """The sections every run has; ``Config`` adds each task's section (``cvzoo.config.tasks``)."""
+
     task: str = "classify"  # a name in cvzoo.config.tasks.TASKS
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -130,13 +132,15 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    # Each task's own options (TASKS[task].section names the one a task reads).
-    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
-    detect: DetectConfig = field(default_factory=DetectConfig)
-    segment: SegmentConfig = field(default_factory=SegmentConfig)
-    siamese: SiameseConfig = field(default_factory=SiameseConfig)
 
     def __post_init__(self) -> None:
         # Checked here rather than by a Literal type: the registry, not this class, lists the tasks.
         if self.task not in TASKS:
             raise ConfigError(f"task: {self.task!r} is not a task; choose one of {', '.join(TASKS)}")
+
+
+@dataclass
+class Config(TaskSections, GeneralConfig):
+    """The typed configuration of a run: the general sections, then each task's own section
+    (``TASKS[task].section`` names the one a task reads). Dataclasses collect the fields of the bases in
+    reverse method-resolution order, so the general sections come first, as in args.yaml."""

@@ -168,7 +168,20 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+
+@dataclass
+class TaskSections:
+    """The options of every task, one field per ``TaskSpec.section``. ``cvzoo.config.Config`` inherits
+    these fields (after its general sections), so a new task is declared in this file alone: its section
+    dataclass, its field here and its ``TaskSpec`` in ``TASKS``."""
+
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    siamese: SiameseConfig = field(default_factory=SiameseConfig)
+
+
 __all__ = [
-    "TASKS", "ClassifyAugment", "ClassifyConfig", "DetectAugment", "DetectConfig", "SegmentAugment",
+    "TASKS", "TaskSections", "ClassifyAugment", "ClassifyConfig", "DetectAugment", "DetectConfig", "SegmentAugment",
     "SegmentConfig", "SiameseAugment", "SiameseConfig", "TaskSpec",
 ]

@@ -50,3 +50,14 @@ def test_an_unregistered_task_is_one_error_listing_the_tasks(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--task", "track"])
     assert "invalid choice: 'track'" in capsys.readouterr().err
+
+
+def test_task_sections_are_declared_beside_the_registry():
+    from cvzoo.config.schema import GeneralConfig
+    from cvzoo.config.tasks import TaskSections
+
+    sections = [f.name for f in dataclasses.fields(TaskSections)]
+    assert sorted(sections) == sorted({spec.section for spec in TASKS.values()})
+    # Config adds nothing of its own: the general sections, then the task sections.
+    general = [f.name for f in dataclasses.fields(GeneralConfig)]
+    assert [f.name for f in dataclasses.fields(Config)] == general + sections
