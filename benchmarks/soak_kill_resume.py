@@ -2,7 +2,8 @@
 
 One uninterrupted 6-epoch run is the reference. Then each of ``--runs`` runs of the same command is
 interrupted ``--kills-per-run`` times at a random moment (uniform over the reference's wall time, so
-start-up, training, validation and checkpoint writes are all hit) by a signal drawn from SIGKILL,
+start-up, training, validation and checkpoint writes are all hit; a run that ends before its signal is
+started again with a moment drawn within its real duration, so every run is interrupted) by a signal drawn from SIGKILL,
 SIGTERM and SIGINT, and resumed each time with ``--resume <run>/weights/last.pt`` (or started again in
 its folder when the kill came before the first checkpoint). A run passes when it ends with results.csv
 equal to the reference's in every column but the wall time, the same final weights bit for bit, and
@@ -125,15 +126,22 @@ def main(argv: list[str] | None = None) -> int:
         name = f"run{index:03d}"
         run_dir = root / "classify" / name
         notes = []
-        for _ in range(args.kills_per_run):
+        kills = 0
+        window = reference_time
+        while kills < args.kills_per_run:
             signum = rng.choice(SIGNALS)
-            after = rng.uniform(0.0, reference_time)
+            after = rng.uniform(0.0, window)
             last = run_dir / "weights" / "last.pt"
             extra = ["--resume", str(last)] if last.exists() else ["--set", "run.exist_ok=true"]
+            started = time.perf_counter()
             code = interrupt(train_command(root, name, args.epochs, extra), after, signum, log)
             if code is None:
-                notes.append(f"finished before {signal.Signals(signum).name} at {after:.1f} s")
-                break
+                # The run ended before the signal (the machine was quicker than for the reference): it is
+                # started again from scratch and the moment drawn again within its real duration.
+                shutil.rmtree(run_dir)
+                window = time.perf_counter() - started
+                continue
+            kills += 1
             signals_sent[signal.Signals(signum).name] += 1
             notes.append(f"{signal.Signals(signum).name} at {after:.1f} s (exit {code}): {where(run_dir)}")
         last = run_dir / "weights" / "last.pt"
