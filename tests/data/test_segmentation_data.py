@@ -22,6 +22,9 @@ from cvzoo.data.datasets.segmentation import (
 from cvzoo.data.formats import rle
 from cvzoo.data.images import DatasetError, MissingDataError
 
+# Many small ops: one compute thread (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _image(path, width, height, seed=0):
     os.makedirs(os.path.dirname(path), exist_ok=True)

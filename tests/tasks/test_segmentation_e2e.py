@@ -12,6 +12,9 @@ from PIL import Image
 
 from cvzoo.cli.main import main
 
+# Many small ops: one compute thread (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, voc_scenes):

@@ -14,6 +14,9 @@ from cvzoo.models.segmentation.base import bilinear_upsampler
 from cvzoo.models.segmentation.fcn import ConvolutionalizedHead
 from cvzoo.models.weights import load_weights
 
+# Many small ops: one compute thread (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SEGMENTERS = list_models(task="segment")
 
 

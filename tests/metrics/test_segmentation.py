@@ -10,6 +10,9 @@ import torch
 
 from cvzoo.metrics.segmentation import SegmentationMetrics, confusion_matrix, metrics_from_confusion
 
+# Many small ops: one compute thread (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TARGET = np.array([[0, 0, 1, 1], [0, 2, 2, 1], [255, 2, 2, 2]])
 PRED = np.array([[0, 1, 1, 1], [0, 2, 1, 1], [0, 2, 2, 0]])
 

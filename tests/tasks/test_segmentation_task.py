@@ -13,6 +13,9 @@ from cvzoo.models.segmentation.base import Segmenter
 from cvzoo.tasks import build_task
 from cvzoo.tasks.segmentation import SegmentationTask
 
+# Many small ops: one compute thread (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _task(source, **options) -> SegmentationTask:
     """A unet task on ``source``; ``options``: dotted keys under ``segment``."""

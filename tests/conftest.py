@@ -1,0 +1,29 @@
+"""Fixtures shared across the test packages (the segmentation tests of data, models, metrics and tasks)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cvzoo.data.synthetic import SceneConfig, write_voc_segmentation
+
+# Two easily told apart shapes on textured backgrounds: learnable by a tiny U-Net in a few epochs.
+SEGMENTATION_SCENES = SceneConfig(image_size=(64, 64), objects_per_image=(1, 3), scale_range=(0.3, 0.6),
+                                  classes=("trouser", "bag"))
+
+
+@pytest.fixture
+def one_thread():
+    """For tests of many small ops (the segmentation tests use it for every test of their module): on a
+    shared 2-core machine OpenMP threads spinning against other processes make them many times slower
+    than a single thread."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="session")
+def voc_scenes(tmp_path_factory):
+    """A VOC-style folder: 120 train / 30 val scenes of 64x64 with classes background, trouser, bag."""
+    return write_voc_segmentation(tmp_path_factory.mktemp("voc_scenes"), 120, 30, SEGMENTATION_SCENES, seed=1)
