@@ -81,6 +81,9 @@ class Task(ABC):
     # Whether the task's models take a registered classifier as backbone (``model.backbone``) and its
     # weights (``model.backbone_weights``, also loaded into a model's own backbone when no name is given).
     takes_backbone: bool = False
+    # Constructor keywords the task sets itself (from the data): in ``model.kwargs`` they are an error
+    # naming the key, rather than silently replaced or a "multiple values" TypeError when the model is built.
+    task_keywords: tuple[str, ...] = ("num_classes",)
     BACKBONE_KEYS = ("backbone", "backbone_weights")
 
     @classmethod
@@ -88,6 +91,10 @@ class Task(ABC):
         """The constructor keywords that ``config`` passes to the registered model ``model.name``, each
         with the config key it comes from (to name it in errors): ``model.kwargs`` and, for a task that
         ``takes_backbone``, the backbone keys that are set."""
+        taken = [key for key in config.model.kwargs if key in cls.task_keywords]
+        if taken:
+            raise ConfigError(f"model.kwargs.{taken[0]}: the {cls.name} task sets {taken[0]} itself (from the data); "
+                              "leave it out of model.kwargs")
         keywords = {key: f"model.kwargs.{key}" for key in config.model.kwargs}
         for key in cls.BACKBONE_KEYS:
             if getattr(config.model, key):

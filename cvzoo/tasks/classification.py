@@ -51,6 +51,8 @@ class _EvaluatorAdapter(Evaluator):
 class ClassificationTask(Task):
     name = "classify"
     fitness_metric = "top1"
+    # model.kwargs.in_channels is allowed: it picks the model's input channels (the data is converted).
+    task_keywords = ("num_classes",)
     headline_metrics = ("top1", "top5", "precision", "recall")
     # Test-time augmentation: the logits of the image and of its horizontal mirror, averaged.
     supports_augment = True

@@ -94,6 +94,7 @@ class _TwoViews(Dataset):
 class SiameseTask(Task):
     name = "siamese"
     fitness_metric = "auc"
+    task_keywords = ("num_classes", "in_channels", "backbone", "embedding_dim")
     headline_metrics = ("auc", "eer", "accuracy", "recall@1")
 
     def __init__(self, config: Any) -> None:

@@ -162,3 +162,11 @@ def test_an_old_recipe_fails_in_one_line_naming_the_new_keys(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "unknown config key 'metric': metric.eval_pairs moved to siamese.eval_pairs" in err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(("task", "key"), [("classify", "num_classes"), ("detect", "num_classes"), ("segment", "num_classes"),
+                                           ("siamese", "in_channels")])
+def test_a_keyword_the_task_sets_is_an_error_in_model_kwargs(task, key):
+    # It was silently replaced (classification) or a "multiple values" TypeError at build time (detection).
+    with pytest.raises(ConfigError, match=rf"model\.kwargs\.{key}: the {task} task sets {key} itself"):
+        build_config(task=task, overrides=[f"model.kwargs={{{key}: 3}}"])
