@@ -46,11 +46,17 @@ class CSVLogger(Callback):
         write_results(self.path, trainer.history)
 
 
-def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write ``rows`` as results.csv (atomic replace; see ``cvzoo.engine.checkpoint.atomic_write``)."""
+def results_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The columns of results.csv: those of the first row, then any that appear later, in order."""
     columns: list[str] = []
     for row in rows:
         columns.extend(key for key in row if key not in columns)
+    return columns
+
+
+def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` as results.csv (atomic replace; see ``cvzoo.engine.checkpoint.atomic_write``)."""
+    columns = results_columns(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     if columns:
@@ -114,9 +120,7 @@ def results_panels(rows: list[dict[str, float]], headline: Sequence[str] = ()) -
     hold no information are left out: all missing, or all equal to -1 (the COCO placeholder for
     "no ground truth of that size").
     """
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(key for key in row if key not in columns)
+    columns = results_columns(rows)
 
     def informative(key: str) -> bool:
         values = [row.get(key, math.nan) for row in rows]

@@ -552,8 +552,7 @@ class Trainer:
         for callback in loop.callbacks:
             callback.on_epoch_end(self, progress.epoch, row)
 
-    def _state(self, loop: _Loop, progress: _Progress, sums: dict[str, float] | None = None,
-               seen: int | None = None) -> dict[str, Any]:
+    def _state(self, loop: _Loop, progress: _Progress) -> dict[str, Any]:
         cfg = self.config
         return {
             "model": loop.bare_model.state_dict(),
@@ -563,8 +562,8 @@ class Trainer:
             "scaler": loop.scaler.state_dict() if loop.scaler.is_enabled() else None,
             "epoch": progress.epoch,
             "step_in_epoch": progress.step_in_epoch,
-            "epoch_sums": dict(progress.sums if sums is None else sums),
-            "epoch_seen": progress.seen if seen is None else seen,
+            "epoch_sums": dict(progress.sums),
+            "epoch_seen": progress.seen,
             "epoch_time": progress.epoch_time,
             "best_fitness": progress.best_fitness,
             "patience": progress.patience,
@@ -584,9 +583,9 @@ class Trainer:
         """Whether to stop now; under DDP every rank stops at the same batch when any rank was signalled."""
         return any_rank(stop.requested, self.device) if self.dist.enabled else stop.requested
 
-    def _save_checkpoint(self, loop: _Loop, progress: _Progress, path: Path, **overrides: Any) -> None:
+    def _save_checkpoint(self, loop: _Loop, progress: _Progress, path: Path) -> None:
         if self.dist.is_main:
-            atomic_save(self._state(loop, progress, **overrides), path)
+            atomic_save(self._state(loop, progress), path)
 
     def _save_at_last_step(self, loop: _Loop, progress: _Progress) -> None:
         """A KeyboardInterrupt raised in the middle of a batch: save the run as it was after its last
@@ -596,8 +595,8 @@ class Trainer:
             return  # between epochs: the epoch's own last.pt is the right checkpoint
         start = progress.epoch * loop.batches_per_epoch
         progress.step_in_epoch = max(0, progress.last_step_batch + 1 - start)
-        self._save_checkpoint(loop, progress, self.weights_dir / "last.pt",
-                              sums=progress.sums_at_step, seen=progress.seen_at_step)
+        progress.sums, progress.seen = progress.sums_at_step, progress.seen_at_step
+        self._save_checkpoint(loop, progress, self.weights_dir / "last.pt")
 
     def _interrupt_message(self, progress: _Progress) -> str:
         last = self.weights_dir / "last.pt"
