@@ -406,7 +406,7 @@ def loss_parity(args: argparse.Namespace) -> None:
              "cls": torch.cat(labels)[:, None].float(), "img": images,
              "bboxes": torch.cat([(every[:, :2] + every[:, 2:]) / 2, every[:, 2:] - every[:, :2]], 1) / size}
     theirs, _ = v8DetectionLoss(reference)(reference(images), batch)
-    mine = ours.loss(ours(images), [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels)])
+    mine = ours.compute_loss(ours(images), [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels)])
     theirs.sum().backward()
     mine["loss"].backward()
     worst = 0.0

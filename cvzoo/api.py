@@ -30,6 +30,7 @@ from cvzoo.engine.evaluate import run_validation
 from cvzoo.engine.run_dir import make_run_dir
 from cvzoo.engine.trainer import Trainer, TrainResult, default_workers
 from cvzoo.layers.reparam import prepare_for_inference
+from cvzoo.models.registry import model_recipe
 from cvzoo.tasks import Task, task_class
 
 logger = logging.getLogger(__name__)
@@ -72,11 +73,13 @@ def build_config(config: str | Path | Config | None = None, overrides: list[str]
 def build_config_with_sources(config: str | Path | Config | None = None, overrides: list[str] | None = None,
                               **shortcuts: Any) -> tuple[Config, dict[str, str]]:
     """``build_config`` and where each setting came from: ``{dotted key: layer}``, the last layer to set
-    it (``"<task> task defaults"``, ``"recipe <path>"``, ``"flags"``, ``"--set"``). The trainer reports it
-    and, on resume, uses it to tell the settings a user asked to change from defaults."""
-    sources: dict[str, str] = {}
+    it. The layers, first to last: ``"<task> task defaults"``, ``"<family> model defaults"`` (the default
+    recipe of the model the config names, e.g. YOLO's for ``yolov8n``), ``"recipe <path>"``, ``"flags"``,
+    ``"--set"``. The trainer reports it and, on resume, uses it to tell the settings a user asked to
+    change from defaults."""
     if isinstance(config, Config):
-        cfg = config
+        layers: list[tuple[str, dict[str, Any] | list[str]]] = []
+        base = config
     else:
         recipe = read_yaml(config) if config is not None else {}
         task = recipe.get("task", "classify")
@@ -84,16 +87,12 @@ def build_config_with_sources(config: str | Path | Config | None = None, overrid
         for item in overrides or []:
             if item.split("=", 1)[0].strip() == "task":
                 task = item.split("=", 1)[1].strip()
-        cfg = apply_overrides(Config(), {"task": task})
-        defaults = TASKS[cfg.task].defaults
-        cfg = apply_overrides(cfg, defaults)
-        sources.update(dict.fromkeys(defaults, f"{cfg.task} task defaults"))
+        base = apply_overrides(Config(), {"task": task})
         try:
             flat = flatten(recipe)
-            cfg = apply_overrides(cfg, flat)
         except ConfigError as err:
             raise ConfigError(f"{config}: {err}") from None
-        sources.update(dict.fromkeys(flat, f"recipe {config}"))
+        layers = [(f"{base.task} task defaults", dict(TASKS[base.task].defaults)), (f"recipe {config}", flat)]
     pairs = {}
     for key, value in shortcuts.items():
         if value is None:
@@ -101,13 +100,32 @@ def build_config_with_sources(config: str | Path | Config | None = None, overrid
         if key not in SHORTCUTS:
             raise TypeError(f"unknown argument {key!r}; use overrides=['section.key=value'] for other keys")
         pairs[SHORTCUTS[key]] = value
-    cfg = apply_overrides(cfg, pairs)
-    cfg = apply_overrides(cfg, overrides or [])
-    for layer, keys in (("flags", list(pairs)), ("--set", [o.split("=", 1)[0].strip() for o in overrides or []])):
+    layers += [("flags", pairs), ("--set", list(overrides or []))]
+    cfg, sources = _apply_layers(base, layers)
+    if not isinstance(config, Config):
+        # The model is known only once every layer is applied; its recipe then goes in second.
+        family, model_defaults = model_recipe(cfg.model.name, cfg.task)
+        if model_defaults:
+            layers.insert(1, (f"{family} model defaults", model_defaults))
+            cfg, sources = _apply_layers(base, layers)
+    check_config(cfg)
+    return cfg, sources
+
+
+def _apply_layers(base: Config, layers: list[tuple[str, dict[str, Any] | list[str]]]) -> tuple[Config, dict[str, str]]:
+    """Apply ``(layer name, dotted overrides)`` in order; ``{key: last layer that set it}`` in that order."""
+    cfg, sources = base, {}
+    for layer, values in layers:
+        try:
+            cfg = apply_overrides(cfg, values)
+        except ConfigError as err:
+            if layer.startswith("recipe "):
+                raise ConfigError(f"{layer[len('recipe '):]}: {err}") from None
+            raise
+        keys = [v.split("=", 1)[0].strip() for v in values] if isinstance(values, list) else list(values)
         for key in keys:
             sources.pop(key, None)  # re-inserted last: the layers keep the order they were applied in
             sources[key] = layer
-    check_config(cfg)
     return cfg, sources
 
 

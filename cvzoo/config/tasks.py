@@ -42,7 +42,7 @@ class ClassifyConfig:
 class DetectAugment:
     hflip: float = 0.5
     mosaic: float = 1.0
-    close_mosaic: int = 0  # mosaic off for the last N epochs (the detect task's default is 10)
+    close_mosaic: int = 0  # mosaic off for the last N epochs (the YOLO recipe sets 10)
     mixup: float = 0.0  # probability of blending two training samples (YOLOv5's MixUp)
     hsv_h: float = 0.015
     hsv_s: float = 0.7
@@ -141,22 +141,11 @@ class TaskSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
-# Detection follows the YOLOv5/v8 recipe (Jocher et al.): SGD 0.01 with momentum 0.937, 3 warm-up epochs
-# with a high bias lr and a momentum ramp, nominal batch 64 (accumulation ramping up in warm-up), a linear
-# decay held per epoch over all epochs, EMA, gradient clipping, mosaic closed for the last epochs.
+# A detector's training recipe is its family's (``Detector.default_recipe``, applied after these
+# defaults by ``cvzoo.api.build_config``): YOLO's for the default model.
 TASKS: dict[str, TaskSpec] = {
     "classify": TaskSpec("cvzoo.tasks.classification:ClassificationTask", "classify"),
-    "detect": TaskSpec("cvzoo.tasks.detection:DetectionTask", "detect", {
-        "model.name": "yolov8n", "data.img_size": 640, "data.batch_size": 16, "optim.lr": 0.01,
-        "optim.momentum": 0.937, "optim.weight_decay": 0.0005, "scheduler.name": "linear",
-        "scheduler.warmup_epochs": 3.0, "scheduler.warmup_start_factor": 0.0, "scheduler.warmup_bias_lr": 0.1,
-        "scheduler.warmup_momentum": 0.8, "scheduler.warmup_prefix": False,
-        "scheduler.per_epoch": True, "train.nominal_batch_size": 64,
-        "train.ema": True, "train.ema_decay": 0.9999, "train.clip_grad_norm": 10.0,
-        "detect.augment.close_mosaic": 10,
-        # NHWC convolutions: a YOLOv8n training step at 640 px, batch 8, 2 CPU threads takes 0.90x the time.
-        "train.channels_last": True,
-    }),
+    "detect": TaskSpec("cvzoo.tasks.detection:DetectionTask", "detect", {"model.name": "yolov8n"}),
     "segment": TaskSpec("cvzoo.tasks.segmentation:SegmentationTask", "segment", {
         "model.name": "deeplabv3_resnet50", "optim.lr": 0.01, "optim.weight_decay": 0.0001,
         "scheduler.name": "poly", "scheduler.min_lr_ratio": 0.0, "train.aux_loss_weight": 0.5,

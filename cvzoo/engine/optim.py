@@ -145,7 +145,7 @@ def apply_warmup_overrides(
 ) -> None:
     """YOLO-style warm-up extras, applied after ``scheduler.step()`` while in warm-up.
 
-    The group named "bias" starts at ``cfg.warmup_bias_lr`` and falls linearly to its scheduled lr
+    The bias groups (named "bias" or "<part>_bias") start at ``cfg.warmup_bias_lr`` and falls linearly to its scheduled lr
     (the schedule's value without the warm-up ramp, as YOLOv5/v8 interpolate towards
     ``initial_lr * lf(epoch)``; a large early bias lr lets the detection heads' biases settle fast), and
     momentum rises from ``cfg.warmup_momentum`` to ``momentum`` (YOLOv5 recipe). No-ops when both are 0.
@@ -156,7 +156,7 @@ def apply_warmup_overrides(
         return
     alpha = step / max(1, warmup_steps)
     for group, lr_lambda in zip(optimizer.param_groups, scheduler.lr_lambdas):
-        if cfg.warmup_bias_lr > 0 and group.get("name") == "bias":
+        if cfg.warmup_bias_lr > 0 and str(group.get("name", "")).split("_")[-1] == "bias":
             target = group["initial_lr"] * lr_lambda.schedule(step)
             group["lr"] = cfg.warmup_bias_lr + (target - cfg.warmup_bias_lr) * alpha
         if cfg.warmup_momentum > 0 and "momentum" in group:  # SGD; Adam's betas are left alone

@@ -105,6 +105,20 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[arch]
 
 
+def model_recipe(name: str, task: str) -> tuple[str, dict[str, Any]]:
+    """The default training recipe of registered model ``name`` for ``task``: a few words naming it and
+    its dotted config keys (the model class's ``recipe_name`` and ``default_recipe``; empty for a model
+    without one, an unknown name or another task's model, which the config check reports later)."""
+    try:
+        entry = get_entry(name)
+    except UnknownModelError:
+        return "", {}
+    recipe = getattr(entry.builder, "default_recipe", None)
+    if entry.task != task or not recipe:
+        return "", {}
+    return getattr(entry.builder, "recipe_name", "") or split_name(name)[0], dict(recipe)
+
+
 def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
     """Sorted registered names matching a shell-style ``pattern``, optionally of one ``task``."""
     _ensure_populated()

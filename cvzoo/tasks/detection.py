@@ -1,4 +1,12 @@
-"""Object detection: YOLO-style training on any annotation format, COCO/VOC metrics, predict, export."""
+"""Object detection: any registered detector trained on any annotation format, COCO/VOC metrics, predict,
+export.
+
+The task speaks to a detector only through the contract of ``cvzoo.models.detection.base.Detector``:
+``model(images, targets, image_sizes)`` for the training losses, ``predict`` / ``validate`` for
+detections, and the model's loss reduction, parameter groups, input policy (letterboxed squares or
+images at their own size) and default recipe. Test-time augmentation and export without NMS need a dense
+detector (``DenseDetector``: its decoded predictions before NMS).
+"""
 
 from __future__ import annotations
 
@@ -20,11 +28,11 @@ from cvzoo.data.datasets.detection import DetectionDataset, collate_detection
 from cvzoo.data.formats.auto import load_detection_dataset
 from cvzoo.data.images import VIDEO_EXTENSIONS, load_image
 from cvzoo.metrics.detection import DetectionEvaluator
-from cvzoo.models.detection.base import Detections, nms_postprocess, validate_targets
+from cvzoo.models.detection.base import Detections, Detector, InputPolicy, validate_targets
+from cvzoo.models.detection.dense import DenseDetector, nms_postprocess
 from cvzoo.models.detection.graph_nms import NmsDetector, unpad_detections
 from cvzoo.models.detection.tta import augmented_predictions
 from cvzoo.models.registry import create_model, get_entry
-from cvzoo.models.transfer import param_groups
 from cvzoo.models.weights import load_weights
 from cvzoo.tasks.base import Evaluator, Task, bare
 
@@ -35,9 +43,28 @@ PREDICT_CONF, PREDICT_IOU = 0.25, 0.7
 
 
 def max_stride(model: nn.Module, default: int = 32) -> int:
-    """The largest stride of a detector (``Detector.strides``), ``default`` for a model without one."""
-    strides = getattr(bare(model), "strides", None)
-    return int(max(strides)) if strides else default
+    """The largest stride of a dense detector (``strides``), else its ``input_policy.size_divisible``."""
+    model = bare(model)
+    strides = getattr(model, "strides", None)
+    if strides:
+        return int(max(strides))
+    policy = getattr(model, "input_policy", None)
+    return int(policy.size_divisible) if policy is not None else default
+
+
+def input_policy_of(model_name: str) -> InputPolicy:
+    """The input policy of a registered detector, read from its class without building it."""
+    try:
+        builder = get_entry(model_name).builder
+    except KeyError:  # an unknown name: the config check reports it before any work
+        return InputPolicy()
+    return getattr(builder, "input_policy", InputPolicy())
+
+
+def image_sizes_of(images: torch.Tensor, metas: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """Each image's true ``(height, width)`` inside a padded batch (``meta["input_size"]``)."""
+    full = (int(images.shape[-2]), int(images.shape[-1]))
+    return [tuple(m.get("input_size", full)) for m in metas]
 
 
 class _DetectionEvaluatorAdapter(Evaluator):
@@ -77,9 +104,6 @@ class DetectionTask(Task):
     headline_metrics = ("mAP50", "mAP50-95", "precision", "recall")
     supports_augment = True
     supports_export_nms = True
-    # The YOLO losses are sums over the batch's images (mean x batch size); with the nominal batch of 64
-    # the trainer adds the accumulated batches' losses, as YOLOv5/v8 do (their lr 0.01 assumes it).
-    loss_is_batch_sum = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -87,6 +111,7 @@ class DetectionTask(Task):
         self.img_size = config.data.img_size or 640
         self.val_dataset: DetectionDataset | None = None
         self._last_val_batch: tuple | None = None
+        self.letterbox = input_policy_of(config.model.name).resize == "letterbox"
 
     # --- data ------------------------------------------------------------------------------------
     def _annotations(self, split: str) -> Any:
@@ -107,8 +132,11 @@ class DetectionTask(Task):
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:
         train_ann = self._annotations("train")
         self.class_names = list(train_ann.class_names)
+        if self.config.detect.augment.multiscale and not self.letterbox:
+            raise ValueError(f"detect.augment.multiscale resizes letterboxed batches; {self.config.model.name} "
+                             "resizes its images itself")
         train = DetectionDataset(train_ann, self.img_size, augment=True, hyp=self.config.detect.augment,
-                                 strict=self.config.data.strict)
+                                 strict=self.config.data.strict, letterbox=self.letterbox)
         try:
             val = self.build_eval_dataset("val")
         except FileNotFoundError as err:
@@ -130,7 +158,8 @@ class DetectionTask(Task):
             raise ValueError(f"the {split} split of {self.config.data.source} has no images")
         # Rectangular batches need the loader's batch size: the trainer and `cvzoo val` both use this one.
         rect = self.config.data.eval_batch_size() if self.config.detect.rect_val else 0
-        self.val_dataset = DetectionDataset(annotations, self.img_size, augment=False, rect_batch_size=rect)
+        self.val_dataset = DetectionDataset(annotations, self.img_size, augment=False, rect_batch_size=rect,
+                                            letterbox=self.letterbox)
         return self.val_dataset
 
     def collate(self, samples: list[Any]) -> Any:
@@ -153,7 +182,12 @@ class DetectionTask(Task):
         entry = get_entry(self.config.model.name)
         if entry.task != "detect":
             raise ValueError(f"{self.config.model.name!r} is a {entry.task} model, not a detector")
-        return create_model(self.config.model.name, num_classes=len(self.class_names), **self.model_kwargs())
+        model = create_model(self.config.model.name, num_classes=len(self.class_names), **self.model_kwargs())
+        if not isinstance(model, Detector):
+            raise TypeError(f"{self.config.model.name} does not implement the Detector contract")
+        # Accumulated batches add up unscaled for a batch-sum loss (YOLO), are averaged for a mean.
+        self.loss_is_batch_sum = model.loss_reduction == "sum"
+        return model
 
     def build_model(self) -> nn.Module:
         model = self._create()
@@ -177,28 +211,34 @@ class DetectionTask(Task):
         return {"class_names": self.class_names, "img_size": self.img_size, "num_classes": len(self.class_names)}
 
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
-        """Three groups as in YOLOv5: conv/linear weights (decayed), norm weights and biases (not decayed);
-        the bias group is the one the warm-up starts at ``scheduler.warmup_bias_lr``."""
+        """The detector's own groups (``Detector.param_groups``; YOLO's are YOLOv5's three kinds)."""
         optim = self.config.optim
-        return param_groups(model, optim.lr, weight_decay=optim.weight_decay, split="none", split_bias=True)
+        return bare(model).param_groups(optim.lr, optim.weight_decay, optim.backbone_lr_mult)
 
     # --- steps -----------------------------------------------------------------------------------
     def training_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
-        images, targets, _ = batch
-        targets = validate_targets(targets, images.shape[-2:], len(self.class_names))
+        images, targets, metas = batch
+        sizes = image_sizes_of(images, metas)
+        targets = validate_targets(targets, sizes, len(self.class_names))
         if self.config.detect.augment.multiscale:
             # Multi-scale training (YOLOv3's random=1, YOLOv5's --multi-scale): a random side in
             # 0.5-1.5 x img_size per batch, a multiple of the largest stride; validation keeps img_size.
             images, targets = multiscale_batch(images, targets, self.img_size, max_stride(model))
-        outputs = model(images)
-        return bare(model).loss(outputs, targets)
+            sizes = None
+        # Through the (possibly DDP-wrapped) model's forward, so gradient synchronisation sees the call.
+        return model(images, targets, sizes)
 
     @torch.no_grad()
     def validation_step(self, model: nn.Module, batch: Any, evaluator: Evaluator) -> dict[str, torch.Tensor]:
         images, targets, metas = batch
-        outputs = model(images)
-        losses = model.loss(outputs, validate_targets(targets, images.shape[-2:], len(self.class_names)))
-        detections = self._postprocess(model, images, outputs, VAL_CONF, VAL_IOU, VAL_MAX_DET)
+        sizes = image_sizes_of(images, metas)
+        targets = validate_targets(targets, sizes, len(self.class_names))
+        if self.augment:
+            losses = model(images, targets, sizes)
+            detections = self._detect(model, images, sizes, VAL_CONF, VAL_IOU, VAL_MAX_DET)
+        else:
+            losses, detections = bare(model).validate(images, targets, sizes, conf_threshold=VAL_CONF,
+                                                      iou_threshold=VAL_IOU, max_detections=VAL_MAX_DET)
         detections = [self._to_original(d, m) for d, m in zip(detections, metas)]
         truths = [self.val_dataset.original_targets(m["index"]) for m in metas]
         evaluator.update((detections, truths), batch)
@@ -206,22 +246,23 @@ class DetectionTask(Task):
             self._last_val_batch = (metas, detections)
         return {k: v.detach() for k, v in losses.items() if k != "loss"} | {"loss": losses["loss"].detach()}
 
-    def _postprocess(self, model: nn.Module, images: torch.Tensor, outputs: dict[str, torch.Tensor] | None,
-                     conf: float, iou: float, max_det: int, classes: list[int] | None = None,
-                     soft_nms: str | None = None) -> list[Detections]:
-        """NMS'd detections in network-input pixels of ``images`` (``outputs``: the model's, if already
-        computed); with ``self.augment`` the test-time augmentation passes (``cvzoo.models.detection.tta``)
-        are merged before the one NMS."""
+    def _detect(self, model: nn.Module, images: torch.Tensor, sizes: list[tuple[int, int]] | None,
+                conf: float, iou: float, max_det: int, classes: list[int] | None = None,
+                soft_nms: str | None = None) -> list[Detections]:
+        """Detections in the pixels of ``images``; with ``self.augment`` the test-time augmentation passes
+        (``cvzoo.models.detection.tta``) of a dense detector are merged before the one NMS."""
         model = bare(model)
         if not self.augment:
-            outputs = model(images) if outputs is None else outputs
-            return model.postprocess(outputs, conf, iou, max_det, classes, soft_nms)
+            return model.predict(images, sizes, conf, iou, max_det, classes, soft_nms)
+        if not isinstance(model, DenseDetector):
+            raise ValueError(f"test-time augmentation (--augment) merges a dense detector's predictions before NMS; "
+                             f"{type(model).__name__} is not one")
         predictions = augmented_predictions(lambda x: model.decode(model(x)), images, stride=max_stride(model))
         return nms_postprocess(predictions, conf, iou, max_det, classes, soft_nms)
 
     def _to_original(self, detections: Detections, meta: dict[str, Any]) -> Detections:
         boxes = T.scale_boxes_back(detections.boxes, meta["ratio"], meta["pad"], meta["orig_size"])
-        return Detections(boxes, detections.scores, detections.labels)
+        return Detections(boxes, detections.scores, detections.labels, detections.masks)
 
     def build_evaluator(self) -> Evaluator:
         self._last_val_batch = None
@@ -263,11 +304,17 @@ class DetectionTask(Task):
         return torch.rand(batch, 3, size, size)
 
     def export_module(self, model: nn.Module) -> nn.Module:
-        """Decoded predictions ``[B, A, 4 + K]`` (NMS left to the reader), or with ``export_nms`` padded
-        detections after NMS (``cvzoo.models.detection.graph_nms``)."""
-        if self.export_nms is not None:
-            return NmsDetector(model, **self.export_nms)
-        return DecodedDetector(model)
+        """The detector's export graph (``Detector.export_module``; a dense detector's decoded predictions
+        ``[B, A, 4 + K]``, NMS left to the reader), or with ``export_nms`` padded detections after NMS
+        (``cvzoo.models.detection.graph_nms``)."""
+        detector = bare(model)
+        if not getattr(detector, "exportable", False):
+            raise ValueError(f"{type(detector).__name__} has no export path yet (Detector.exportable is False)")
+        if self.export_nms is None:
+            return detector.export_module()
+        if not isinstance(detector, DenseDetector):
+            raise ValueError(f"{type(detector).__name__} exports its detections after NMS already; drop --nms")
+        return NmsDetector(model, **self.export_nms)
 
     def export_output_names(self) -> list[str]:
         return list(NmsDetector.output_names) if self.export_nms is not None else ["predictions"]
@@ -307,9 +354,12 @@ class DetectionTask(Task):
         # A PyTorch model takes any multiple of its stride: pad only to the smallest such rectangle
         # (a 4:3 photo at 640 runs at 640x480, a quarter less compute). Exported graphs keep the square.
         is_torch = isinstance(model, nn.Module)
-        letterbox = T.LetterBox(self.img_size, stride=max_stride(model) if is_torch else 32, auto=is_torch,
-                                scaleup=True)
-        boxed, _, ratio, pad = letterbox.apply(image)
+        if self.letterbox:
+            letterbox = T.LetterBox(self.img_size, stride=max_stride(model) if is_torch else 32, auto=is_torch,
+                                    scaleup=True)
+            boxed, _, ratio, pad = letterbox.apply(image)
+        else:  # the detector resizes it itself and answers in these pixels
+            boxed, ratio, pad = image, (1.0, 1.0), (0, 0)
         # HWC uint8 -> [1, 3, H, W] float: a channels-last tensor (the permute is a view), which is what
         # the channels-last convolutions of a predicting model want; an exported graph gets NCHW.
         x = torch.from_numpy(np.ascontiguousarray(boxed)).permute(2, 0, 1).unsqueeze(0).to(device)
@@ -319,7 +369,7 @@ class DetectionTask(Task):
         defaults = (PREDICT_CONF if conf is None else conf, PREDICT_IOU if iou is None else iou,
                     300 if max_det is None else max_det)
         if is_torch:
-            dets = self._postprocess(model, x, None, *defaults, classes, soft_nms)[0]
+            dets = self._detect(model, x, None, *defaults, classes, soft_nms)[0]
         else:  # an exported graph: decoded predictions [1, A, 4 + K], or padded detections after NMS
             outputs = model(x)
             if isinstance(outputs, dict):
@@ -365,19 +415,6 @@ class DetectionTask(Task):
         ]
         (save_dir / "predictions_coco.json").write_text(json.dumps(coco))
         return paths
-
-
-class DecodedDetector(nn.Module):
-    """Export wrapper: images -> decoded predictions ``[B, A, 4 + K]`` (xyxy input pixels, class scores)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(self.model(images))
-
-
 
 
 def _video_frames(path: Path):

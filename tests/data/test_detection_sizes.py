@@ -64,3 +64,36 @@ def test_yolo_sizes_follow_exif_orientation(tmp_path):
     image, target = DetectionDataset(annotations, img_size=32, strict=True).load_raw(0)
     assert image.shape[:2] == (40, 20)
     np.testing.assert_allclose(target["boxes"], [[5, 10, 15, 30]])
+
+
+def test_native_size_samples_keep_each_images_size_and_pad_in_a_batch(tmp_path):
+    """For a detector that resizes its images itself (R-CNN): no letterbox; the batch is padded bottom/right
+    and each sample's meta says its true size."""
+    from types import SimpleNamespace
+
+    from cvzoo.data.datasets.detection import collate_detection
+
+    root = tmp_path / "native"
+    path = _coco(root)
+    Image.new("RGB", (20, 30)).save(root / "images" / "b.jpg")  # b is portrait 20 x 30 (width x height)
+    data = json.loads(path.read_text())
+    data["images"][1].update(width=20, height=30)
+    path.write_text(json.dumps(data))
+    annotations = read_coco(str(path))
+    dataset = DetectionDataset(annotations, img_size=800, letterbox=False)
+    (a, target_a, meta_a), (b, _, meta_b) = dataset[0], dataset[1]
+    assert a.shape == (3, 24, 32) and b.shape == (3, 30, 20)
+    assert target_a["boxes"].tolist() == [[8.0, 4.0, 24.0, 16.0]]  # original pixels
+    assert meta_a["input_size"] == (24, 32) and meta_b["input_size"] == (30, 20) and meta_a["ratio"] == (1.0, 1.0)
+    images, _, metas = collate_detection([dataset[0], dataset[1]])
+    assert images.shape == (2, 3, 30, 32) and [m["input_size"] for m in metas] == [(24, 32), (30, 20)]
+
+    flipped = DetectionDataset(annotations, img_size=800, augment=True, letterbox=False,
+                               hyp=SimpleNamespace(hflip=1.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, mosaic=0.0, mixup=0.0,
+                                                   degrees=0.0, translate=0.0, shear=0.0, affine_scale=0.5))
+    _, target, meta = flipped[0]
+    assert meta["input_size"] == (24, 32) and target["boxes"].tolist() == [[8.0, 4.0, 24.0, 16.0]]  # mirrored: 32-24=8
+    with pytest.raises(ValueError, match=r"detect.augment.mosaic works on letterboxed squares"):
+        DetectionDataset(annotations, augment=True, letterbox=False,
+                         hyp=SimpleNamespace(hflip=0.5, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, mosaic=1.0, mixup=0.0,
+                                             degrees=0.0, translate=0.0, shear=0.0, affine_scale=0.5))

@@ -206,12 +206,13 @@ def test_every_scheduler_builds_and_stays_positive(name):
         assert lrs[-1] == pytest.approx(0.01)  # two decays of 0.1 each
 
 
-def test_yolo_style_bias_lr_and_momentum_warmup():
+@pytest.mark.parametrize("bias_group", ["bias", "head_bias"])  # YOLO's groups with a backbone lr factor: <part>_bias
+def test_yolo_style_bias_lr_and_momentum_warmup(bias_group):
     from cvzoo.config import SchedulerConfig
     from cvzoo.engine.optim import apply_warmup_overrides, build_scheduler
 
     weights, bias = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
-    opt = torch.optim.SGD([{"params": [weights], "name": "weights"}, {"params": [bias], "name": "bias"}],
+    opt = torch.optim.SGD([{"params": [weights], "name": "weights"}, {"params": [bias], "name": bias_group}],
                           lr=0.01, momentum=0.937)
     cfg = SchedulerConfig(name="constant", warmup_epochs=1, warmup_start_factor=0.0, warmup_bias_lr=0.1,
                           warmup_momentum=0.8)

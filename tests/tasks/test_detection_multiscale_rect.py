@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from cvzoo.cli.main import main
@@ -11,25 +10,30 @@ from cvzoo.data.synthetic import SceneConfig, write_yolo_dataset
 from cvzoo.engine.evaluate import run_validation
 from cvzoo.engine.sampler import ResumableSampler
 from cvzoo.models.detection.base import Detections
+from cvzoo.models.detection.dense import DenseDetector
 from cvzoo.tasks.detection import DetectionTask
 
 CLASSES = ["trouser", "bag"]
 
 
-class Recorder(nn.Module):
+class Recorder(DenseDetector):
     """Stands in for a detector: records what reaches it; predicts the targets it was given (an oracle)."""
 
     strides = (8, 16, 32)
+    num_classes = 2
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def raw_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         self.images = images
         return {"images": images}
 
-    def loss(self, outputs, targets):
+    def compute_loss(self, outputs, targets):
         self.targets = targets
         return {"loss": outputs["images"].sum() * 0}
 
-    def postprocess(self, outputs, *args):
+    def decode(self, outputs):
+        raise NotImplementedError
+
+    def postprocess(self, outputs, *args, **kwargs):
         return [Detections(t["boxes"], torch.ones(len(t["boxes"])), t["labels"]) for t in self.targets]
 
 

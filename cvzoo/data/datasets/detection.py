@@ -1,8 +1,10 @@
-"""Detection datasets: canonical annotations + images -> letterboxed / mosaic-augmented training samples.
+"""Detection datasets: canonical annotations + images -> letterboxed / mosaic-augmented training samples,
+or images at their own size for a detector that resizes them itself (``letterbox=False``, R-CNN).
 
-A sample is ``(image uint8 [3, S, S] tensor, target, meta)`` with ``target = {"boxes": float32 [N, 4]
+A sample is ``(image uint8 [3, H, W] tensor, target, meta)`` with ``target = {"boxes": float32 [N, 4]
 xyxy in network-input pixels, "labels": int64 [N]}`` and ``meta = {"file", "image_id", "orig_size"
-(H, W), "ratio" (rx, ry), "pad" (left, top)}`` so predictions map back to the original image.
+(H, W), "ratio" (rx, ry), "pad" (left, top), "input_size" (H, W) of the sample's image}`` so predictions
+map back to the original image and a padded batch knows each image's true size.
 
 Rectangular validation (YOLOv5's ``rect``): with ``rect_batch_size`` the images are sorted by aspect
 ratio and every run of ``rect_batch_size`` consecutive images is letterboxed to one ``[3, H, W]`` shape
@@ -56,12 +58,23 @@ class DetectionDataset(Dataset):
         rect_batch_size: without augmentation, > 0 gives rectangular batches of this many images (the
             loader must use the same batch size, in order); the images are then sorted by aspect
             ratio, so index ``i`` is the ``i``-th image of that order. 0 = square letterbox.
+        letterbox: False keeps every image at its own size (the detector resizes; ``img_size`` is then
+            unused): training augmentation is then colour and flip only, since mosaic, the random
+            affine and mixup are built on the letterboxed square.
     """
 
     def __init__(self, annotations: DatasetAnnotations, img_size: int = 640, augment: bool = False,
-                 hyp: Any = None, strict: bool = False, rect_batch_size: int = 0) -> None:
-        if img_size % 32:
+                 hyp: Any = None, strict: bool = False, rect_batch_size: int = 0, letterbox: bool = True) -> None:
+        if letterbox and img_size % 32:
             raise ValueError(f"img_size must be a multiple of 32 (the largest network stride), got {img_size}")
+        if not letterbox and augment and hyp is not None:
+            square_only = [name for name in ("mosaic", "mixup", "degrees", "translate", "shear")
+                           if getattr(hyp, name, 0)]
+            if square_only:
+                raise ValueError(
+                    f"detect.augment.{square_only[0]} works on letterboxed squares, and this detector takes images "
+                    f"at their own size; set detect.augment.{square_only[0]}=0 (this model's recipe does)")
+        self.use_letterbox = letterbox
         self.annotations = annotations
         self.images: list[ImageAnnotation] = list(annotations.images)
         self.class_names = list(annotations.class_names)
@@ -69,11 +82,11 @@ class DetectionDataset(Dataset):
         self.augment = augment
         self.strict = strict
         self.hyp = hyp
-        self.mosaic_enabled = bool(augment and hyp is not None and hyp.mosaic > 0)
+        self.mosaic_enabled = bool(letterbox and augment and hyp is not None and hyp.mosaic > 0)
         self.letterbox = T.LetterBox(img_size, scaleup=augment)
         # Per-image letterbox shape (H, W) of rectangular batches; None = the square img_size.
         self.shapes: list[tuple[int, int]] | None = None
-        if rect_batch_size > 0 and not augment:
+        if rect_batch_size > 0 and not augment and letterbox:
             self._build_rect_shapes(rect_batch_size)
         if augment:
             self._build_augmentation()
@@ -101,7 +114,7 @@ class DetectionDataset(Dataset):
 
     def set_mosaic(self, enabled: bool) -> None:
         """Turn mosaic off for the last epochs ("close mosaic", YOLOv8) so training ends on real layouts."""
-        self.mosaic_enabled = enabled and self.augment
+        self.mosaic_enabled = enabled and self.augment and self.use_letterbox
 
     # --- loading -----------------------------------------------------------------------------------
     def load_raw(self, index: int) -> T.Sample:
@@ -137,7 +150,14 @@ class DetectionDataset(Dataset):
 
     def _get(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         record = self.images[index]
-        if self.augment:
+        if not self.use_letterbox:
+            image, target = self.load_raw(index)
+            orig = image.shape[:2]
+            if self.augment:
+                image, target = self.colour(image, target)
+                image, target = self.flip(image, target)
+            ratio, pad = (1.0, 1.0), (0, 0)
+        elif self.augment:
             image, target = self._load_mosaic(index)
             if self.mosaic_enabled and self.mixup.p > 0:
                 image, target = self.mixup(image, target)
@@ -151,7 +171,8 @@ class DetectionDataset(Dataset):
             letterbox = self.letterbox if self.shapes is None else T.LetterBox(self.shapes[index], scaleup=False)
             image, target, ratio, pad = letterbox.apply(raw, raw_target)
         meta = {"file": self.annotations.image_path(record), "image_id": record.image_id,
-                "orig_size": tuple(int(v) for v in orig), "ratio": ratio, "pad": pad, "index": index}
+                "orig_size": tuple(int(v) for v in orig), "ratio": ratio, "pad": pad, "index": index,
+                "input_size": (int(image.shape[0]), int(image.shape[1]))}
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         return tensor, {"boxes": torch.from_numpy(target["boxes"]).float(),
                         "labels": torch.from_numpy(target["labels"]).long()}, meta

@@ -1,11 +1,23 @@
 """What every detector shares: the Detections type, target validation and the Detector contract.
 
-Contract (DESIGN.md): ``forward(images [B, 3, H, W]) -> dict[str, Tensor]`` (raw head outputs, the same
-in train and eval, export-friendly); ``loss(outputs, targets) -> dict[str, Tensor]`` with a ``"loss"``
-entry plus named parts; ``postprocess(outputs, image_sizes, ...) -> list[Detections]``.
+The contract (DESIGN.md) has two entry points, the same for every family, so the detection task never
+asks which detector it runs:
+
+- ``model(images, targets, image_sizes) -> {"loss": total, **named parts}``: training. It goes through
+  ``forward`` so that DDP and other wrappers see the call.
+- ``model.predict(images, image_sizes, ...) -> list[Detections]``: boxes in the pixels of ``images``.
+
+``images`` is a padded batch ``float [B, 3, H, W]`` of RGB in [0, 1] (the model normalises as it
+needs); ``image_sizes`` gives each image's true ``(height, width)`` inside the padding (bottom/right),
+``None`` meaning every image fills the batch. What depends on the model is the model's: its loss
+reduction, parameter groups, input policy and default recipe (class attributes and methods below).
+
+Dense detectors (YOLO; SSD, RetinaNet, FCOS to come) build both entry points from a raw forward, a
+criterion and decode + NMS: ``cvzoo.models.detection.dense.DenseDetector``.
 
 Targets are the canonical per-image dicts: ``{"boxes": float32 [N, 4] xyxy absolute pixels of the
-network input, "labels": int64 [N] 0-based}``. ``validate_targets`` is the one place that checks them.
+network input, "labels": int64 [N] 0-based}`` and, for instance segmentation, ``"masks": uint8
+[N, H, W]``. ``validate_targets`` is the one place that checks them.
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -25,17 +37,25 @@ class TargetError(ValueError):
 
 @dataclass
 class Detections:
-    """Detections of one image. ``boxes`` xyxy absolute pixels ``[N, 4]``, ``scores [N]``, ``labels [N]``."""
+    """Detections of one image: ``boxes`` xyxy absolute pixels ``[N, 4]``, ``scores [N]``, ``labels [N]``
+    and, from an instance-segmentation model, ``masks`` ``[N, H, W]`` float in [0, 1] (the image's size)."""
 
     boxes: torch.Tensor
     scores: torch.Tensor
     labels: torch.Tensor
+    masks: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.boxes)
 
     def to(self, device: torch.device | str) -> Detections:
-        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device))
+        masks = None if self.masks is None else self.masks.to(device)
+        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device), masks)
+
+    def select(self, keep: torch.Tensor) -> Detections:
+        """The detections at ``keep`` (a bool mask or indices)."""
+        masks = None if self.masks is None else self.masks[keep]
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], masks)
 
     def to_dict(self, class_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Plain Python rows: ``[{"box": [x1, y1, x2, y2], "score", "label", "class"}]``."""
@@ -57,20 +77,26 @@ class Detections:
 
 def validate_targets(
     targets: Sequence[dict[str, torch.Tensor]],
-    image_size: tuple[int, int],
+    image_size: tuple[int, int] | Sequence[tuple[int, int]],
     num_classes: int,
     names: Sequence[str] | None = None,
     min_size: float = 1.0,
 ) -> list[dict[str, torch.Tensor]]:
-    """Check targets, clip boxes to ``image_size = (H, W)`` and drop degenerate ones.
+    """Check targets, clip boxes to the image size and drop degenerate ones.
 
-    Raises ``TargetError`` (naming the image) for a wrong shape/dtype, a non-finite coordinate or a
-    class id outside ``[0, num_classes)``. Boxes partly outside the image are clipped; boxes thinner
-    than ``min_size`` pixels after clipping (or inverted) are dropped with their labels.
+    ``image_size`` is one ``(H, W)`` for the whole batch or one per image (a padded batch of images of
+    different sizes). Raises ``TargetError`` (naming the image) for a wrong shape/dtype, a non-finite
+    coordinate, a class id outside ``[0, num_classes)`` or instance masks of the wrong size. Boxes partly
+    outside the image are clipped; boxes thinner than ``min_size`` pixels after clipping (or inverted) are
+    dropped with their labels (and masks).
     """
-    height, width = image_size
+    if len(image_size) and isinstance(image_size[0], Sequence):
+        sizes = [tuple(size) for size in image_size]
+    else:
+        sizes = [tuple(image_size)] * len(targets)
     cleaned = []
     for i, target in enumerate(targets):
+        height, width = (int(v) for v in sizes[i])
         where = names[i] if names is not None else f"image {i} of the batch"
         boxes, labels = target.get("boxes"), target.get("labels")
         if boxes is None or labels is None:
@@ -86,11 +112,18 @@ def validate_targets(
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
             bad = labels[(labels < 0) | (labels >= num_classes)].unique().tolist()
             raise TargetError(f"{where}: class ids {bad} outside [0, {num_classes}) (the dataset has {num_classes} classes)")
+        masks = target.get("masks")
+        if masks is not None and (masks.ndim != 3 or len(masks) != len(boxes) or masks.shape[-2:] != (height, width)):
+            raise TargetError(f"{where}: masks must be [N, H, W] = [{len(boxes)}, {height}, {width}] (one per box, "
+                              f"the image's size), got {tuple(masks.shape)}")
         boxes = boxes.float().clone()
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
         keep = ((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)
-        cleaned.append({**target, "boxes": boxes[keep], "labels": labels[keep].long()})
+        kept = {**target, "boxes": boxes[keep], "labels": labels[keep].long()}
+        if masks is not None:
+            kept["masks"] = masks[keep]
+        cleaned.append(kept)
     return cleaned
 
 
@@ -114,26 +147,54 @@ def pad_targets(targets: Sequence[dict[str, torch.Tensor]], device: torch.device
     return labels, boxes, mask
 
 
+@dataclass(frozen=True)
+class InputPolicy:
+    """How the task prepares a detector's images (the model's choice, not the task's).
+
+    Attributes:
+        resize: ``"letterbox"``: the task letterboxes every image to ``data.img_size`` (YOLO) and maps the
+            detections back; ``"model"``: images keep their own size in a padded batch and the model
+            resizes them itself (R-CNN's shorter side to ``min_size``, longer side at most ``max_size``),
+            returning boxes in the pixels it was given.
+        size_divisible: the sides of a padded batch are multiples of this (the largest stride).
+    """
+
+    resize: Literal["letterbox", "model"] = "letterbox"
+    size_divisible: int = 32
+
+
 class Detector(nn.Module, ABC):
-    """Base class of the detectors: subclasses set ``num_classes`` and ``strides``."""
+    """The contract every detector implements (see the module docstring).
+
+    Class attributes a family sets:
+        input_policy: how the task prepares images (:class:`InputPolicy`).
+        loss_reduction: ``"mean"``: the training loss is a mean over the batch's images, so the trainer
+            divides it by the number of accumulated batches; ``"sum"``: a sum over images (YOLO's loss is
+            the mean times the batch size), accumulated batches add up unscaled.
+        default_recipe: dotted config keys the family trains with when the user sets nothing else
+            (``cvzoo.api.build_config`` applies them after the task defaults, before any recipe file).
+        recipe_name: a few words naming where the recipe comes from, for the run's settings line.
+        exportable: ``cvzoo export`` can trace the model (``export_module`` is then defined).
+    """
 
     num_classes: int
-    strides: tuple[int, ...]
+    input_policy: ClassVar[InputPolicy] = InputPolicy()
+    loss_reduction: ClassVar[Literal["mean", "sum"]] = "mean"
+    default_recipe: ClassVar[dict[str, Any]] = {}
+    recipe_name: ClassVar[str] = ""
+    exportable: ClassVar[bool] = False
 
     @abstractmethod
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]: ...
+    def forward(self, images: torch.Tensor, targets: Sequence[dict[str, torch.Tensor]] | None = None,
+                image_sizes: Sequence[tuple[int, int]] | None = None) -> Any:
+        """With ``targets``: the training losses ``{"loss": total, **named detached parts}``. Without:
+        the family's raw outputs (dense maps for export) or its detections."""
 
     @abstractmethod
-    def loss(self, outputs: dict[str, torch.Tensor], targets: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Training losses: ``{"loss": total (already scaled by the batch size convention), ...parts}``."""
-
-    @abstractmethod
-    def decode(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Decoded predictions ``[B, A, 4 + num_classes]``: xyxy boxes in input pixels, class scores in [0, 1]."""
-
-    def postprocess(
+    def predict(
         self,
-        outputs: dict[str, torch.Tensor],
+        images: torch.Tensor,
+        image_sizes: Sequence[tuple[int, int]] | None = None,
         conf_threshold: float = 0.25,
         iou_threshold: float = 0.7,
         max_detections: int = 300,
@@ -141,54 +202,36 @@ class Detector(nn.Module, ABC):
         soft_nms: str | None = None,
         agnostic: bool = False,
     ) -> list[Detections]:
-        """Decode, threshold and run (Soft-)NMS per image; boxes stay in network-input pixels."""
-        return nms_postprocess(
-            self.decode_candidates(outputs, conf_threshold), conf_threshold, iou_threshold, max_detections,
-            classes, soft_nms, agnostic,
-        )
+        """Detections per image in the pixels of ``images`` (call in eval mode, under ``no_grad``)."""
 
-    def decode_candidates(self, outputs: dict[str, torch.Tensor], min_score: float) -> torch.Tensor:
-        """:meth:`decode` for NMS at confidence ``min_score``: rows whose best class score does not exceed it
-        are dropped by NMS anyway, so a detector may leave their boxes undecoded (YOLOv8 does)."""
-        return self.decode(outputs)
+    def validate(self, images: torch.Tensor, targets: Sequence[dict[str, torch.Tensor]],
+                 image_sizes: Sequence[tuple[int, int]] | None = None,
+                 **settings: Any) -> tuple[dict[str, torch.Tensor], list[Detections]]:
+        """Validation losses and detections of one batch; a family that can share one forward between
+        the two overrides this (the dense base does)."""
+        return self(images, targets, image_sizes), self.predict(images, image_sizes, **settings)
+
+    def export_module(self) -> nn.Module:
+        """The module ``cvzoo export`` traces (images in, tensors out), for a detector that is ``exportable``."""
+        raise NotImplementedError(f"{type(self).__name__} has no export path yet")
+
+    def param_groups(self, lr: float, weight_decay: float, backbone_lr_mult: float = 1.0) -> list[dict[str, Any]]:
+        """Optimizer groups: ``model.backbone`` at ``lr * backbone_lr_mult``, the rest at ``lr``; norm and
+        1-D parameters without weight decay (``cvzoo.models.transfer.param_groups``)."""
+        from cvzoo.models.transfer import param_groups
+
+        return param_groups(self, lr, backbone_lr_mult=backbone_lr_mult, weight_decay=weight_decay, split="backbone")
 
 
-def nms_postprocess(
-    predictions: torch.Tensor,
-    conf_threshold: float = 0.25,
-    iou_threshold: float = 0.7,
-    max_detections: int = 300,
-    classes: Sequence[int] | None = None,
-    soft_nms: str | None = None,
-    agnostic: bool = False,
-    max_candidates: int = 30000,
-) -> list[Detections]:
-    """``[B, A, 4 + K]`` decoded predictions -> per-image Detections (best class per box, class-wise NMS).
-
-    ``soft_nms`` = "linear" or "gaussian" replaces hard NMS by Soft-NMS (Bodla et al., 2017).
-    """
-    from cvzoo.ops.nms import batched_nms
-    from cvzoo.ops.nms import soft_nms as soft_nms_fn
-
-    results = []
-    for pred in predictions:
-        boxes, scores_all = pred[:, :4], pred[:, 4:]
-        scores, labels = scores_all.max(dim=1)
-        keep = scores > conf_threshold
-        if classes is not None:
-            keep &= torch.isin(labels, torch.as_tensor(list(classes), device=labels.device))
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        if len(scores) > max_candidates:
-            top = scores.topk(max_candidates).indices
-            boxes, scores, labels = boxes[top], scores[top], labels[top]
-        groups = torch.zeros_like(labels) if agnostic else labels
-        if soft_nms:
-            kept, kept_scores = soft_nms_fn(boxes, scores, iou_threshold=iou_threshold, method=soft_nms, idxs=groups)
-            # Soft-NMS re-scores the survivors: re-rank by the decayed scores.
-            order = kept_scores.argsort(descending=True)[:max_detections]
-            kept, kept_scores = kept[order], kept_scores[order]
-        else:
-            kept = batched_nms(boxes, scores, groups, iou_threshold)[:max_detections]
-            kept_scores = scores[kept]
-        results.append(Detections(boxes[kept], kept_scores, labels[kept]))
-    return results
+def image_sizes_or_full(images: torch.Tensor, image_sizes: Sequence[tuple[int, int]] | None) -> list[tuple[int, int]]:
+    """``image_sizes`` checked against the batch, or every image's size = the batch's when ``None``."""
+    height, width = images.shape[-2:]
+    if image_sizes is None:
+        return [(int(height), int(width))] * images.shape[0]
+    if len(image_sizes) != images.shape[0]:
+        raise ValueError(f"{len(image_sizes)} image sizes for a batch of {images.shape[0]} images")
+    sizes = [(int(h), int(w)) for h, w in image_sizes]
+    for h, w in sizes:
+        if not (0 < h <= height and 0 < w <= width):
+            raise ValueError(f"image size {(h, w)} does not fit the padded batch {(int(height), int(width))}")
+    return sizes

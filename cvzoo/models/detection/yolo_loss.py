@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from cvzoo.losses import distribution_focal_loss
 from cvzoo.models.detection.base import pad_targets
 from cvzoo.ops import (
     TaskAlignedAssigner,
@@ -224,28 +225,6 @@ class YoloAnchorLoss:
                 cls = cls + self._class_loss(p[:, 5:], gt_labels[target.gt_index])
             obj = obj + self.balance[level] * F.binary_cross_entropy_with_logits(pred[..., 4], obj_target)
         return box, obj, cls
-
-
-def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Distribution focal loss (Li et al. 2020, "Generalized Focal Loss", eq. 6).
-
-    A continuous target ``y`` between bins ``y_l = floor(y)`` and ``y_r = y_l + 1`` is learnt as the
-    two-point distribution ``(y_r - y, y - y_l)``: cross-entropy to both bins, weighted by closeness.
-
-    Args:
-        logits: ``[N, R]`` scores over the ``R`` bins ``0..R-1``.
-        target: ``[N]`` values in ``[0, R - 1)``.
-
-    Returns:
-        ``[N]`` losses.
-    """
-    left = target.long()
-    right = left + 1
-    weight_left = right.to(target) - target
-    return (
-        F.cross_entropy(logits, left, reduction="none") * weight_left
-        + F.cross_entropy(logits, right, reduction="none") * (1.0 - weight_left)
-    )
 
 
 def expected_distances(box_logits: torch.Tensor, reg_max: int) -> torch.Tensor:

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvzoo.models.detection.base import Detector
 from cvzoo.models.detection.darknet import Darknet53, DarknetTiny, YoloBackbone, yolo_backbone
 from cvzoo.models.detection.yolo_common import LEAKY_RELU, SPP, AnchorHead, conv_bn_act
+from cvzoo.models.detection.yolo_family import YoloDetector
 from cvzoo.models.detection.yolo_loss import YoloAnchorLoss
 from cvzoo.models.necks import YoloV3FPN
 from cvzoo.models.registry import register_model
@@ -42,10 +42,10 @@ def level_names(strides: Sequence[int]) -> list[str]:
     return [f"p{int(stride).bit_length() - 1}" for stride in strides]
 
 
-class AnchorYolo(Detector):
+class AnchorYolo(YoloDetector):
     """An anchor-based YOLO detector: backbone -> neck -> :class:`AnchorHead`, with YOLOv3 or YOLOv5 rules.
 
-    ``forward`` returns ``{"p3": [B, A, H3, W3, 5 + K], "p4": ..., "p5": ...}`` (raw logits; keys by
+    ``raw_outputs`` returns ``{"p3": [B, A, H3, W3, 5 + K], "p4": ..., "p5": ...}`` (raw logits; keys by
     level); ``decode`` turns them into ``[B, sum A H W, 4 + K]`` xyxy input pixels with class scores
     ``sigmoid(objectness) * sigmoid(class logit)``.
 
@@ -79,11 +79,11 @@ class AnchorYolo(Detector):
         self.criterion = criterion
         self.level_names = level_names(strides)
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def raw_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``[B, 3, H, W]`` (H, W multiples of the largest stride) -> raw predictions per level."""
         return dict(zip(self.level_names, self.head(self.neck(self.backbone(images)))))
 
-    def loss(
+    def compute_loss(
         self, outputs: dict[str, torch.Tensor], targets: Sequence[dict[str, torch.Tensor]]
     ) -> dict[str, torch.Tensor]:
         return self.criterion([outputs[name] for name in self.level_names], targets, self.anchors)

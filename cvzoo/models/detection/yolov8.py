@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvzoo.models.detection.base import Detector
 from cvzoo.models.detection.darknet import CSPDarknet, yolo_backbone
 from cvzoo.models.detection.yolo_common import C2f, conv_bn_act, scale_depth, scale_width
+from cvzoo.models.detection.yolo_family import YoloDetector
 from cvzoo.models.detection.yolo_loss import YoloV8Loss, expected_distances
 from cvzoo.models.detection.yolov3 import level_names
 from cvzoo.models.necks import PathAggregationNetwork
@@ -72,10 +72,10 @@ class DecoupledHead(nn.Module):
         ]
 
 
-class YOLOv8(Detector):
+class YOLOv8(YoloDetector):
     """YOLOv8 at a given depth, width and channel cap.
 
-    ``forward`` returns ``{"p3": [B, 4 reg_max + K, H/8, W/8], "p4": ..., "p5": ...}`` (box-side bin
+    ``raw_outputs`` returns ``{"p3": [B, 4 reg_max + K, H/8, W/8], "p4": ..., "p5": ...}`` (box-side bin
     logits, then class logits); ``decode`` gives ``[B, A, 4 + K]`` xyxy input pixels and sigmoid class
     scores, ``A = sum_l H_l W_l``.
 
@@ -118,11 +118,11 @@ class YOLOv8(Detector):
         self.criterion = YoloV8Loss(num_classes, STRIDES, reg_max, **dict(loss_options or {}))
         self.level_names = level_names(STRIDES)
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def raw_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``[B, 3, H, W]`` (H, W multiples of 32) -> raw head maps per level."""
         return dict(zip(self.level_names, self.head(self.neck(self.backbone(images)))))
 
-    def loss(
+    def compute_loss(
         self, outputs: dict[str, torch.Tensor], targets: Sequence[dict[str, torch.Tensor]]
     ) -> dict[str, torch.Tensor]:
         return self.criterion([outputs[name] for name in self.level_names], targets)

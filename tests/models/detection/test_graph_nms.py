@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cvzoo.models.detection.base import nms_postprocess
+from cvzoo.models.detection.dense import nms_postprocess
 from cvzoo.models.detection.graph_nms import (
     META_CONF,
     META_IOU,
@@ -94,7 +94,7 @@ def test_onnx_export_with_and_without_nms_matches_pytorch(tmp_path, name):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from cvzoo.export import OnnxTorchModel, export_onnx
-    from cvzoo.tasks.detection import DecodedDetector
+    from cvzoo.models.detection.dense import DecodedDetector
 
     model = calibrated_detector(name, num_classes=4)
     conf, iou, max_det = 0.01, 0.6, 50

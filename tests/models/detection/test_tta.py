@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cvzoo.models.detection.base import nms_postprocess
+from cvzoo.models.detection.dense import nms_postprocess
 from cvzoo.models.detection.tta import (
     DEFAULT_PASSES,
     PAD_VALUE,

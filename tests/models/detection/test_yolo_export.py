@@ -7,20 +7,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from cvzoo.models import create_model
-
-
-class _Decoded(nn.Module):
-    """images -> decoded predictions ``[B, A, 4 + K]``, the graph a deployment runs before NMS."""
-
-    def __init__(self, detector: nn.Module) -> None:
-        super().__init__()
-        self.detector = detector
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.detector.decode(self.detector(images))
 
 
 @pytest.mark.parametrize("name, per_cell", [("yolov8n", 1), ("yolov5n", 3)])
@@ -28,7 +16,7 @@ def test_onnx_export_matches_pytorch(tmp_path, name, per_cell):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    model = _Decoded(create_model(name, num_classes=5)).eval()
+    model = create_model(name, num_classes=5).export_module().eval()  # images -> decoded [B, A, 4 + K]
     example = torch.rand(1, 3, 64, 64)
     path = tmp_path / f"{name}.onnx"
     with warnings.catch_warnings():

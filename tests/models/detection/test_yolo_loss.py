@@ -7,13 +7,9 @@ import math
 import pytest
 import torch
 
+from cvzoo.losses import distribution_focal_loss
 from cvzoo.models import create_model
-from cvzoo.models.detection.yolo_loss import (
-    YoloAnchorLoss,
-    YoloV8Loss,
-    distribution_focal_loss,
-    expected_distances,
-)
+from cvzoo.models.detection.yolo_loss import YoloAnchorLoss, YoloV8Loss, expected_distances
 from cvzoo.models.detection.yolov3 import COCO_ANCHORS, anchors_tensor
 from cvzoo.ops import bbox2dist
 
@@ -206,7 +202,7 @@ def test_overfitting_one_image_lowers_the_loss(name, steps=12):
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     history = []
     for _ in range(steps):
-        losses = model.loss(model(image), targets)
+        losses = model.compute_loss(model(image), targets)
         optimizer.zero_grad()
         losses["loss"].backward()
         optimizer.step()

@@ -136,7 +136,7 @@ def test_gradients_reach_every_parameter(name):
         {"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0], [30.0, 10.0, 60.0, 28.0]]), "labels": torch.tensor([0, 2])},
         {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
     ]
-    losses = model.loss(model(torch.rand(2, 3, 64, 64)), targets)
+    losses = model.compute_loss(model(torch.rand(2, 3, 64, 64)), targets)
     assert set(losses) >= {"loss", "box", "cls"} and torch.isfinite(losses["loss"])
     losses["loss"].backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
@@ -169,7 +169,7 @@ def test_classifier_backbone_replaces_the_yolo_backbone(tmp_path):
     outputs = model(torch.rand(1, 3, 64, 64))
     assert [o.shape[-1] for o in outputs.values()] == [8, 4, 2]
     targets = [{"boxes": torch.tensor([[8.0, 8.0, 40.0, 48.0]]), "labels": torch.tensor([1])}]
-    model.loss(outputs, targets)["loss"].backward()
+    model.compute_loss(outputs, targets)["loss"].backward()
     assert model.backbone.body.layer1[0].conv1.weight.grad is not None
     v3 = create_model("yolov3_tiny", num_classes=3, backbone="resnet18")
     assert v3(torch.rand(1, 3, 64, 64))["p4"].shape == (1, 3, 4, 4, 8)
@@ -188,7 +188,7 @@ def test_bad_backbones_are_rejected():
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_yolov8_postprocess_decodes_only_candidates_with_the_same_detections(channels_last):
-    from cvzoo.models.detection.base import nms_postprocess
+    from cvzoo.models.detection.dense import nms_postprocess
     from tests.models.detection.helpers import calibrated_detector
 
     model = calibrated_detector("yolov8n", num_classes=3).eval()

@@ -1,0 +1,151 @@
+"""The Detector contract, checked on every registered detector (DESIGN.md, "Detectors").
+
+Two entry points: ``model(images, targets, image_sizes)`` -> named finite losses whose gradients reach
+every trainable parameter, and ``predict(images, image_sizes)`` -> ``list[Detections]`` in the pixels of
+the images; a batch may hold a negative image (no boxes) and images of two sizes (padded, each image's
+true size given); the state dict round-trips; the family's class attributes are well-formed (its recipe
+is a valid config); a detector that declares itself exportable traces to ONNX and onnxruntime agrees.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from cvzoo.config import Config, apply_overrides
+from cvzoo.models import create_model, list_models
+from cvzoo.models.detection.base import Detections, Detector, InputPolicy
+
+DETECTORS = list_models(task="detect")
+NUM_CLASSES = 3
+# Two images of different sizes in one padded batch: 64x96 (full) and 48x64 (top-left of the padding).
+SIZES = [(64, 96), (48, 64)]
+
+
+def _batch(seed: int = 0) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.zeros(2, 3, *SIZES[0])
+    for i, (h, w) in enumerate(SIZES):
+        images[i, :, :h, :w] = torch.rand(3, h, w, generator=generator)
+    targets = [
+        # Small, medium and large objects, so that every level of a multi-level head gets positives.
+        {"boxes": torch.tensor([[8.0, 6.0, 24.0, 20.0], [50.0, 20.0, 90.0, 60.0], [2.0, 2.0, 94.0, 62.0]]),
+         "labels": torch.tensor([0, 2, 1])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},  # a negative image
+    ]
+    return images, targets
+
+
+@pytest.fixture(scope="module", params=DETECTORS)
+def detector(request) -> Detector:
+    torch.manual_seed(0)
+    return create_model(request.param, num_classes=NUM_CLASSES)
+
+
+def test_the_family_declares_its_policy_reduction_and_a_valid_recipe(detector):
+    assert isinstance(detector, Detector) and detector.num_classes == NUM_CLASSES
+    assert isinstance(detector.input_policy, InputPolicy)
+    assert detector.input_policy.resize in ("letterbox", "model") and detector.input_policy.size_divisible > 0
+    assert detector.loss_reduction in ("mean", "sum")
+    if detector.default_recipe:
+        apply_overrides(Config(task="detect"), detector.default_recipe)  # raises on an unknown key
+
+
+def _crowded_targets(seed: int) -> list[dict[str, torch.Tensor]]:
+    """Twenty objects of every size per image: positives for every level of a multi-level head."""
+    generator = torch.Generator().manual_seed(seed)
+    targets = []
+    for height, width in SIZES:
+        size = 4 + torch.rand(20, 2, generator=generator) * torch.tensor([width - 8.0, height - 8.0])
+        corner = torch.rand(20, 2, generator=generator) * (torch.tensor([width, height]) - size)
+        targets.append({"boxes": torch.cat((corner, corner + size), dim=1),
+                        "labels": torch.randint(0, NUM_CLASSES, (20,), generator=generator)})
+    return targets
+
+
+def test_losses_are_finite_and_reach_every_trainable_parameter(detector):
+    images, targets = _batch()
+    detector.train()
+    detector.zero_grad()
+    losses = detector(images, targets, SIZES)
+    assert "loss" in losses and len(losses) > 1, "a total and its named parts"
+    for name, value in losses.items():
+        assert value.ndim == 0 and torch.isfinite(value), name
+    losses["loss"].backward()
+    # Which anchors become positives depends on the random initial predictions (YOLOv8's task-aligned
+    # assigner): a few crowded batches make sure every level's branch was assigned some.
+    for seed in range(3):
+        detector(images, _crowded_targets(seed), SIZES)["loss"].backward()
+    missing = [n for n, p in detector.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
+    assert not missing, f"no gradient reaches {missing[:5]}"
+
+
+def test_a_batch_of_negative_images_trains(detector):
+    images, targets = _batch()
+    detector.train()
+    losses = detector(images, [targets[1], targets[1]], SIZES)
+    assert torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+
+
+def test_predict_returns_detections_in_each_images_pixels(detector):
+    images, _ = _batch()
+    detector.eval()
+    with torch.no_grad():
+        results = detector.predict(images, SIZES, conf_threshold=0.0, max_detections=20)
+    assert len(results) == 2
+    for result in results:
+        assert isinstance(result, Detections) and len(result) <= 20
+        assert result.boxes.shape == (len(result), 4) and torch.isfinite(result.boxes).all()
+        assert result.scores.shape == result.labels.shape == (len(result),)
+        assert ((result.labels >= 0) & (result.labels < NUM_CLASSES)).all()
+        assert ((result.scores >= 0) & (result.scores <= 1)).all()
+    assert len(results[0]) > 0, "conf 0 keeps candidates"
+
+
+def test_validate_gives_the_losses_and_the_detections_of_one_pass(detector):
+    images, targets = _batch()
+    detector.eval()
+    with torch.no_grad():
+        losses, detections = detector.validate(images, targets, SIZES, conf_threshold=0.0, max_detections=20)
+        alone = detector.predict(images, SIZES, conf_threshold=0.0, max_detections=20)
+    assert torch.isfinite(losses["loss"])
+    for ours, reference in zip(detections, alone):
+        torch.testing.assert_close(ours.boxes, reference.boxes)
+        torch.testing.assert_close(ours.scores, reference.scores)
+
+
+def test_state_dict_round_trip(detector, request):
+    images, _ = _batch(seed=1)
+    copy = create_model(request.node.callspec.params["detector"], num_classes=NUM_CLASSES)
+    copy.load_state_dict(detector.state_dict())
+    detector.eval()
+    copy.eval()
+    with torch.no_grad():
+        expected = detector.predict(images, SIZES, conf_threshold=0.0, max_detections=10)
+        got = copy.predict(images, SIZES, conf_threshold=0.0, max_detections=10)
+    for a, b in zip(expected, got):
+        torch.testing.assert_close(a.boxes, b.boxes)
+        torch.testing.assert_close(a.scores, b.scores)
+
+
+def test_export_where_the_model_declares_it(detector, tmp_path):
+    if not detector.exportable:
+        with pytest.raises(NotImplementedError):
+            detector.export_module()
+        return
+    ort = pytest.importorskip("onnxruntime")
+    module = detector.export_module().eval()
+    example = torch.rand(1, 3, 64, 64)
+    path = tmp_path / "detector.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), str(path), input_names=["images"], opset_version=17, dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = module(example)
+    got = session.run(None, {"images": example.numpy()})[0]
+    np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-3)
