@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cvzoo.layers import ConvNormAct
+
 ConvFactory = Callable[[int, int, int, int], nn.Module]  # (in_channels, out_channels, kernel_size, stride)
 
 
@@ -25,18 +27,30 @@ class FeaturePyramidNetwork(nn.Module):
     1x1 max pool of the last output (Faster R-CNN's P6), ``"p6p7"`` two stride-2 3x3 convs on the last
     output with a ReLU between them (RetinaNet's P6/P7, Lin et al. 2017b).
 
+    With ``norm_layer`` every lateral and output conv is followed by that norm (and has no bias), as in
+    the v2 R-CNN recipe (Li et al. 2021, "Benchmarking Detection Transfer Learning with Vision
+    Transformers"); their keys then read ``laterals.i.conv.weight`` / ``laterals.i.bn.*``.
+
     Args:
         in_channels: channels of the input maps, finest first.
         out_channels: channels of every output map.
         extra_block: ``None``, ``"pool"`` or ``"p6p7"``.
+        norm_layer: norm after each lateral / output conv (e.g. ``nn.BatchNorm2d``), or None.
     """
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int = 256, extra_block: str | None = None) -> None:
+    def __init__(self, in_channels: Sequence[int], out_channels: int = 256, extra_block: str | None = None,
+                 norm_layer: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__()
         if extra_block not in (None, "pool", "p6p7"):
             raise ValueError(f"FeaturePyramidNetwork: extra_block must be None, 'pool' or 'p6p7', got {extra_block!r}")
-        self.laterals = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
-        self.outputs = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
+
+        def conv(channels: int, kernel_size: int) -> nn.Module:
+            if norm_layer is None:
+                return nn.Conv2d(channels, out_channels, kernel_size, padding=kernel_size // 2)
+            return ConvNormAct(channels, out_channels, kernel_size, norm_layer=norm_layer, act_layer=None)
+
+        self.laterals = nn.ModuleList(conv(c, 1) for c in in_channels)
+        self.outputs = nn.ModuleList(conv(out_channels, 3) for _ in in_channels)
         self.extra_block = extra_block
         if extra_block == "p6p7":
             self.p6 = nn.Conv2d(out_channels, out_channels, 3, stride=2, padding=1)
@@ -44,7 +58,8 @@ class FeaturePyramidNetwork(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_uniform_(module.weight, a=1)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Maps finest first -> ``len(features)`` (+ extra) maps of ``out_channels``, finest first."""
