@@ -1,0 +1,266 @@
+"""Faster R-CNN (Ren et al. 2015) with a Feature Pyramid Network (Lin et al. 2017): a two-stage detector.
+
+Stage one, the Region Proposal Network, proposes class-agnostic boxes from anchors on every pyramid level;
+stage two pools each proposal from its level (RoIAlign, He et al. 2017) and classifies and refines it. The
+model resizes its own images (shorter side ``min_size``), so the task hands it images at their own size
+(``InputPolicy("model")``) and gets boxes back in those pixels.
+
+Variants as torchvision builds them: ``fasterrcnn_resnet50_fpn`` (frozen batch norm, two-fc box head),
+``fasterrcnn_resnet50_fpn_v2`` (Li et al. 2021, "Benchmarking Detection Transfer Learning with Vision
+Transformers": batch norm in the FPN and a 4-conv + 1-fc box head, two RPN convs) and the MobileNet v3
+models. Their checkpoints load through the ``torchvision:rcnn`` remap (``cvzoo.models.detection.rcnn.remap``).
+
+Labels: the dataset's classes are ``0 .. K-1``; the heads predict ``K + 1`` classes with 0 = background,
+so a torchvision label is ours + 1 (COCO checkpoints: ``num_classes=90``, category id = label + 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from cvzoo.models.detection.base import Detections, Detector, InputPolicy, image_sizes_or_full
+from cvzoo.models.detection.rcnn.backbone import fpn_backbone
+from cvzoo.models.detection.rcnn.poolers import MultiScaleRoIAlign
+from cvzoo.models.detection.rcnn.roi_heads import (
+    BoxPredictor,
+    ConvFCHead,
+    DetectSettings,
+    RoIHeads,
+    SampledProposals,
+    TwoMLPHead,
+)
+from cvzoo.models.detection.rcnn.rpn import ProposalCounts, RegionProposalNetwork, RPNHead
+from cvzoo.models.detection.rcnn.transform import RCNNTransform, resize_boxes
+from cvzoo.models.registry import register_model
+from cvzoo.ops import AnchorGenerator
+
+Target = dict[str, torch.Tensor]
+
+# torchvision's detection reference (references/detection, 26 epochs, lr 0.02 for 16 images, drops at
+# epochs 16 and 22, linear warm-up from 0.001) for one device: 4 images per batch, lr scaled linearly.
+RCNN_RECIPE: dict[str, Any] = {
+    "data.batch_size": 4,
+    "data.img_size": 800,
+    "optim.name": "sgd",
+    "optim.lr": 0.005,
+    "optim.momentum": 0.9,
+    "optim.nesterov": False,
+    "optim.weight_decay": 1e-4,
+    "train.epochs": 26,
+    "train.ema": False,
+    "train.nominal_batch_size": 0,
+    "scheduler.name": "multistep",
+    "scheduler.milestones": (16, 22),
+    "scheduler.gamma": 0.1,
+    "scheduler.warmup_epochs": 1.0,
+    "scheduler.warmup_start_factor": 0.001,
+    "detect.augment.hflip": 0.5,
+    "detect.augment.mosaic": 0.0,
+    "detect.augment.close_mosaic": 0,
+    "detect.augment.mixup": 0.0,
+    "detect.augment.hsv_h": 0.0,
+    "detect.augment.hsv_s": 0.0,
+    "detect.augment.hsv_v": 0.0,
+    "detect.augment.degrees": 0.0,
+    "detect.augment.translate": 0.0,
+    "detect.augment.affine_scale": 0.0,
+    "detect.augment.shear": 0.0,
+}
+
+FPN_ANCHOR_SIZES = ((32,), (64,), (128,), (256,), (512,))
+
+
+class FasterRCNN(Detector):
+    """Faster R-CNN with an FPN backbone.
+
+    Args:
+        num_classes: object classes ``K`` (90 fits torchvision's COCO checkpoints).
+        backbone: a registered classifier (``resnet50``, ``mobilenet_v3_large``, ``resnet18``, ...).
+        backbone_weights: local classifier checkpoint for the backbone (head skipped).
+        trainable_backbone_layers: backbone stages that train, counted from the last.
+        frozen_batch_norm: freeze the backbone's batch norms (v1 recipe).
+        fpn_norm: batch norm in the FPN (v2 recipe).
+        rpn_convs: 3x3 convs of the RPN head (1; v2: 2).
+        box_head: ``"mlp"`` (two fc, v1) or ``"conv"`` (4 conv + BN, 1 fc, v2).
+        min_size, max_size: the resize (shorter side, cap on the longer); a sequence of ``min_size`` draws
+            one per training image.
+        anchor_sizes: anchor sizes per pyramid level (levels of the RPN: the FPN's plus "pool").
+        aspect_ratios: anchor ``h / w`` ratios, the same at every level.
+        rpn_*: the RPN's proposal counts (pre-NMS per level, post-NMS per image, train / test), NMS IoU,
+            labelling IoUs, minibatch and objectness threshold (torchvision's defaults).
+        box_*: the box head's test score threshold, NMS IoU, detections per image, labelling IoUs and
+            minibatch (torchvision's defaults).
+        in_channels: image channels.
+    """
+
+    input_policy: ClassVar[InputPolicy] = InputPolicy("model", size_divisible=32)
+    loss_reduction: ClassVar[str] = "mean"  # type: ignore[assignment]
+    default_recipe: ClassVar[dict[str, Any]] = RCNN_RECIPE
+    recipe_name: ClassVar[str] = "torchvision R-CNN"
+    exportable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        num_classes: int = 90,
+        backbone: str = "resnet50",
+        backbone_weights: str | None = None,
+        trainable_backbone_layers: int = 3,
+        frozen_batch_norm: bool = True,
+        fpn_norm: bool = False,
+        rpn_convs: int = 1,
+        box_head: str = "mlp",
+        min_size: int | Sequence[int] = 800,
+        max_size: int = 1333,
+        anchor_sizes: Sequence[Sequence[float]] = FPN_ANCHOR_SIZES,
+        aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+        rpn_pre_nms_top_n_train: int = 2000,
+        rpn_pre_nms_top_n_test: int = 1000,
+        rpn_post_nms_top_n_train: int = 2000,
+        rpn_post_nms_top_n_test: int = 1000,
+        rpn_nms_thresh: float = 0.7,
+        rpn_fg_iou_thresh: float = 0.7,
+        rpn_bg_iou_thresh: float = 0.3,
+        rpn_batch_size_per_image: int = 256,
+        rpn_positive_fraction: float = 0.5,
+        rpn_score_thresh: float = 0.0,
+        box_score_thresh: float = 0.05,
+        box_nms_thresh: float = 0.5,
+        box_detections_per_img: int = 100,
+        box_fg_iou_thresh: float = 0.5,
+        box_bg_iou_thresh: float = 0.5,
+        box_batch_size_per_image: int = 512,
+        box_positive_fraction: float = 0.25,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if box_head not in ("mlp", "conv"):
+            raise ValueError(f"box_head must be 'mlp' or 'conv', got {box_head!r}")
+        self.num_classes = num_classes
+        self.transform = RCNNTransform(min_size, max_size, size_divisible=self.input_policy.size_divisible)
+        self.backbone = fpn_backbone(backbone, backbone_weights, trainable_backbone_layers, frozen_batch_norm,
+                                     nn.BatchNorm2d if fpn_norm else None, in_channels)
+        channels = self.backbone.out_channels
+        anchors = AnchorGenerator(anchor_sizes, [tuple(aspect_ratios)] * len(anchor_sizes))
+        self.rpn = RegionProposalNetwork(
+            anchors, RPNHead(channels, anchors.num_anchors_per_location()[0], rpn_convs),
+            rpn_fg_iou_thresh, rpn_bg_iou_thresh, rpn_batch_size_per_image, rpn_positive_fraction,
+            ProposalCounts(rpn_pre_nms_top_n_train, rpn_pre_nms_top_n_test),
+            ProposalCounts(rpn_post_nms_top_n_train, rpn_post_nms_top_n_test), rpn_nms_thresh, rpn_score_thresh,
+        )
+        pool = MultiScaleRoIAlign(7, sampling_ratio=2)
+        head = TwoMLPHead(channels * 7 * 7, 1024) if box_head == "mlp" else ConvFCHead(channels, 7)
+        self.roi_heads = RoIHeads(pool, head, BoxPredictor(1024, num_classes), box_fg_iou_thresh, box_bg_iou_thresh,
+                                  box_batch_size_per_image, box_positive_fraction)
+        self.detect_settings = DetectSettings(box_score_thresh, box_nms_thresh, box_detections_per_img)
+
+    # ------------------------------------------------------------------------------------- entry points
+
+    def forward(self, images: torch.Tensor, targets: Sequence[Target] | None = None,
+                image_sizes: Sequence[tuple[int, int]] | None = None) -> Any:
+        """With ``targets`` the losses ``{"loss", "loss_classifier", "loss_box_reg", "loss_objectness",
+        "loss_rpn_box_reg"}`` (each a mean, as torchvision's), else the detections with the model's
+        thresholds (``list[Detections]``)."""
+        if targets is None:
+            return self._run(images, image_sizes, None, self.detect_settings)[1]
+        return self._run(images, image_sizes, targets, None)[0]
+
+    def predict(
+        self,
+        images: torch.Tensor,
+        image_sizes: Sequence[tuple[int, int]] | None = None,
+        conf_threshold: float | None = None,
+        iou_threshold: float | None = None,
+        max_detections: int | None = None,
+        classes: Sequence[int] | None = None,
+        soft_nms: str | None = None,
+        agnostic: bool = False,
+    ) -> list[Detections]:
+        """Detections per image in the pixels of ``images``; a threshold left None is the model's own
+        (``box_score_thresh`` 0.05, ``box_nms_thresh`` 0.5, ``box_detections_per_img`` 100)."""
+        settings = self.settings(conf_threshold, iou_threshold, max_detections, classes, soft_nms, agnostic)
+        return self._run(images, image_sizes, None, settings)[1]
+
+    def validate(self, images: torch.Tensor, targets: Sequence[Target],
+                 image_sizes: Sequence[tuple[int, int]] | None = None,
+                 **settings: Any) -> tuple[dict[str, torch.Tensor], list[Detections]]:
+        """Losses and detections from one pass of the backbone and the RPN (call in eval mode)."""
+        return self._run(images, image_sizes, targets, self.settings(**settings))
+
+    def settings(self, conf_threshold: float | None = None, iou_threshold: float | None = None,
+                 max_detections: int | None = None, classes: Sequence[int] | None = None,
+                 soft_nms: str | None = None, agnostic: bool = False) -> DetectSettings:
+        """The box head's inference settings, the model's own where an argument is None."""
+        own = self.detect_settings
+        return DetectSettings(
+            own.score_thresh if conf_threshold is None else conf_threshold,
+            own.nms_thresh if iou_threshold is None else iou_threshold,
+            own.detections_per_img if max_detections is None else max_detections,
+            classes, agnostic, soft_nms,
+        )
+
+    # ------------------------------------------------------------------------------------------ pipeline
+
+    def _run(self, images: torch.Tensor, image_sizes: Sequence[tuple[int, int]] | None,
+             targets: Sequence[Target] | None, settings: DetectSettings | None
+             ) -> tuple[dict[str, torch.Tensor], list[Detections]]:
+        sizes = image_sizes_or_full(images, image_sizes)
+        crops = [image[:, :h, :w] for image, (h, w) in zip(images, sizes)]
+        head_targets = None if targets is None else [to_head_target(t, images.device) for t in targets]
+        batch, resized, head_targets = self.transform(crops, head_targets)
+        features = self.backbone(batch)
+        proposals, losses = self.rpn(features, (batch.shape[-2], batch.shape[-1]), resized, head_targets)
+        pooled = features[: self.backbone.num_pooled_levels]
+        if head_targets is not None:
+            sampled = self.roi_heads.sample(proposals, head_targets)
+            losses = {**self.roi_heads.loss(pooled, sampled, resized),
+                      **self.extra_losses(pooled, sampled, resized, head_targets), **losses}
+            losses = {"loss": sum(losses.values()), **{k: v.detach() for k, v in losses.items()}}
+        detections: list[Detections] = []
+        if settings is not None:
+            raw = self.roi_heads.detect(pooled, proposals, resized, settings)
+            detections = self.to_detections(pooled, raw, resized, sizes)
+        return losses, detections
+
+    def extra_losses(self, features: Sequence[torch.Tensor], sampled: SampledProposals,
+                     image_sizes: Sequence[tuple[int, int]], targets: Sequence[Target]) -> dict[str, torch.Tensor]:
+        """Losses of further heads on the sampled proposals (Mask R-CNN's mask branch); none here."""
+        return {}
+
+    def to_detections(self, features: Sequence[torch.Tensor], raw: Sequence[Target],
+                      resized: Sequence[tuple[int, int]], sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+        """Head detections in resized pixels -> :class:`Detections` in each given image's pixels, 0-based labels."""
+        return [Detections(resize_boxes(r["boxes"], new, old), r["scores"], r["labels"] - 1)
+                for r, new, old in zip(raw, resized, sizes)]
+
+
+def to_head_target(target: Target, device: torch.device) -> Target:
+    """A canonical target (0-based ``labels``) -> the heads' (1-based, 0 = background), on ``device``."""
+    head = {"boxes": target["boxes"].to(device=device, dtype=torch.float32),
+            "labels": target["labels"].to(device=device, dtype=torch.int64) + 1}
+    if "masks" in target:
+        head["masks"] = target["masks"].to(device)
+    return head
+
+
+# The v2 recipe (Li et al. 2021): trainable batch norm in the backbone, batch norm in the FPN, two RPN convs,
+# the 4-conv + 1-fc box head.
+V2_KWARGS: dict[str, Any] = {"frozen_batch_norm": False, "fpn_norm": True, "rpn_convs": 2, "box_head": "conv"}
+# torchvision's mobile detectors: two stride-32 maps + pool, 15 anchors per cell on each, a score floor.
+MOBILE_KWARGS: dict[str, Any] = {"backbone": "mobilenet_v3_large", "anchor_sizes": ((32, 64, 128, 256, 512),) * 3,
+                                 "rpn_score_thresh": 0.05}
+
+_DETECT = {"task": "detect", "input_size": (3, 800, 800)}
+register_model("fasterrcnn_resnet50_fpn", FasterRCNN, reference="torchvision:fasterrcnn_resnet50_fpn", **_DETECT)
+register_model("fasterrcnn_resnet50_fpn_v2", FasterRCNN, **V2_KWARGS,
+               reference="torchvision:fasterrcnn_resnet50_fpn_v2", **_DETECT)
+register_model("fasterrcnn_mobilenet_v3_large_fpn", FasterRCNN, **MOBILE_KWARGS,
+               reference="torchvision:fasterrcnn_mobilenet_v3_large_fpn", **_DETECT)
+register_model(
+    "fasterrcnn_mobilenet_v3_large_320_fpn", FasterRCNN, **MOBILE_KWARGS, min_size=320, max_size=640,
+    rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=150,
+    reference="torchvision:fasterrcnn_mobilenet_v3_large_320_fpn", task="detect", input_size=(3, 320, 320),
+)
