@@ -18,11 +18,22 @@ import torch
 from cvzoo.config import Config, apply_overrides
 from cvzoo.models import create_model, list_models
 from cvzoo.models.detection.base import Detections, Detector, InputPolicy
+from cvzoo.models.registry import accepted_keywords, get_entry
 
 DETECTORS = list_models(task="detect")
 NUM_CLASSES = 3
 # Two images of different sizes in one padded batch: 64x96 (full) and 48x64 (top-left of the padding).
 SIZES = [(64, 96), (48, 64)]
+# Two-stage detectors resize their images themselves (shorter side 800 by default) and run up to 1000
+# proposals per image through their box head: small sizes and proposal counts keep them fast (on CPU the
+# v2 box head costs seconds per default batch). The contract does not depend on these numbers.
+SMALL_TWO_STAGE = {"min_size": 64, "max_size": 96, "rpn_post_nms_top_n_train": 100, "rpn_post_nms_top_n_test": 100,
+                   "box_batch_size_per_image": 64}
+
+
+def _build(name: str) -> Detector:
+    accepted = accepted_keywords(get_entry(name).builder) or set()
+    return create_model(name, num_classes=NUM_CLASSES, **{k: v for k, v in SMALL_TWO_STAGE.items() if k in accepted})
 
 
 def _batch(seed: int = 0) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
@@ -39,10 +50,24 @@ def _batch(seed: int = 0) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     return images, targets
 
 
+def _for(detector: Detector, targets: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    """The targets a detector trains on: an instance-segmentation detector (``requires_masks``, Mask R-CNN)
+    also gets ``masks`` (uint8 [N, H, W] in each image's pixels; here each box filled)."""
+    if not getattr(detector, "requires_masks", False):
+        return targets
+    with_masks = []
+    for (height, width), target in zip(SIZES, targets):
+        masks = torch.zeros(len(target["boxes"]), height, width, dtype=torch.uint8)
+        for mask, (x1, y1, x2, y2) in zip(masks, target["boxes"].round().int().tolist()):
+            mask[y1:y2, x1:x2] = 1
+        with_masks.append({**target, "masks": masks})
+    return with_masks
+
+
 @pytest.fixture(scope="module", params=DETECTORS)
 def detector(request) -> Detector:
     torch.manual_seed(0)
-    return create_model(request.param, num_classes=NUM_CLASSES)
+    return _build(request.param)
 
 
 def test_the_family_declares_its_policy_reduction_and_a_valid_recipe(detector):
@@ -70,7 +95,7 @@ def test_losses_are_finite_and_reach_every_trainable_parameter(detector):
     images, targets = _batch()
     detector.train()
     detector.zero_grad()
-    losses = detector(images, targets, SIZES)
+    losses = detector(images, _for(detector, targets), SIZES)
     assert "loss" in losses and len(losses) > 1, "a total and its named parts"
     for name, value in losses.items():
         assert value.ndim == 0 and torch.isfinite(value), name
@@ -78,7 +103,7 @@ def test_losses_are_finite_and_reach_every_trainable_parameter(detector):
     # Which anchors become positives depends on the random initial predictions (YOLOv8's task-aligned
     # assigner): a few crowded batches make sure every level's branch was assigned some.
     for seed in range(3):
-        detector(images, _crowded_targets(seed), SIZES)["loss"].backward()
+        detector(images, _for(detector, _crowded_targets(seed)), SIZES)["loss"].backward()
     missing = [n for n, p in detector.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
     assert not missing, f"no gradient reaches {missing[:5]}"
 
@@ -86,7 +111,7 @@ def test_losses_are_finite_and_reach_every_trainable_parameter(detector):
 def test_a_batch_of_negative_images_trains(detector):
     images, targets = _batch()
     detector.train()
-    losses = detector(images, [targets[1], targets[1]], SIZES)
+    losses = detector(images, _for(detector, [targets[1], targets[1]]), SIZES)
     assert torch.isfinite(losses["loss"])
     losses["loss"].backward()
 
@@ -110,7 +135,7 @@ def test_validate_gives_the_losses_and_the_detections_of_one_pass(detector):
     images, targets = _batch()
     detector.eval()
     with torch.no_grad():
-        losses, detections = detector.validate(images, targets, SIZES, conf_threshold=0.0, max_detections=20)
+        losses, detections = detector.validate(images, _for(detector, targets), SIZES, conf_threshold=0.0, max_detections=20)
         alone = detector.predict(images, SIZES, conf_threshold=0.0, max_detections=20)
     assert torch.isfinite(losses["loss"])
     for ours, reference in zip(detections, alone):
@@ -120,7 +145,7 @@ def test_validate_gives_the_losses_and_the_detections_of_one_pass(detector):
 
 def test_state_dict_round_trip(detector, request):
     images, _ = _batch(seed=1)
-    copy = create_model(request.node.callspec.params["detector"], num_classes=NUM_CLASSES)
+    copy = _build(request.node.callspec.params["detector"])
     copy.load_state_dict(detector.state_dict())
     detector.eval()
     copy.eval()

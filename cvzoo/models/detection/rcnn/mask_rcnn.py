@@ -9,7 +9,7 @@ probabilities ``[N, H, W]`` in the image's pixels (threshold at 0.5 for a binary
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -32,6 +32,7 @@ class MaskRCNN(FasterRCNN):
     """
 
     forwards_kwargs_to = FasterRCNN  # the registry checks **kwargs against FasterRCNN's arguments
+    requires_masks: ClassVar[bool] = True  # its training targets carry "masks"
 
     def __init__(self, mask_norm: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
