@@ -319,7 +319,9 @@ def load_results(
     Args:
         results: results JSON path or list of dicts.
         image_ids, category_ids: sorted ids of the ground truth (:func:`load_ground_truth`).
-        iou_type: ``"bbox"`` or ``"segm"`` (results carry ``segmentation``, usually compressed RLE).
+        iou_type: ``"bbox"`` or ``"segm"`` (results carry ``segmentation``, usually compressed RLE;
+            the arrays then hold the ``masks`` and their ``areas``, and ``boxes`` only when the
+            results are box results).
         image_sizes: ``[I, 2]`` image (height, width), -1 where unknown: polygons in ``segm``
             results need it, and mask sizes are checked against it. None: all unknown.
 
@@ -354,11 +356,8 @@ def load_results(
         masks = coco_segm.result_masks(records, rows, img_pos[cat_ok], sizes, boxes, where)
     except ValueError as err:
         raise CocoFormatError(str(err)) from None
-    if boxes is None:
-        boxes = masks.bboxes()
-        areas = masks.areas().astype(np.float64)
-    else:
-        areas = boxes[:, 2] * boxes[:, 3]
+    # Mask results need no boxes (the mask IoU finds the boxes it needs for the pairs it looks at).
+    areas = masks.areas().astype(np.float64) if boxes is None else boxes[:, 2] * boxes[:, 3]
     return DetectionArrays(img_pos[cat_ok], cat_pos[cat_ok], boxes, scores[cat_ok], areas=areas, masks=masks)
 
 

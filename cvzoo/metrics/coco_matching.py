@@ -74,7 +74,8 @@ class DetectionArrays:
     Attributes:
         image_index: ``[D]`` int64 image index (same indexing as the ground truth).
         category_index: ``[D]`` int64 category index.
-        boxes: ``[D, 4]`` float64 ``xywh`` boxes.
+        boxes: ``[D, 4]`` float64 ``xywh`` boxes; may be None when ``areas`` is given and the IoU
+            comes from a ``pair_iou`` (mask detections).
         scores: ``[D]`` float64 confidences.
         areas: ``[D]`` float64 areas for the area ranges; None means the box areas ``w * h``.
         masks: the ``[D]`` segmentation masks for ``iou_type="segm"``, else None.
@@ -82,7 +83,7 @@ class DetectionArrays:
 
     image_index: np.ndarray
     category_index: np.ndarray
-    boxes: np.ndarray
+    boxes: np.ndarray | None
     scores: np.ndarray
     areas: np.ndarray | None = None
     masks: RleBatch | None = None
@@ -218,7 +219,7 @@ def match_detections(
     rank = np.arange(n_det) - starts_per_det
     keep = rank < max_det
     order, d_key, rank = order[keep], d_key[keep], rank[keep]
-    d_box = dt.boxes[order]
+    d_box = dt.boxes[order] if dt.boxes is not None else None
     d_area = d_box[:, 2] * d_box[:, 3] if dt.areas is None else dt.areas[order]
     det_outside = _ranges_to_flags(d_area, area_ranges)
 

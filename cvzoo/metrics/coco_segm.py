@@ -136,6 +136,9 @@ def mask_pair_iou(gt: GroundTruthArrays, dt: DetectionArrays) -> PairIoU:
     gt_masks, dt_masks = gt.masks, dt.masks
 
     def pair_iou(det_rows: np.ndarray, gt_rows: np.ndarray) -> np.ndarray:
-        return rle_iou_pairs(dt_masks, det_rows, gt_masks, gt_rows, gt.iscrowd[gt_rows])
+        # Most detections meet no ground truth of their image and category: the runs and boxes that
+        # the IoU needs are built only for those that do.
+        used, det_pos = np.unique(det_rows, return_inverse=True)
+        return rle_iou_pairs(dt_masks.take(used), det_pos, gt_masks, gt_rows, gt.iscrowd[gt_rows])
 
     return pair_iou

@@ -24,18 +24,6 @@ _INT_MIN = -(2**31)
 _CHUNK_POINTS = 2_000_000
 
 
-def _c_int(values: np.ndarray) -> np.ndarray:
-    """C's ``(int)`` of doubles: truncation towards zero; NaN becomes INT_MIN as on x86.
-
-    Degenerate edges (both ends on the same point of the fine grid) divide 0 by 0 in the reference;
-    the resulting NaN is cast to INT_MIN there, and such a point never becomes a boundary.
-    """
-    out = np.full(values.shape, _INT_MIN, dtype=np.int64)
-    finite = np.isfinite(values)
-    out[finite] = np.trunc(values[finite]).astype(np.int64)
-    return out
-
-
 def _boundary_points(
     x: np.ndarray, y: np.ndarray, nxt: np.ndarray, vertex_poly: np.ndarray, heights: np.ndarray, widths: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -57,20 +45,24 @@ def _boundary_points(
     flip = (along_x & (xs > xe)) | (~along_x & (ys > ye))
     xs, xe = np.where(flip, xe, xs), np.where(flip, xs, xe)
     ys, ye = np.where(flip, ye, ys), np.where(flip, ys, ye)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = np.where(along_x, (ye - ys).astype(np.float64) / dx, (xe - xs).astype(np.float64) / dy)
     steps = np.where(along_x, dx, dy)
+    # Degenerate edges (both ends on one fine-grid point) divide 0 by 0 in the reference and cast the
+    # NaN to INT_MIN; give them slope 0 here and patch their single point afterwards.
+    degenerate = steps == 0
+    rise = np.where(along_x, ye - ys, xe - xs).astype(np.float64)
+    slope = rise / np.where(degenerate, 1, steps)
     npts = steps + 1
-    edge = np.repeat(np.arange(xs.size), npts)
-    d = np.arange(edge.size) - np.repeat(np.cumsum(npts) - npts, npts)
-    t = np.where(flip[edge], steps[edge] - d, d)
-    on_x = along_x[edge]
-    base = np.where(on_x, ys[edge], xs[edge]).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        rounded = _c_int(base + slope[edge] * t + 0.5)
-    u = np.where(on_x, t + xs[edge], rounded)
-    v = np.where(on_x, rounded, t + ys[edge])
-    poly = vertex_poly[edge]
+    d = np.arange(int(npts.sum())) - np.repeat(np.cumsum(npts) - npts, npts)
+    t = np.where(np.repeat(flip, npts), np.repeat(steps, npts) - d, d)
+    on_x = np.repeat(along_x, npts)
+    # Along the walked axis the coordinate steps by one; across it, it is rounded from the line.
+    walked = t + np.repeat(np.where(along_x, xs, ys), npts)
+    across = np.trunc(np.repeat(np.where(along_x, ys, xs).astype(np.float64), npts) + np.repeat(slope, npts) * t
+                      + 0.5).astype(np.int64)
+    across[np.repeat(degenerate, npts)] = _INT_MIN
+    u = np.where(on_x, walked, across)
+    v = np.where(on_x, across, walked)
+    poly = np.repeat(vertex_poly, npts)
 
     # Points where the traced line moves to another fine column; keep those on a pixel-column centre.
     moved = np.flatnonzero((poly[1:] == poly[:-1]) & (u[1:] != u[:-1])) + 1

@@ -78,6 +78,18 @@ def encode_counts(counts: np.ndarray, offsets: np.ndarray) -> list[str]:
     return [text[char_offsets[i] : char_offsets[i + 1]] for i in range(len(char_offsets) - 1)]
 
 
+def _joined(strings: Sequence[str | bytes]) -> tuple[bytes, np.ndarray]:
+    """All strings as one ASCII byte string, and the length of each."""
+    if all(type(s) is str for s in strings):
+        try:
+            # One encode of the joined text is much faster than one per string.
+            return "".join(strings).encode("ascii"), np.fromiter(map(len, strings), np.int64, len(strings))
+        except UnicodeEncodeError:
+            pass  # the per-string path names the culprit
+    raw = _as_bytes(strings)
+    return b"".join(raw), np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
+
+
 def _as_bytes(strings: Sequence[str | bytes]) -> list[bytes]:
     out = []
     for i, s in enumerate(strings):
@@ -107,49 +119,65 @@ def decode_counts(strings: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarra
             ``'0'``..``'o'``, a string ends in the middle of a number, a number is too long, or a
             run length comes out negative or above 2**32 - 1.
     """
-    raw = _as_bytes(strings)
-    lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
+    blob, lengths = _joined(strings)
     char_offsets = np.r_[0, np.cumsum(lengths)]
-    chars = np.frombuffer(b"".join(raw), dtype=np.uint8).astype(np.int64)
+    chars = np.frombuffer(blob, dtype=np.uint8)
     if chars.size == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(len(raw) + 1, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(lengths.size + 1, dtype=np.int64)
 
     def owner_of(position: int) -> int:
         return int(np.searchsorted(char_offsets, position, side="right") - 1)
 
-    bad = np.flatnonzero((chars < _FIRST_CHAR) | (chars > _LAST_CHAR))
+    groups = chars - np.uint8(_FIRST_CHAR)  # wraps below '0', so one comparison checks both ends
+    bad = np.flatnonzero(groups > _LAST_CHAR - _FIRST_CHAR)
     if bad.size:
         i = owner_of(int(bad[0]))
         col = int(bad[0] - char_offsets[i])
         raise MaskFormatError(
             f"RLE counts string has an invalid character {chr(chars[bad[0]])!r} at position {col} "
             f"(allowed: '0'..'o')", i)
-    groups = chars - _FIRST_CHAR
-    last = (groups & 0x20) == 0  # no continuation bit: the number ends here
-    nonempty = lengths > 0
-    unfinished = nonempty & ~last[np.maximum(char_offsets[1:] - 1, 0)]
+    ends = np.flatnonzero((groups & 0x20) == 0)  # no continuation bit: a number ends here
+    nonempty = np.flatnonzero(lengths > 0)
+    unfinished = (groups[char_offsets[1:][nonempty] - 1] & 0x20) != 0
     if unfinished.any():
-        i = int(np.flatnonzero(unfinished)[0])
+        i = int(nonempty[np.argmax(unfinished)])
         raise MaskFormatError("RLE counts string ends in the middle of a number (truncated or corrupt)", i)
-    starts = np.flatnonzero(np.r_[True, last[:-1]])
-    num_groups = np.diff(np.r_[starts, chars.size])
-    if num_groups.size and num_groups.max() > _MAX_GROUPS:
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    num_groups = ends - starts + 1
+    longest = int(num_groups.max())
+    if longest > _MAX_GROUPS:
         i = owner_of(int(starts[np.argmax(num_groups > _MAX_GROUPS)]))
         raise MaskFormatError(f"RLE counts string has a number longer than {_MAX_GROUPS} characters", i)
-    k = np.arange(chars.size) - np.repeat(starts, num_groups)
-    values = np.add.reduceat((groups & 0x1F) << (5 * k), starts)
-    negative = (groups[last] & 0x10) != 0
-    values[negative] -= np.int64(1) << (5 * num_groups[negative])
+    values = (groups[starts] & 0x1F).astype(np.int64)
+    # Most numbers are one character; add the higher groups only where they exist.
+    for k in range(1, longest):
+        longer = np.flatnonzero(num_groups > k)
+        values[longer] += (groups[starts[longer] + k] & 0x1F).astype(np.int64) << (5 * k)
+    # Two's complement: bit 0x10 of the last group is the sign of the 5n-bit number.
+    values -= ((groups[ends] >> 4) & 1).astype(np.int64) << (5 * num_groups)
 
-    offsets = np.r_[0, np.cumsum(last)][char_offsets]
-    # Undo the differences: odd runs are a running sum from run 1, even runs from run 2 (run 0 alone).
-    local = local_index(offsets)
-    owner = segment_ids(offsets)
-    counts = values.copy()
-    for chain in ((local % 2 == 1), (local % 2 == 0) & (local >= 2)):
-        counts[chain] = segmented_cumsum(values[chain], owner[chain])
+    offsets = np.searchsorted(ends, char_offsets, side="left")
+    # Undo the differences: run i > 2 is stored minus run i - 2, so runs are running sums along
+    # the odd and the even positions. With S the stride-2 running sum over all strings,
+    # run i = S[i] - S[two before the first odd (even) run of i's string]; runs 0 are taken as stored.
+    running = np.empty_like(values)
+    running[0::2] = np.cumsum(values[0::2])
+    running[1::2] = np.cumsum(values[1::2])
+    padded = np.r_[0, running]  # padded[j + 1] = S[j], padded[0] = S[-1] = 0
+    per_string = np.diff(offsets)
+    # Which stored base applies to a run depends on its parity inside its string.
+    global_odd = np.zeros(values.size, dtype=bool)
+    global_odd[1::2] = True
+    local_odd = global_odd ^ np.repeat((offsets[:-1] & 1).astype(bool), per_string)
+    base_odd = np.repeat(padded[offsets[:-1]], per_string)
+    base_even = np.repeat(padded[np.minimum(offsets[:-1] + 1, values.size)], per_string)
+    counts = running - np.where(local_odd, base_odd, base_even)
+    first = offsets[:-1][lengths > 0]
+    counts[first] = values[first]
     bad_run = (counts < 0) | (counts > 0xFFFFFFFF)
     if bad_run.any():
-        i = int(owner[np.argmax(bad_run)])
+        i = int(np.searchsorted(offsets, np.argmax(bad_run), side="right") - 1)
         raise MaskFormatError(f"RLE counts string decodes to an invalid run length {int(counts[bad_run][0])}", i)
     return counts, offsets

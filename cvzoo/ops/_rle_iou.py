@@ -22,40 +22,48 @@ from cvzoo.ops._rle_merge import merge_pairs
 
 @dataclass(frozen=True)
 class RunIntervals:
-    """Foreground runs of a batch of masks (zero-length runs dropped).
+    """Foreground runs of a batch of masks on one global axis (zero-length runs dropped).
+
+    Mask ``i`` occupies global positions ``base[i] .. base[i] + h * w - 1`` (its pixels in
+    column-major order), so the runs of all masks are one increasing sequence.
 
     Attributes:
-        start: ``[I]`` first pixel of each run inside its mask (column-major index).
+        global_start: ``[I]`` first pixel of each run, strictly increasing.
         length: ``[I]`` run length (> 0).
         offsets: ``[N+1]`` runs of mask ``i`` are ``offsets[i]:offsets[i + 1]``.
         base: ``[N]`` global position of each mask's first pixel.
-        global_start: ``[I]`` ``base[mask] + start``, strictly increasing.
-        covered_before: ``[I]`` foreground pixels of all runs before this one (global).
+        covered_before: ``[I]`` foreground pixels of all runs before this one.
     """
 
-    start: np.ndarray
+    global_start: np.ndarray
     length: np.ndarray
     offsets: np.ndarray
     base: np.ndarray
-    global_start: np.ndarray
     covered_before: np.ndarray
 
 
+def foreground_runs(offsets: np.ndarray) -> np.ndarray:
+    """``[C]`` bool: the run is a foreground (odd) run of its mask."""
+    odd = np.zeros(int(offsets[-1]), dtype=bool)
+    odd[1::2] = True
+    # The global parity, flipped for the runs of masks that start at an odd position.
+    return odd ^ np.repeat((offsets[:-1] & 1).astype(bool), np.diff(offsets))
+
+
 def run_intervals(counts: np.ndarray, offsets: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> RunIntervals:
-    """The foreground runs of the masks ``(counts, offsets)`` of sizes ``heights x widths``."""
-    owner = segment_ids(offsets)
-    end = np.cumsum(counts) - np.r_[0, np.cumsum(counts)][offsets[:-1]][owner]
-    fg = (local_index(offsets) % 2 == 1) & (counts > 0)
-    owner, length = owner[fg], counts[fg]
-    start = end[fg] - length
+    """The foreground runs of the masks ``(counts, offsets)``; each mask's counts must add up to ``h * w``.
+
+    Because they do, the running sum of all counts is already the global position of every run end.
+    """
     base = np.r_[0, np.cumsum(heights * widths)][:-1]
-    per_mask = np.bincount(owner, minlength=heights.size)
+    ends = np.cumsum(counts)
+    fg = np.flatnonzero(foreground_runs(offsets) & (counts > 0))
+    length = counts[fg]
     return RunIntervals(
-        start=start,
+        global_start=ends[fg] - length,
         length=length,
-        offsets=np.r_[0, np.cumsum(per_mask)],
+        offsets=np.searchsorted(fg, offsets, side="left"),
         base=base,
-        global_start=base[owner] + start,
         covered_before=np.cumsum(length) - length,
     )
 
@@ -92,8 +100,8 @@ def _intersections(table: RunIntervals, table_idx: np.ndarray, probe: RunInterva
     num = np.diff(probe.offsets)[probe_idx]
     pair = np.repeat(np.arange(probe_idx.size), num)
     run = np.repeat(probe.offsets[:-1][probe_idx], num) + local_index(np.r_[0, np.cumsum(num)])
-    shift = table.base[table_idx][pair]
-    lo = shift + probe.start[run]
+    shift = (table.base[table_idx] - probe.base[probe_idx])[pair]
+    lo = probe.global_start[run] + shift
     hi = lo + probe.length[run]
     inside = _covered_below(table, hi) - _covered_below(table, lo)
     return np.bincount(pair, weights=inside, minlength=probe_idx.size).astype(np.int64)

@@ -33,8 +33,8 @@ import torch
 
 from cvzoo.ops._checks import MaskFormatError
 from cvzoo.ops._polygon_raster import rasterize_polygons
-from cvzoo.ops._rle_codec import decode_counts, encode_counts, local_index, segment_ids
-from cvzoo.ops._rle_iou import RunIntervals, iou_pairs, run_intervals
+from cvzoo.ops._rle_codec import decode_counts, encode_counts, local_index
+from cvzoo.ops._rle_iou import RunIntervals, foreground_runs, iou_pairs, run_intervals
 from cvzoo.ops._rle_merge import merge_pairs
 
 __all__ = [
@@ -62,6 +62,9 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
 class RleBatch:
     """Many RLE masks as flat arrays.
 
+    Each mask's counts add up to ``height * width`` (:meth:`from_rles` checks it, the other
+    constructors guarantee it); the IoU on runs relies on that.
+
     Attributes:
         counts: ``[C]`` int64 run lengths of all masks, concatenated.
         offsets: ``[N+1]`` int64; mask ``i`` owns ``counts[offsets[i]:offsets[i + 1]]``.
@@ -83,27 +86,22 @@ class RleBatch:
         Raises:
             MaskFormatError: ``index`` set to the first bad RLE.
         """
-        sizes, strings, string_at, lists, list_at = [], [], [], [], []
-        for i, rle in enumerate(rles):
-            if not isinstance(rle, Mapping) or "counts" not in rle or "size" not in rle:
-                raise MaskFormatError(f"an RLE must be a dict with 'size' and 'counts', got {rle!r:.80}", i)
-            size = rle["size"]
-            try:
-                h, w = (float(v) for v in size)
-            except (TypeError, ValueError):
-                raise MaskFormatError(f"RLE 'size' must be [height, width], got {size!r:.80}", i) from None
-            sizes.append((h, w))
-            counts = rle["counts"]
-            if isinstance(counts, (str, bytes)):
-                strings.append(counts)
-                string_at.append(i)
-            else:
-                lists.append(_uncompressed_counts(counts, i))
-                list_at.append(i)
-        hw = np.array(sizes, dtype=np.float64).reshape(-1, 2)
+        rles = list(rles)
+        try:
+            sizes = [rle["size"] for rle in rles]
+            all_counts = [rle["counts"] for rle in rles]
+            hw = np.array(sizes, dtype=np.float64).reshape(len(rles), 2)
+        except (KeyError, TypeError, ValueError, IndexError):
+            _raise_first_malformed(rles)
+            raise
+        compressed = [isinstance(c, (str, bytes)) for c in all_counts]
+        string_at = [i for i, c in enumerate(compressed) if c]
+        list_at = [i for i, c in enumerate(compressed) if not c]
+        strings = [all_counts[i] for i in string_at]
+        lists = [_uncompressed_counts(all_counts[i], i) for i in list_at]
         if hw.size and ((hw < 0).any() or (hw != np.round(hw)).any()):
             i = int(np.flatnonzero(((hw < 0) | (hw != np.round(hw))).any(axis=1))[0])
-            raise MaskFormatError(f"RLE 'size' must be two non-negative integers, got {list(sizes[i])}", i)
+            raise MaskFormatError(f"RLE 'size' must be two non-negative integers, got {sizes[i]!r:.80}", i)
         try:
             counts_s, offsets_s = decode_counts(strings)
         except MaskFormatError as err:
@@ -129,14 +127,15 @@ class RleBatch:
         widths = np.asarray(widths, dtype=np.int64).reshape(-1)
         polys, poly_item, poly_at, rles, rle_at = [], [], [], [], []
         for i, seg in enumerate(segmentations):
-            if isinstance(seg, (list, tuple)):
+            kind = type(seg)
+            if kind is list or kind is tuple:
                 if heights[i] < 0 or widths[i] < 0:
                     raise MaskFormatError("polygons need the image height and width", i)
                 poly_at.append(i)
                 for p in seg:
                     polys.append(_polygon_array(p, i))
                     poly_item.append(len(poly_at) - 1)
-            elif isinstance(seg, Mapping):
+            elif kind is dict or isinstance(seg, Mapping):
                 rles.append(seg)
                 rle_at.append(i)
             else:
@@ -186,42 +185,51 @@ class RleBatch:
                 for i, (h, w) in enumerate(zip(self.heights.tolist(), self.widths.tolist()))]
 
     @cached_property
-    def _run_owner(self) -> np.ndarray:
-        return segment_ids(self.offsets)
-
-    @cached_property
     def intervals(self) -> RunIntervals:
         """The foreground runs on one global axis (what the IoU on runs searches)."""
         return run_intervals(self.counts, self.offsets, self.heights, self.widths)
 
-    def areas(self) -> np.ndarray:
-        """``[N]`` int64 foreground pixels (the odd runs)."""
-        odd = (local_index(self.offsets) % 2 == 1).astype(np.int64)
-        return np.bincount(self._run_owner, weights=self.counts * odd, minlength=len(self)).astype(np.int64)
+    @cached_property
+    def _areas(self) -> np.ndarray:
+        csum = np.r_[0, np.cumsum(np.where(foreground_runs(self.offsets), self.counts, 0))]
+        return csum[self.offsets[1:]] - csum[self.offsets[:-1]]
 
-    def bboxes(self) -> np.ndarray:
-        """``[N, 4]`` float64 ``xywh`` boxes as ``pycocotools.mask.toBbox`` (zeros for an empty mask)."""
-        owner, local = self._run_owner, local_index(self.offsets)
-        end = np.cumsum(self.counts) - np.r_[0, np.cumsum(self.counts)][self.offsets[:-1]][owner]
-        fg = (local % 2 == 1) & (self.counts > 0)
-        owner, h = owner[fg], self.heights[owner[fg]]
-        first, last = end[fg] - self.counts[fg], end[fg] - 1
-        x0, y0, x1, y1 = first // h, first % h, last // h, last % h
-        n = len(self)
-        xs, xe = np.full(n, self.widths), np.zeros(n, dtype=np.int64)
+    @cached_property
+    def _bboxes(self) -> np.ndarray:
+        runs, n = self.intervals, len(self)
+        xs, xe = self.widths.copy(), np.zeros(n, dtype=np.int64)
         ys, ye = self.heights.copy(), np.zeros(n, dtype=np.int64)
-        np.minimum.at(xs, owner, x0)
-        np.maximum.at(xe, owner, x1)
-        np.minimum.at(ys, owner, y0)
-        np.maximum.at(ye, owner, y1)
-        # A run that wraps into the next column covers the full height.
-        wraps = np.bincount(owner, weights=x0 < x1, minlength=n) > 0
-        ys[wraps], ye[wraps] = 0, self.heights[wraps] - 1
-        # The reference computes in uint32 (an all-zero-length foreground wraps around) and returns
-        # zeros when fewer than two runs exist.
+        per_mask = np.diff(runs.offsets)
+        some = np.flatnonzero(per_mask > 0)
+        if some.size:
+            h = np.repeat(self.heights[some], per_mask[some])
+            first = runs.global_start - np.repeat(runs.base[some], per_mask[some])
+            last = first + runs.length - 1
+            x0, y0, x1, y1 = first // h, first % h, last // h, last % h
+            group = runs.offsets[some]
+            # Runs are in pixel order: the first run starts in the leftmost column, the last ends in
+            # the rightmost.
+            xs[some] = x0[group]
+            xe[some] = x1[runs.offsets[some + 1] - 1]
+            ys[some] = np.minimum.reduceat(y0, group)
+            ye[some] = np.maximum.reduceat(y1, group)
+            # A run that wraps into the next column covers the full height.
+            wraps = some[np.maximum.reduceat(x0 < x1, group)]
+            ys[wraps], ye[wraps] = 0, self.heights[wraps] - 1
+        # The reference computes in uint32 (a mask whose foreground runs all have length 0 wraps
+        # around) and gives zeros when there are fewer than two runs.
         boxes = np.stack([xs, ys, (xe - xs + 1) % 2**32, (ye - ys + 1) % 2**32], axis=1).astype(np.float64)
         boxes[np.diff(self.offsets) < 2] = 0.0
         return boxes
+
+    def areas(self) -> np.ndarray:
+        """``[N]`` int64 foreground pixels (the odd runs); computed once, do not modify."""
+        return self._areas
+
+    def bboxes(self) -> np.ndarray:
+        """``[N, 4]`` float64 ``xywh`` boxes as ``pycocotools.mask.toBbox`` (zeros for an empty mask);
+        computed once, do not modify."""
+        return self._bboxes
 
     def decode(self) -> list[np.ndarray]:
         """The masks as ``[H, W]`` uint8 arrays."""
@@ -234,6 +242,9 @@ class RleBatch:
 
 def _join(parts: list[tuple[np.ndarray, np.ndarray]], positions: Sequence[Sequence[int] | np.ndarray], total: int) -> tuple[np.ndarray, np.ndarray]:
     """Interleave batches: item ``j`` of ``parts[p]`` goes to position ``positions[p][j]`` of the result."""
+    for (counts, offsets), pos in zip(parts, positions):
+        if len(pos) == total and (np.asarray(pos) == np.arange(total)).all():
+            return counts, offsets  # one part holds everything, in order: nothing to gather
     counts = _concat([c for c, _ in parts])
     lengths = _concat([np.diff(o) for _, o in parts])
     source = np.empty(total, dtype=np.int64)
@@ -242,6 +253,20 @@ def _join(parts: list[tuple[np.ndarray, np.ndarray]], positions: Sequence[Sequen
     taken = lengths[source]
     gather = np.repeat(starts[source], taken) + local_index(np.r_[0, np.cumsum(taken)])
     return counts[gather], np.r_[0, np.cumsum(taken)]
+
+
+def _raise_first_malformed(rles: list[Any]) -> None:
+    """Name the first RLE that is not ``{"size": [h, w], "counts": ...}`` (the slow path of from_rles)."""
+    for i, rle in enumerate(rles):
+        if not isinstance(rle, Mapping) or "counts" not in rle or "size" not in rle:
+            raise MaskFormatError(f"an RLE must be a dict with 'size' and 'counts', got {rle!r:.80}", i)
+        try:
+            [float(v) for v in rle["size"]]
+            ok = len(rle["size"]) == 2
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise MaskFormatError(f"RLE 'size' must be [height, width], got {rle['size']!r:.80}", i)
 
 
 def _uncompressed_counts(counts: Any, index: int) -> np.ndarray:
