@@ -1,18 +1,25 @@
-"""COCO detection metrics: the 12 summary numbers of the COCO API, computed vectorised.
+"""COCO detection metrics: the 12 summary numbers of the COCO API for boxes and masks, vectorised.
 
-``coco_eval(gt, results)`` gives the same numbers as the reference ``pycocotools`` pipeline
-(``COCO.loadRes`` + ``COCOeval(iouType="bbox")`` + ``evaluate/accumulate/summarize``) to within
-floating-point summation order, including its conventions:
+``coco_eval(gt, results, iou_type)`` gives the same numbers as the reference ``pycocotools`` pipeline
+(``COCO.loadRes`` + ``COCOeval(iouType=...)`` + ``evaluate/accumulate/summarize``) to within
+floating-point summation order, for ``iou_type="bbox"`` and ``"segm"``, including its conventions:
 
-* results get ``area = w * h`` and ids ``1..N`` in file order; results for categories absent
-  from the ground truth are dropped, results for unknown images are an error;
+* results get ids ``1..N`` in file order; results for categories absent from the ground truth are
+  dropped, results for unknown images are an error;
 * ground-truth ``ignore`` fields have no effect (the reference overwrites them with ``iscrowd``);
   crowd regions are ignored, their IoU is intersection / detection area;
 * at most ``max_dets[-1]`` detections per (image, category) by score (stable sort on ties);
-* area ranges use the annotation ``area`` field (closed ranges), detections their box area;
+* area ranges use the annotation ``area`` field (closed ranges); a detection's area is its box area
+  ``w * h`` for ``bbox``, and for ``segm`` its mask area, or its box area when the first result
+  carries a ``bbox`` (``loadRes`` then reads all results as box results);
+* IoU only between detections and ground truths of one image and category: box IoU with the
+  reference's arithmetic, or mask IoU (ground-truth polygons, uncompressed and compressed RLE
+  rasterised as ``COCO.annToRLE`` does; see :mod:`cvzoo.metrics.coco_segm`);
 * 101-point interpolated precision with the monotone envelope; -1 where undefined.
 
-Only ``iou_type="bbox"`` is supported.
+Box and mask evaluation share the loading, matching and accumulation; only the pair IoU differs.
+The mask side (:mod:`cvzoo.metrics.coco_segm`, which needs ``cvzoo.ops`` and so torch) is imported
+only for ``iou_type="segm"``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from cvzoo.metrics.coco_matching import (
 )
 
 STAT_NAMES_AP = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+IOU_TYPES = ("bbox", "segm")
 AREA_LABELS = ("all", "small", "medium", "large")
 
 
@@ -52,6 +60,7 @@ class CocoParams:
         recall_thresholds: ``[R]`` recall points 0:0.01:1.
         max_dets: ``[M]`` sorted per-image detection limits.
         area_ranges: ``[A, 2]`` closed area ranges all / small / medium / large.
+        iou_type: ``"bbox"`` (box IoU) or ``"segm"`` (mask IoU; the arrays must carry ``masks``).
     """
 
     iou_thresholds: np.ndarray = field(default_factory=lambda: np.linspace(0.5, 0.95, 10))
@@ -60,6 +69,7 @@ class CocoParams:
     area_ranges: np.ndarray = field(
         default_factory=lambda: np.array([[0.0, 1e10], [0.0, 32.0**2], [32.0**2, 96.0**2], [96.0**2, 1e10]])
     )
+    iou_type: str = "bbox"
 
 
 @dataclass(frozen=True)
@@ -100,8 +110,15 @@ def evaluate_arrays(
     """
     params = params or CocoParams()
     max_dets = np.sort(np.asarray(params.max_dets))
+    if params.iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type must be one of {list(IOU_TYPES)}, got {params.iou_type!r}")
+    pair_iou = None
+    if params.iou_type == "segm":
+        from cvzoo.metrics.coco_segm import mask_pair_iou  # imports torch (via cvzoo.ops): only when asked
+
+        pair_iou = mask_pair_iou(gt, dt)
     match = match_detections(
-        gt, dt, num_categories, params.iou_thresholds, params.area_ranges, int(max_dets[-1])
+        gt, dt, num_categories, params.iou_thresholds, params.area_ranges, int(max_dets[-1]), pair_iou
     )
     precision, recall = accumulate(match, gt, num_categories, params.recall_thresholds, max_dets)
     counted = ~match.gt_ignored[0]
@@ -210,19 +227,7 @@ def _unique_ids(records: Sequence[Mapping[str, Any]], where: str) -> np.ndarray:
     return unique
 
 
-def load_ground_truth(gt: str | Path | Mapping[str, Any]) -> tuple[GroundTruthArrays, np.ndarray, np.ndarray]:
-    """Read a COCO ground-truth dataset into arrays.
-
-    Args:
-        gt: path to a COCO JSON file or the parsed dict (``images``, ``annotations``, ``categories``).
-
-    Returns:
-        ``(arrays, image_ids, category_ids)``: the ids sorted, indices in the arrays refer to them.
-        Annotations of images or categories not listed are left out, as the reference does.
-
-    Raises:
-        CocoFormatError: on a missing key, a malformed box or duplicate ids.
-    """
+def _read_ground_truth(gt: str | Path | Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
     where = str(gt) if isinstance(gt, (str, Path)) else "ground truth"
     data = _load_json(gt, "ground-truth") if isinstance(gt, (str, Path)) else gt
     if not isinstance(data, Mapping):
@@ -230,6 +235,42 @@ def load_ground_truth(gt: str | Path | Mapping[str, Any]) -> tuple[GroundTruthAr
     for key in ("images", "annotations", "categories"):
         if key not in data:
             raise CocoFormatError(f"{where}: missing top-level key {key!r}")
+    return data, where
+
+
+def _check_iou_type(iou_type: str) -> None:
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type must be one of {list(IOU_TYPES)}, got {iou_type!r}")
+
+
+def load_ground_truth(
+    gt: str | Path | Mapping[str, Any], iou_type: str = "bbox"
+) -> tuple[GroundTruthArrays, np.ndarray, np.ndarray]:
+    """Read a COCO ground-truth dataset into arrays.
+
+    Args:
+        gt: path to a COCO JSON file or the parsed dict (``images``, ``annotations``, ``categories``).
+        iou_type: ``"bbox"`` reads the ``bbox`` fields; ``"segm"`` reads the ``segmentation`` fields
+            into ``masks`` (polygons need the image's ``height`` and ``width``) and needs no ``bbox``.
+
+    Returns:
+        ``(arrays, image_ids, category_ids)``: the ids sorted, indices in the arrays refer to them.
+        Annotations of images or categories not listed are left out, as the reference does.
+
+    Raises:
+        CocoFormatError: on a missing key, a malformed box or duplicate ids; for ``segm`` also a
+            malformed segmentation or one whose size differs from its image's (naming the annotation id).
+    """
+    _check_iou_type(iou_type)
+    data, where = _read_ground_truth(gt)
+    arrays, image_ids, category_ids, _ = _ground_truth_arrays(data, where, iou_type)
+    return arrays, image_ids, category_ids
+
+
+def _ground_truth_arrays(
+    data: Mapping[str, Any], where: str, iou_type: str
+) -> tuple[GroundTruthArrays, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The arrays, ids and (for ``segm``) the ``[I, 2]`` image sizes of a parsed ground truth."""
     image_ids = _unique_ids(data["images"], f"{where} images")
     category_ids = _unique_ids(data["categories"], f"{where} categories")
     anns = data["annotations"]
@@ -237,31 +278,58 @@ def load_ground_truth(gt: str | Path | Mapping[str, Any]) -> tuple[GroundTruthAr
     img_pos, img_ok = _index_of(_field(anns, "image_id", f"{where} annotations"), image_ids, where)
     cat_pos, cat_ok = _index_of(_field(anns, "category_id", f"{where} annotations"), category_ids, where)
     keep = img_ok & cat_ok
-    boxes = _boxes(_field(anns, "bbox", f"{where} annotations"), f"{where} annotations")
     areas = np.asarray(_field(anns, "area", f"{where} annotations"), dtype=np.float64).reshape(-1)
     crowd = np.asarray(_field(anns, "iscrowd", f"{where} annotations", default=0)).astype(bool).reshape(-1)
     ids = np.asarray(_field(anns, "id", f"{where} annotations")).reshape(-1)
     int_ids = ids.astype(np.int64) if ids.dtype.kind in "iub" else np.ones(ids.size, dtype=np.int64)
+    masks, sizes = None, None
+    if iou_type == "segm":
+        from cvzoo.metrics import coco_segm  # imports torch (via cvzoo.ops): only when asked
+
+        sizes = coco_segm.image_sizes(data["images"], image_ids)
+        try:
+            masks = coco_segm.ground_truth_masks(anns, np.flatnonzero(keep), img_pos[keep], sizes, where)
+        except ValueError as err:
+            raise CocoFormatError(str(err)) from None
+        boxes = masks.bboxes()
+    else:
+        boxes = _boxes(_field(anns, "bbox", f"{where} annotations"), f"{where} annotations")[keep]
     arrays = GroundTruthArrays(
         image_index=img_pos[keep],
         category_index=cat_pos[keep],
-        boxes=boxes[keep],
+        boxes=boxes,
         areas=areas[keep],
         iscrowd=crowd[keep],
         ignore=np.zeros(int(keep.sum()), dtype=bool),
         ids=int_ids[keep],
+        masks=masks,
     )
-    return arrays, image_ids, category_ids
+    return arrays, image_ids, category_ids, sizes
 
 
 def load_results(
-    results: str | Path | Sequence[Mapping[str, Any]], image_ids: np.ndarray, category_ids: np.ndarray
+    results: str | Path | Sequence[Mapping[str, Any]],
+    image_ids: np.ndarray,
+    category_ids: np.ndarray,
+    iou_type: str = "bbox",
+    image_sizes: np.ndarray | None = None,
 ) -> DetectionArrays:
-    """Read COCO detection results (``image_id``, ``category_id``, ``bbox`` xywh, ``score``).
+    """Read COCO results: ``image_id``, ``category_id``, ``score`` and ``bbox`` (xywh) or ``segmentation``.
+
+    Args:
+        results: results JSON path or list of dicts.
+        image_ids, category_ids: sorted ids of the ground truth (:func:`load_ground_truth`).
+        iou_type: ``"bbox"`` or ``"segm"`` (results carry ``segmentation``, usually compressed RLE;
+            the arrays then hold the ``masks`` and their ``areas``, and ``boxes`` only when the
+            results are box results).
+        image_sizes: ``[I, 2]`` image (height, width), -1 where unknown: polygons in ``segm``
+            results need it, and mask sizes are checked against it. None: all unknown.
 
     Raises:
-        CocoFormatError: on a missing field, a malformed box or an ``image_id`` not in the ground truth.
+        CocoFormatError: on a missing field, a malformed box or segmentation or an ``image_id`` not
+            in the ground truth (naming the result's position).
     """
+    _check_iou_type(iou_type)
     where = str(results) if isinstance(results, (str, Path)) else "results"
     records = _load_json(results, "results") if isinstance(results, (str, Path)) else results
     if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
@@ -273,9 +341,24 @@ def load_results(
             f"{where}[{bad}]: image_id {records[bad]['image_id']!r} is not in the ground truth"
         )
     cat_pos, cat_ok = _index_of(_field(records, "category_id", where), category_ids, where)
-    boxes = _boxes(_field(records, "bbox", where), where)
     scores = np.asarray(_field(records, "score", where), dtype=np.float64).reshape(-1)
-    return DetectionArrays(img_pos[cat_ok], cat_pos[cat_ok], boxes[cat_ok], scores[cat_ok])
+    if iou_type == "bbox":
+        boxes = _boxes(_field(records, "bbox", where), where)
+        return DetectionArrays(img_pos[cat_ok], cat_pos[cat_ok], boxes[cat_ok], scores[cat_ok])
+
+    from cvzoo.metrics import coco_segm  # imports torch (via cvzoo.ops): only when asked
+
+    rows = np.flatnonzero(cat_ok)
+    sizes = image_sizes if image_sizes is not None else np.full((image_ids.size, 2), -1, dtype=np.int64)
+    box_results = coco_segm.first_result_has_box(records)
+    boxes = _boxes(_field(records, "bbox", where), where)[cat_ok] if box_results else None
+    try:
+        masks = coco_segm.result_masks(records, rows, img_pos[cat_ok], sizes, boxes, where)
+    except ValueError as err:
+        raise CocoFormatError(str(err)) from None
+    # Mask results need no boxes (the mask IoU finds the boxes it needs for the pairs it looks at).
+    areas = masks.areas().astype(np.float64) if boxes is None else boxes[:, 2] * boxes[:, 3]
+    return DetectionArrays(img_pos[cat_ok], cat_pos[cat_ok], boxes, scores[cat_ok], areas=areas, masks=masks)
 
 
 def coco_eval(
@@ -285,12 +368,13 @@ def coco_eval(
     max_dets: Sequence[int] = (1, 10, 100),
     per_class: bool = False,
 ) -> dict[str, Any]:
-    """COCO box AP/AR, equal to the ``pycocotools`` summary.
+    """COCO box or mask AP/AR, equal to the ``pycocotools`` summary.
 
     Args:
         gt: COCO ground-truth JSON path or dict.
-        results: results JSON path or list of ``{image_id, category_id, bbox: [x, y, w, h], score}``.
-        iou_type: only ``"bbox"``.
+        results: results JSON path or list of ``{image_id, category_id, bbox: [x, y, w, h], score}``
+            (``bbox``) or ``{image_id, category_id, segmentation: RLE, score}`` (``segm``).
+        iou_type: ``"bbox"`` or ``"segm"``.
         max_dets: three per-image detection limits.
         per_class: also return ``"per_class": {category_id: AP}`` (AP@[.5:.95], -1 without GT).
 
@@ -301,15 +385,16 @@ def coco_eval(
     Example:
         >>> stats = coco_eval("instances_val2017.json", "detections.json")  # doctest: +SKIP
         >>> stats["AP"]  # doctest: +SKIP
+        >>> coco_eval("instances_val2017.json", "masks.json", iou_type="segm")["AP"]  # doctest: +SKIP
     """
-    if iou_type != "bbox":
-        raise ValueError(f"coco_eval supports iou_type='bbox' only, got {iou_type!r}")
+    _check_iou_type(iou_type)
     limits = sorted(int(m) for m in max_dets)
     if len(limits) != 3 or limits[0] < 1:
         raise ValueError(f"max_dets must be three positive integers, got {list(max_dets)}")
-    gt_arrays, image_ids, category_ids = load_ground_truth(gt)
-    dt_arrays = load_results(results, image_ids, category_ids)
-    params = CocoParams(max_dets=np.array(limits))
+    data, where = _read_ground_truth(gt)
+    gt_arrays, image_ids, category_ids, sizes = _ground_truth_arrays(data, where, iou_type)
+    dt_arrays = load_results(results, image_ids, category_ids, iou_type, sizes)
+    params = CocoParams(max_dets=np.array(limits), iou_type=iou_type)
     evaluation = evaluate_arrays(gt_arrays, dt_arrays, category_ids.size, params)
     out: dict[str, Any] = summarize(evaluation)
     if per_class:

@@ -1,4 +1,4 @@
-"""Vectorised COCO box matching: the per-image, per-category step of COCO evaluation.
+"""Vectorised COCO matching (boxes or masks): the per-image, per-category step of COCO evaluation.
 
 The COCO protocol (Lin et al., "Microsoft COCO: Common Objects in Context", 2014, and the reference
 ``cocoeval`` of the COCO API) matches, in every (image, category) group, the detections in
@@ -16,14 +16,24 @@ COCO val. Here every (image, category) group is processed at once:
   (at most ``max_det`` steps) and resolve rank ``r`` of every group, for all area ranges and all IoU
   thresholds, with one segmented ``maximum.reduceat``.
 
-Boxes are ``xywh`` in absolute pixels, as in COCO JSON.
+Boxes are ``xywh`` in absolute pixels, as in COCO JSON. Only the IoU of a candidate pair depends on
+what is compared: boxes by default, or any ``pair_iou`` function (``cvzoo.metrics.coco_segm`` gives
+the mask IoU of ``iou_type="segm"``); pairing, matching and accumulation are shared.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cvzoo.ops.masks import RleBatch
+
+PairIoU = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""IoU of candidate pairs: ``f(det_rows, gt_rows) -> [P] float64``, rows into the input arrays."""
 
 # The reference caps the match threshold just below 1 so that an IoU of exactly 1 still matches at 1.0.
 _MAX_MATCH_IOU = 1 - 1e-10
@@ -44,6 +54,7 @@ class GroundTruthArrays:
             input (it overwrites ``ignore`` with ``iscrowd``), so ``coco_eval`` passes all False.
         ids: ``[G]`` int64 annotation ids. The reference marks "matched" by a non-zero id, so a
             ground truth with id 0 never yields a true positive; we reproduce that quirk.
+        masks: the ``[G]`` segmentation masks for ``iou_type="segm"``, else None.
     """
 
     image_index: np.ndarray
@@ -53,6 +64,7 @@ class GroundTruthArrays:
     iscrowd: np.ndarray
     ignore: np.ndarray
     ids: np.ndarray
+    masks: RleBatch | None = None
 
 
 @dataclass(frozen=True)
@@ -62,14 +74,19 @@ class DetectionArrays:
     Attributes:
         image_index: ``[D]`` int64 image index (same indexing as the ground truth).
         category_index: ``[D]`` int64 category index.
-        boxes: ``[D, 4]`` float64 ``xywh`` boxes.
+        boxes: ``[D, 4]`` float64 ``xywh`` boxes; may be None when ``areas`` is given and the IoU
+            comes from a ``pair_iou`` (mask detections).
         scores: ``[D]`` float64 confidences.
+        areas: ``[D]`` float64 areas for the area ranges; None means the box areas ``w * h``.
+        masks: the ``[D]`` segmentation masks for ``iou_type="segm"``, else None.
     """
 
     image_index: np.ndarray
     category_index: np.ndarray
-    boxes: np.ndarray
+    boxes: np.ndarray | None
     scores: np.ndarray
+    areas: np.ndarray | None = None
+    masks: RleBatch | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +189,7 @@ def match_detections(
     iou_thresholds: np.ndarray,
     area_ranges: np.ndarray,
     max_det: int,
+    pair_iou: PairIoU | None = None,
 ) -> MatchResult:
     """Greedy COCO matching of all groups, area ranges and IoU thresholds at once.
 
@@ -182,6 +200,8 @@ def match_detections(
         iou_thresholds: ``[T]`` IoU thresholds.
         area_ranges: ``[A, 2]`` closed area ranges.
         max_det: detections kept per (image, category), highest scores first.
+        pair_iou: IoU of the (detection, ground truth) pairs of one image and category, given as
+            rows of ``dt`` and ``gt``; None compares the boxes (:func:`coco_box_iou_pairs`).
 
     Returns:
         The :class:`MatchResult`.
@@ -199,8 +219,8 @@ def match_detections(
     rank = np.arange(n_det) - starts_per_det
     keep = rank < max_det
     order, d_key, rank = order[keep], d_key[keep], rank[keep]
-    d_box = dt.boxes[order]
-    d_area = d_box[:, 2] * d_box[:, 3]
+    d_box = dt.boxes[order] if dt.boxes is not None else None
+    d_area = d_box[:, 2] * d_box[:, 3] if dt.areas is None else dt.areas[order]
     det_outside = _ranges_to_flags(d_area, area_ranges)
 
     # --- ground truth: group order (image, category, file order).
@@ -218,17 +238,20 @@ def match_detections(
     pair_det = np.repeat(np.arange(d_key.size), counts)
     offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
     pair_gt = g_order[np.repeat(lo, counts) + offsets]
-    pair_iou = coco_box_iou_pairs(d_box[pair_det], gt.boxes[pair_gt], gt.iscrowd[pair_gt])
+    if pair_iou is None:
+        iou = coco_box_iou_pairs(d_box[pair_det], gt.boxes[pair_gt], gt.iscrowd[pair_gt])
+    else:
+        iou = pair_iou(order[pair_det], pair_gt)
     thr = np.minimum(iou_thresholds, _MAX_MATCH_IOU)
-    useful = pair_iou >= thr.min()
-    pair_det, pair_gt, pair_iou = pair_det[useful], pair_gt[useful], pair_iou[useful]
+    useful = iou >= thr.min()
+    pair_det, pair_gt, iou = pair_det[useful], pair_gt[useful], iou[useful]
 
     cand, pair_slot = np.unique(pair_det, return_inverse=True)
     num_area = area_ranges.shape[0]
     cand_gt = np.full((num_area, num_thr, cand.size), -1, dtype=np.int64)
     if pair_det.size:
         _greedy_by_rank(
-            rank[pair_det], pair_slot, pair_gt, pair_iou, thr, gt.iscrowd, gt_ignored_a, cand_gt
+            rank[pair_det], pair_slot, pair_gt, iou, thr, gt.iscrowd, gt_ignored_a, cand_gt
         )
     return MatchResult(
         det_index=order,

@@ -1,5 +1,6 @@
 """Pure tensor operations for detection: box formats and the IoU family, NMS and Soft-NMS, anchors,
-box coders, matchers and assigners (imports torch, torchvision, numpy and scipy only)."""
+box coders, matchers and assigners; COCO run-length encoded masks and polygons (NumPy)
+(imports torch, torchvision, numpy and scipy only)."""
 
 from cvzoo.ops._checks import ShapeError
 from cvzoo.ops.anchors import AnchorGenerator, make_grid_points, ssd_default_boxes, ssd_scales
@@ -28,6 +29,19 @@ from cvzoo.ops.boxes import (
     remove_small_boxes,
     valid_boxes_mask,
 )
+from cvzoo.ops.masks import (
+    MaskFormatError,
+    RleBatch,
+    annotation_to_rle,
+    polygons_to_rle,
+    rle_area,
+    rle_decode,
+    rle_encode,
+    rle_iou,
+    rle_iou_pairs,
+    rle_merge,
+    rle_to_bbox,
+)
 from cvzoo.ops.matchers import (
     HungarianMatcher,
     IoUMatcher,
@@ -44,12 +58,15 @@ __all__ = [
     "DeltaBoxCoder",
     "HungarianMatcher",
     "IoUMatcher",
+    "MaskFormatError",
+    "RleBatch",
     "SSDBoxCoder",
     "ShapeError",
     "TaskAlignedAssigner",
     "TaskAlignedTargets",
     "YoloV3Targets",
     "YoloV5Targets",
+    "annotation_to_rle",
     "batched_nms",
     "bbox2dist",
     "box_area",
@@ -70,7 +87,15 @@ __all__ = [
     "generalized_box_iou_elementwise",
     "make_grid_points",
     "nms",
+    "polygons_to_rle",
     "remove_small_boxes",
+    "rle_area",
+    "rle_decode",
+    "rle_encode",
+    "rle_iou",
+    "rle_iou_pairs",
+    "rle_merge",
+    "rle_to_bbox",
     "soft_nms",
     "ssd_default_boxes",
     "ssd_scales",

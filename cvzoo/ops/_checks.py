@@ -31,3 +31,16 @@ def check_choice(value: str, choices: Sequence[str], name: str, where: str) -> N
     """Raise ValueError unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{where}: {name} must be one of {list(choices)}, got {value!r}")
+
+
+class MaskFormatError(ValueError):
+    """A run-length encoded mask or a polygon is malformed (corrupt counts string, wrong total, ...).
+
+    Attributes:
+        index: position of the offending item when a batch of masks was given, else None; callers
+            that know what the items are (annotation ids, result positions) use it to name the culprit.
+    """
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index

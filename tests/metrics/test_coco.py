@@ -208,7 +208,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     (tmp_path / "broken.json").write_text('{"images": [\n')
     with pytest.raises(CocoFormatError, match=r"broken.json: invalid JSON at line 2"):
         coco_eval(tmp_path / "broken.json", results)
-    with pytest.raises(ValueError, match="iou_type='bbox' only"):
-        coco_eval(gt, results, iou_type="segm")
+    with pytest.raises(ValueError, match=r"iou_type must be one of \['bbox', 'segm'\], got 'keypoints'"):
+        coco_eval(gt, results, iou_type="keypoints")
     with pytest.raises(ValueError, match="three positive integers"):
         coco_eval(gt, results, max_dets=(1, 10))
