@@ -8,7 +8,6 @@ import pytest
 from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 
-from cvzoo.data.formats import rle
 from cvzoo.data.formats._common import AnnotationFormatError
 from cvzoo.data.formats.coco import (
     guess_image_dir,
@@ -17,6 +16,7 @@ from cvzoo.data.formats.coco import (
     write_coco,
     write_coco_results,
 )
+from cvzoo.ops import masks as rle_ops
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools + numpy 2
 
@@ -33,7 +33,7 @@ def coco_data():
             {"id": 1, "image_id": 7, "category_id": 18, "bbox": [1.5, 2, 10, 20], "area": 150.0, "iscrowd": 0,
              "segmentation": [[1.5, 2, 11.5, 2, 11.5, 22, 1.5, 22]]},
             {"id": 2, "image_id": 7, "category_id": 90, "bbox": [5, 10, 20, 10], "area": 200, "iscrowd": 1,
-             "segmentation": {"size": [40, 60], "counts": rle.encode_counts(SQUARE)}},
+             "segmentation": {"size": [40, 60], "counts": [int(c) for c in rle_ops.rle_encode(SQUARE.astype("uint8"), compressed=False)["counts"]]}},
             {"id": 3, "image_id": 7, "category_id": 1, "bbox": [0, 0, 3, 4], "area": 12, "iscrowd": 0},
         ],
     }
@@ -55,7 +55,7 @@ def test_read_maps_non_contiguous_ids(tmp_path):
     assert a.areas.tolist() == [150, 200, 12]
     assert a.polygons[0][0].shape == (4, 2) and a.polygons[1] == [] and a.rles[0] is None
     assert isinstance(a.rles[1]["counts"], str)  # uncompressed counts are compressed on read
-    np.testing.assert_array_equal(rle.decode(a.rles[1]), SQUARE)
+    np.testing.assert_array_equal(rle_ops.rle_decode(a.rles[1]), SQUARE)
 
 
 def test_round_trip_and_pycocotools_reads_our_file(tmp_path):
@@ -177,3 +177,13 @@ def test_guess_image_dir(tmp_path):
     (tmp_path / "val2017").mkdir()
     assert guess_image_dir(json_path) == str(tmp_path / "val2017")
     assert os.path.isdir(read_coco(write_json(json_path, coco_data())).root)
+
+
+def test_a_corrupt_rle_string_names_the_file_and_annotation(tmp_path):
+    data = coco_data()
+    data["annotations"][1]["segmentation"] = {"size": [40, 60], "counts": "0P"}  # ends inside a count
+    with pytest.raises(AnnotationFormatError, match=r"instances\.json: annotation 2 segmentation: "):
+        read_coco(write_json(tmp_path / "instances.json", data))
+    data["annotations"][1]["segmentation"] = {"size": [40, 60], "counts": [5, 10]}  # runs cover 15 of 2400 pixels
+    with pytest.raises(AnnotationFormatError, match=r"annotation 2 segmentation: "):
+        read_coco(write_json(tmp_path / "instances.json", data))

@@ -8,7 +8,6 @@ import pytest
 import scipy.ndimage as ndi
 from pycocotools import mask as coco_mask
 
-from cvzoo.data.formats import rle
 from cvzoo.data.formats.masks import (
     annotation_masks,
     instance_map_to_masks,
@@ -19,6 +18,7 @@ from cvzoo.data.formats.masks import (
 )
 from cvzoo.data.formats.voc_seg import read_index_png
 from cvzoo.data.types import ImageAnnotation
+from cvzoo.ops import masks as rle_ops
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools + numpy 2
 
@@ -92,7 +92,7 @@ def test_annotation_masks_sources():
     square[1:4, 2:6] = 1
     image = ImageAnnotation(
         file="x.jpg", width=10, height=8, boxes=[[2, 1, 6, 4], [2, 1, 6, 4], [0, 0, 3, 2]], labels=[0, 0, 0],
-        rles=[rle.encode(square), None, None],
+        rles=[rle_ops.rle_encode(square.astype("uint8")), None, None],
         polygons=[[], [np.array([[2, 1], [5, 1], [5, 3], [2, 3]], np.float32)], []],
     )
     masks = annotation_masks(image)

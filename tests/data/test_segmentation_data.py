@@ -19,8 +19,8 @@ from cvzoo.data.datasets.segmentation import (
     pad_collate,
     read_mask,
 )
-from cvzoo.data.formats import rle
 from cvzoo.data.images import DatasetError, MissingDataError
+from cvzoo.ops import masks as rle_ops
 
 # Many small ops: one compute thread (see tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,9 +95,9 @@ def test_coco_polygons_rle_and_crowd(tmp_path):
             {"id": 2, "image_id": 1, "category_id": 7, "bbox": [2, 2, 3, 3], "iscrowd": 0,
              "segmentation": [[2, 2, 4, 2, 4, 4, 2, 4]]},
             {"id": 3, "image_id": 1, "category_id": 7, "bbox": [12, 2, 6, 4], "iscrowd": 0,
-             "segmentation": rle.encode(square)},
+             "segmentation": rle_ops.rle_encode(square.astype("uint8"))},
             {"id": 4, "image_id": 1, "category_id": 3, "bbox": [0, 10, 4, 4], "iscrowd": 1,
-             "segmentation": rle.encode(crowd, compressed=False)},
+             "segmentation": rle_ops.rle_encode(crowd.astype("uint8"), compressed=False)},
         ],
     }
     (tmp_path / "annotations").mkdir()

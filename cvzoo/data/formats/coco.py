@@ -16,7 +16,6 @@ import os
 
 import numpy as np
 
-from cvzoo.data.formats import rle as rle_codec
 from cvzoo.data.formats._common import (
     AnnotationFormatError,
     Issue,
@@ -28,6 +27,7 @@ from cvzoo.data.formats._common import (
     report,
 )
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
+from cvzoo.ops.masks import MaskFormatError, annotation_to_rle, rle_area, rle_encode
 
 
 def load_json(path: str):
@@ -82,9 +82,11 @@ def _segmentation(seg, height: int, width: int, path: str, where: str):
         size = _key(seg, "size", path, where + " segmentation")
         if list(size) != [height, width]:
             raise AnnotationFormatError(f"{path}: {where} RLE size {size} differs from image {height}x{width}")
-        if isinstance(counts, list):
-            counts = rle_codec.compress_counts(counts)
-        return None, {"size": [int(size[0]), int(size[1])], "counts": counts}
+        try:  # compresses an uncompressed RLE, checks a compressed one (a corrupt string fails here)
+            rle = annotation_to_rle({"size": [int(size[0]), int(size[1])], "counts": counts}, height, width)
+        except MaskFormatError as err:
+            raise AnnotationFormatError(f"{path}: {where} segmentation: {err}") from None
+        return None, rle
     raise AnnotationFormatError(f"{path}: {where} segmentation must be a polygon list or an RLE dict")
 
 
@@ -180,7 +182,7 @@ def _object_area(image: ImageAnnotation, k: int) -> float:
     if image.areas is not None:
         return float(image.areas[k])
     if image.rles is not None and image.rles[k] is not None:
-        return float(rle_codec.area(image.rles[k]))
+        return float(rle_area(image.rles[k]))
     if image.masks is not None:
         return float(np.asarray(image.masks[k]).astype(bool).sum())
     if image.polygons is not None and image.polygons[k]:
@@ -197,7 +199,7 @@ def _segmentation_json(image: ImageAnnotation, k: int):
     if image.polygons is not None and image.polygons[k]:
         return [[round(float(v), 3) for v in np.asarray(p).ravel()] for p in image.polygons[k]]
     if image.masks is not None:
-        return rle_codec.encode(np.asarray(image.masks[k]))
+        return rle_encode(np.asarray(image.masks[k], dtype=np.uint8))
     return None
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cvzoo.data.formats import rle as rle_codec
+from cvzoo.ops.masks import rle_decode
 
 
 def polygons_to_mask(polygons: list[np.ndarray], height: int, width: int) -> np.ndarray:
@@ -108,7 +108,7 @@ def annotation_masks(image) -> np.ndarray:
         rle = image.rles[k] if image.rles is not None else None
         polys = image.polygons[k] if image.polygons is not None else None
         if rle is not None:
-            out[k] = rle_codec.decode(rle)
+            out[k] = rle_decode(rle)
         elif polys:
             out[k] = polygons_to_mask(polys, height, width)
         else:
