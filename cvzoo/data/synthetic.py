@@ -435,6 +435,30 @@ def write_yolo_dataset(
     return yaml_path
 
 
+def write_coco_dataset(
+    root: str | Path, n_train: int, n_val: int, config: SceneConfig | None = None, seed: int | None = None,
+) -> Path:
+    """Write scenes with their instance masks as a COCO dataset and return ``root``.
+
+    Layout: ``images/{train,val}/NNNNNN.jpg`` and ``annotations/instances_{train,val}.json`` (boxes and
+    each object's mask as compressed RLE), what ``--data root`` of the detect and instance tasks reads.
+    """
+    from cvzoo.data.formats.coco import write_coco
+
+    root = Path(root)
+    config = config or SceneConfig()
+    for split, count in (("train", n_train), ("val", n_val)):
+        images, anns = generate_dataset(count, config, seed, split)
+        folder = root / "images" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        anns.root = str(folder)  # file names in the JSON relative to images/<split>, the reader's guess
+        for i, (image, ann) in enumerate(zip(images, anns.images)):
+            ann.file = f"{i:06d}.jpg"
+            _save_image(folder / ann.file, image)
+        write_coco(anns, str(root / "annotations" / f"instances_{split}.json"), copy=False)
+    return root
+
+
 def voc_palette() -> np.ndarray:
     """The PASCAL VOC colour map, uint8 ``[256, 3]``: the bits of the index spread over R, G and B."""
     palette = np.zeros((256, 3), np.uint8)
