@@ -104,7 +104,7 @@ def build_config_with_sources(config: str | Path | Config | None = None, overrid
     cfg, sources = _apply_layers(base, layers)
     if not isinstance(config, Config):
         # The model is known only once every layer is applied; its recipe then goes in second.
-        family, model_defaults = model_recipe(cfg.model.name, cfg.task)
+        family, model_defaults = model_recipe(cfg.model.name, TASKS[cfg.task].model_task or cfg.task)
         if model_defaults:
             layers.insert(1, (f"{family} model defaults", model_defaults))
             cfg, sources = _apply_layers(base, layers)

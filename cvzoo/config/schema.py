@@ -77,6 +77,9 @@ class SchedulerConfig:
     min_lr_ratio: float = 0.01  # the floor: lr never goes below lr * min_lr_ratio after warm-up
     step_size: int = 30
     milestones: tuple[int, ...] = (30, 60, 90)
+    # Multistep milestones as fractions of the run's epochs (rounded to whole epochs); when set they
+    # replace ``milestones``, so a recipe's schedule keeps its shape for any number of epochs.
+    milestone_fractions: tuple[float, ...] = ()
     gamma: float = 0.1
     power: float = 0.9
     pct_start: float = 0.3

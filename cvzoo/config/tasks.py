@@ -139,6 +139,9 @@ class TaskSpec:
     # Dotted keys applied before a recipe and the user's flags: the settings where the task differs
     # from the dataclass defaults.
     defaults: dict[str, Any] = field(default_factory=dict)
+    # The registry task of its models (``register_model(..., task=...)``) when it is not the task's own
+    # name: instance segmentation runs detectors.
+    model_task: str = ""
 
 
 # A detector's training recipe is its family's (``Detector.default_recipe``, applied after these
@@ -146,6 +149,9 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {
     "classify": TaskSpec("cvzoo.tasks.classification:ClassificationTask", "classify"),
     "detect": TaskSpec("cvzoo.tasks.detection:DetectionTask", "detect", {"model.name": "yolov8n"}),
+    # Instance segmentation shares the detection options (a detector whose detections carry masks).
+    "instance": TaskSpec("cvzoo.tasks.instance:InstanceSegmentationTask", "detect",
+                         {"model.name": "maskrcnn_resnet50_fpn"}, model_task="detect"),
     "segment": TaskSpec("cvzoo.tasks.segmentation:SegmentationTask", "segment", {
         "model.name": "deeplabv3_resnet50", "optim.lr": 0.01, "optim.weight_decay": 0.0001,
         "scheduler.name": "poly", "scheduler.min_lr_ratio": 0.0, "train.aux_loss_weight": 0.5,

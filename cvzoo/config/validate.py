@@ -72,6 +72,7 @@ RANGES: dict[str, Range] = {
     "scheduler.min_lr_ratio": PROBABILITY,
     "scheduler.step_size": AT_LEAST_1,
     "scheduler.milestones": AT_LEAST_0,
+    "scheduler.milestone_fractions": OPEN_UNIT,
     "scheduler.gamma": POSITIVE,
     "scheduler.power": POSITIVE,
     "scheduler.pct_start": OPEN_UNIT,  # onecycle divides by pct_start and by 1 - pct_start

@@ -127,6 +127,7 @@ def build_scheduler(
         milestones = (
             [cfg.step_size * k for k in range(1, epochs // max(1, cfg.step_size) + 1)]
             if cfg.name == "step"
+            else [round(f * epochs) for f in cfg.milestone_fractions] if cfg.milestone_fractions
             else list(cfg.milestones)
         )
         milestone_steps = [m * steps_per_epoch for m in milestones]

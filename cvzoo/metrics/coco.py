@@ -403,3 +403,25 @@ def coco_eval(
             for cid, ap in zip(category_ids, per_class_ap(evaluation))
         }
     return out
+
+
+_SUMMARY_LINES = (
+    ("Average Precision", "0.50:0.95", "all", "AP"), ("Average Precision", "0.50", "all", "AP50"),
+    ("Average Precision", "0.75", "all", "AP75"), ("Average Precision", "0.50:0.95", "small", "APs"),
+    ("Average Precision", "0.50:0.95", "medium", "APm"), ("Average Precision", "0.50:0.95", "large", "APl"),
+    ("Average Recall", "0.50:0.95", "all", "AR1"), ("Average Recall", "0.50:0.95", "all", "AR10"),
+    ("Average Recall", "0.50:0.95", "all", "AR100"), ("Average Recall", "0.50:0.95", "small", "ARs"),
+    ("Average Recall", "0.50:0.95", "medium", "ARm"), ("Average Recall", "0.50:0.95", "large", "ARl"),
+)
+
+
+def format_coco_summary(stats: Mapping[str, float], prefix: str = "") -> str:
+    """The 12 numbers of :func:`coco_eval` as the twelve lines the COCO API prints (``prefix`` = the key
+    prefix, e.g. ``"mask_"``)."""
+    lines = []
+    for title, iou, area, key in _SUMMARY_LINES:
+        kind = "(AP)" if title.endswith("Precision") else "(AR)"
+        dets = key[2:] if key.startswith("AR") and key[2:].isdigit() else "100"
+        lines.append(f" {title:<18} {kind} @[ IoU={iou:<9} | area={area:>6} | maxDets={dets:>3} ] = "
+                     f"{stats[prefix + key]:0.3f}")
+    return "\n".join(lines)

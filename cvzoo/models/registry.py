@@ -107,7 +107,8 @@ def get_entry(name: str) -> ModelEntry:
 
 def model_recipe(name: str, task: str) -> tuple[str, dict[str, Any]]:
     """The default training recipe of registered model ``name`` for ``task``: a few words naming it and
-    its dotted config keys (the model class's ``recipe_name`` and ``default_recipe``; empty for a model
+    its dotted config keys (the model class's ``recipe_name`` and ``default_recipe``, with ``data.img_size``
+    from the registered ``input_size`` unless the recipe sets it; empty for a model
     without one, an unknown name or another task's model, which the config check reports later)."""
     try:
         entry = get_entry(name)
@@ -116,7 +117,10 @@ def model_recipe(name: str, task: str) -> tuple[str, dict[str, Any]]:
     recipe = getattr(entry.builder, "default_recipe", None)
     if entry.task != task or not recipe:
         return "", {}
-    return getattr(entry.builder, "recipe_name", "") or split_name(name)[0], dict(recipe)
+    # The variant's registered input size is its default image size (a family recipe is shared by variants
+    # designed for different sizes, e.g. the 320 px mobile R-CNN).
+    recipe = {"data.img_size": max(entry.input_size[1:]), **recipe}
+    return getattr(entry.builder, "recipe_name", "") or split_name(name)[0], recipe
 
 
 def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
@@ -174,7 +178,11 @@ def create_model(name: str, *, weights: str | None = None, strict: bool = True, 
         **kwargs: constructor overrides (``num_classes``, ``in_channels``, ...).
     """
     check_model_kwargs(name, kwargs)
-    model = get_entry(name).build(**kwargs)
+    entry = get_entry(name)
+    if weights is not None and "pretrained" in (accepted_keywords(entry.builder) or ()):
+        # A model built differently for fine-tuning (R-CNN's frozen batch norm) is told it gets weights.
+        kwargs.setdefault("pretrained", True)
+    model = entry.build(**kwargs)
     if weights is not None:
         from cvzoo.models.weights import load_weights
 

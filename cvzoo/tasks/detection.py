@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from cvzoo.config import ConfigError
 from cvzoo.data.augment import detect as T
 from cvzoo.data.augment.multiscale import multiscale_batch
 from cvzoo.data.check import validate_annotations
@@ -32,12 +33,12 @@ from cvzoo.models.detection.base import Detections, Detector, InputPolicy, valid
 from cvzoo.models.detection.dense import DenseDetector, nms_postprocess
 from cvzoo.models.detection.graph_nms import NmsDetector, unpad_detections
 from cvzoo.models.detection.tta import augmented_predictions
-from cvzoo.models.registry import create_model, get_entry
+from cvzoo.models.registry import accepted_keywords, create_model, get_entry
 from cvzoo.models.weights import load_weights
 from cvzoo.tasks.base import Evaluator, Task, bare
 
-# Validation keeps nearly everything (the AP integral needs the low-confidence tail); prediction
-# defaults to the usual 0.25 confidence.
+# Test-time augmentation and exported graphs (both dense detectors) validate / predict with YOLO's
+# thresholds; a torch model otherwise applies its own (Detector.validation_settings, predict's defaults).
 VAL_CONF, VAL_IOU, VAL_MAX_DET = 0.001, 0.7, 300
 PREDICT_CONF, PREDICT_IOU = 0.25, 0.7
 
@@ -104,6 +105,8 @@ class DetectionTask(Task):
     headline_metrics = ("mAP50", "mAP50-95", "precision", "recall")
     supports_augment = True
     supports_export_nms = True
+    # Targets carry instance masks (the instance-segmentation task).
+    with_masks = False
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -136,7 +139,7 @@ class DetectionTask(Task):
             raise ValueError(f"detect.augment.multiscale resizes letterboxed batches; {self.config.model.name} "
                              "resizes its images itself")
         train = DetectionDataset(train_ann, self.img_size, augment=True, hyp=self.config.detect.augment,
-                                 strict=self.config.data.strict, letterbox=self.letterbox)
+                                 strict=self.config.data.strict, letterbox=self.letterbox, with_masks=self.with_masks)
         try:
             val = self.build_eval_dataset("val")
         except FileNotFoundError as err:
@@ -159,7 +162,7 @@ class DetectionTask(Task):
         # Rectangular batches need the loader's batch size: the trainer and `cvzoo val` both use this one.
         rect = self.config.data.eval_batch_size() if self.config.detect.rect_val else 0
         self.val_dataset = DetectionDataset(annotations, self.img_size, augment=False, rect_batch_size=rect,
-                                            letterbox=self.letterbox)
+                                            letterbox=self.letterbox, with_masks=self.with_masks)
         return self.val_dataset
 
     def collate(self, samples: list[Any]) -> Any:
@@ -178,11 +181,26 @@ class DetectionTask(Task):
             train_dataset.set_mosaic(epoch < self.config.train.epochs - close)
 
     # --- model -----------------------------------------------------------------------------------
+    @classmethod
+    def check_model_config(cls, config: Any) -> None:
+        """Also, before any work: ``model.name`` is a detector."""
+        super().check_model_config(config)
+        entry = get_entry(config.model.name)
+        if entry.task != "detect":
+            raise ConfigError(f"model.name: {config.model.name!r} is a {entry.task} model, not a detector; see "
+                              "`cvzoo models --task detect`")
+
     def _create(self) -> nn.Module:
         entry = get_entry(self.config.model.name)
         if entry.task != "detect":
             raise ValueError(f"{self.config.model.name!r} is a {entry.task} model, not a detector")
-        model = create_model(self.config.model.name, num_classes=len(self.class_names), **self.model_kwargs())
+        kwargs = self.model_kwargs()
+        if not self.letterbox and "min_size" in (accepted_keywords(entry.builder) or ()) and "min_size" not in kwargs:
+            # A detector that resizes its images itself (R-CNN) takes data.img_size as its shorter side.
+            kwargs["min_size"] = self.img_size
+        if self.config.model.weights and "pretrained" in (accepted_keywords(entry.builder) or ()):
+            kwargs.setdefault("pretrained", True)  # built for fine-tuning (R-CNN: frozen batch norm, 3 stages)
+        model = create_model(self.config.model.name, num_classes=len(self.class_names), **kwargs)
         if not isinstance(model, Detector):
             raise TypeError(f"{self.config.model.name} does not implement the Detector contract")
         # Accumulated batches add up unscaled for a batch-sum loss (YOLO), are averaged for a mean.
@@ -230,24 +248,29 @@ class DetectionTask(Task):
 
     @torch.no_grad()
     def validation_step(self, model: nn.Module, batch: Any, evaluator: Evaluator) -> dict[str, torch.Tensor]:
-        images, targets, metas = batch
+        images, batch_targets, metas = batch
         sizes = image_sizes_of(images, metas)
-        targets = validate_targets(targets, sizes, len(self.class_names))
+        targets = validate_targets(batch_targets, sizes, len(self.class_names))
+        settings = bare(model).validation_settings
         if self.augment:
             losses = model(images, targets, sizes)
-            detections = self._detect(model, images, sizes, VAL_CONF, VAL_IOU, VAL_MAX_DET)
+            detections = self._detect(model, images, sizes, settings.get("conf_threshold", VAL_CONF),
+                                      settings.get("iou_threshold", VAL_IOU), settings.get("max_detections", VAL_MAX_DET))
         else:
-            losses, detections = bare(model).validate(images, targets, sizes, conf_threshold=VAL_CONF,
-                                                      iou_threshold=VAL_IOU, max_detections=VAL_MAX_DET)
+            losses, detections = bare(model).validate(images, targets, sizes, **settings)
         detections = [self._to_original(d, m) for d, m in zip(detections, metas)]
-        truths = [self.val_dataset.original_targets(m["index"]) for m in metas]
+        truths = [self._val_truth(m, t) for m, t in zip(metas, batch_targets)]
         evaluator.update((detections, truths), batch)
         if self._last_val_batch is None:
             self._last_val_batch = (metas, detections)
         return {k: v.detach() for k, v in losses.items() if k != "loss"} | {"loss": losses["loss"].detach()}
 
+    def _val_truth(self, meta: dict[str, Any], target: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """The ground truth metrics compare an image's detections with, in its original pixels."""
+        return self.val_dataset.original_targets(meta["index"])
+
     def _detect(self, model: nn.Module, images: torch.Tensor, sizes: list[tuple[int, int]] | None,
-                conf: float, iou: float, max_det: int, classes: list[int] | None = None,
+                conf: float | None, iou: float | None, max_det: int | None, classes: list[int] | None = None,
                 soft_nms: str | None = None) -> list[Detections]:
         """Detections in the pixels of ``images``; with ``self.augment`` the test-time augmentation passes
         (``cvzoo.models.detection.tta``) of a dense detector are merged before the one NMS."""
@@ -258,7 +281,8 @@ class DetectionTask(Task):
             raise ValueError(f"test-time augmentation (--augment) merges a dense detector's predictions before NMS; "
                              f"{type(model).__name__} is not one")
         predictions = augmented_predictions(lambda x: model.decode(model(x)), images, stride=max_stride(model))
-        return nms_postprocess(predictions, conf, iou, max_det, classes, soft_nms)
+        return nms_postprocess(predictions, PREDICT_CONF if conf is None else conf, PREDICT_IOU if iou is None else iou,
+                               300 if max_det is None else max_det, classes, soft_nms)
 
     def _to_original(self, detections: Detections, meta: dict[str, Any]) -> Detections:
         boxes = T.scale_boxes_back(detections.boxes, meta["ratio"], meta["pad"], meta["orig_size"])
@@ -358,18 +382,19 @@ class DetectionTask(Task):
             letterbox = T.LetterBox(self.img_size, stride=max_stride(model) if is_torch else 32, auto=is_torch,
                                     scaleup=True)
             boxed, _, ratio, pad = letterbox.apply(image)
-        else:  # the detector resizes it itself and answers in these pixels
-            boxed, ratio, pad = image, (1.0, 1.0), (0, 0)
+        else:  # the detector resizes it itself and answers in these pixels (a writable copy for torch)
+            boxed, ratio, pad = np.require(image, requirements=["C", "W"]), (1.0, 1.0), (0, 0)
         # HWC uint8 -> [1, 3, H, W] float: a channels-last tensor (the permute is a view), which is what
         # the channels-last convolutions of a predicting model want; an exported graph gets NCHW.
         x = torch.from_numpy(np.ascontiguousarray(boxed)).permute(2, 0, 1).unsqueeze(0).to(device)
         x = x.float().div_(255)
         if not is_torch:
             x = x.contiguous()
+        # The exported graph's NMS runs here, with YOLO's defaults; a torch model applies its own to a None.
         defaults = (PREDICT_CONF if conf is None else conf, PREDICT_IOU if iou is None else iou,
                     300 if max_det is None else max_det)
         if is_torch:
-            dets = self._detect(model, x, None, *defaults, classes, soft_nms)[0]
+            dets = self._detect(model, x, None, conf, iou, max_det, classes, soft_nms)[0]
         else:  # an exported graph: decoded predictions [1, A, 4 + K], or padded detections after NMS
             outputs = model(x)
             if isinstance(outputs, dict):
@@ -379,7 +404,11 @@ class DetectionTask(Task):
             else:
                 dets = nms_postprocess(outputs, *defaults, classes, soft_nms)[0]
         dets = self._to_original(dets, {"ratio": ratio, "pad": pad, "orig_size": image.shape[:2]})
-        return {"size": list(image.shape[:2]), "detections": dets.to_dict(self.class_names)}
+        return {"size": list(image.shape[:2]), "detections": self._rows(dets)}
+
+    def _rows(self, detections: Detections) -> list[dict[str, Any]]:
+        """One image's detections as plain rows (``Detections.to_dict``) for predict's outputs."""
+        return detections.to_dict(self.class_names)
 
     def save_predictions(self, results: list[dict], save_dir: Path) -> list[Path]:
         paths = super().save_predictions(results, save_dir)
@@ -410,7 +439,7 @@ class DetectionTask(Task):
         coco = [
             {"image_id": i, "file_name": Path(r["image"]).name, "category_id": d["label"],
              "bbox": [d["box"][0], d["box"][1], d["box"][2] - d["box"][0], d["box"][3] - d["box"][1]],
-             "score": d["score"]}
+             "score": d["score"], **({"segmentation": d["segmentation"]} if "segmentation" in d else {})}
             for i, r in enumerate(results) for d in r["detections"]
         ]
         (save_dir / "predictions_coco.json").write_text(json.dumps(coco))
@@ -468,8 +497,18 @@ def _palette(label: int) -> tuple[int, int, int]:
 
 
 def draw_detections(image: Any, detections: list[dict]) -> Any:
-    from PIL import ImageDraw
+    """Boxes with class and score; a row's ``"segmentation"`` (COCO RLE) is blended in its colour."""
+    from PIL import Image, ImageDraw
 
+    masked = [d for d in detections if "segmentation" in d]
+    if masked:
+        from cvzoo.ops.masks import rle_decode
+
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+        for det in masked:
+            inside = rle_decode(det["segmentation"]).astype(bool)
+            pixels[inside] = 0.5 * pixels[inside] + 0.5 * np.float32(_palette(det["label"]))
+        image = Image.fromarray(pixels.astype(np.uint8))
     image = image.copy()
     draw = ImageDraw.Draw(image)
     for det in detections:

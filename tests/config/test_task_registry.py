@@ -43,7 +43,7 @@ def test_a_spec_in_the_registry_is_all_a_new_task_needs(monkeypatch, tmp_path):
 
 
 def test_an_unregistered_task_is_one_error_listing_the_tasks(capsys):
-    with pytest.raises(ConfigError, match="task: 'track' is not a task; choose one of classify, detect, segment, siamese"):
+    with pytest.raises(ConfigError, match="task: 'track' is not a task; choose one of classify, detect, instance, segment, siamese"):
         api.build_config(task="track")
     with pytest.raises(ValueError, match="unknown task 'track'"):
         task_class("track")

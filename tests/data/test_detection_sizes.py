@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cvzoo.data.check import check_dataset
@@ -97,3 +98,31 @@ def test_native_size_samples_keep_each_images_size_and_pad_in_a_batch(tmp_path):
         DetectionDataset(annotations, augment=True, letterbox=False,
                          hyp=SimpleNamespace(hflip=0.5, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, mosaic=1.0, mixup=0.0,
                                              degrees=0.0, translate=0.0, shear=0.0, affine_scale=0.5))
+
+
+def test_instance_masks_come_from_polygons_flip_with_the_image_and_must_match_its_size(tmp_path):
+    from types import SimpleNamespace
+
+    from cvzoo.data.images import DatasetError
+
+    root = tmp_path / "masks"
+    path = _coco(root)
+    data = json.loads(path.read_text())
+    data["annotations"][0]["segmentation"] = [[8, 4, 24, 4, 24, 16, 8, 16]]  # the box as a polygon
+    path.write_text(json.dumps(data))
+    annotations = read_coco(str(path))
+    _, target, _ = DetectionDataset(annotations, letterbox=False, with_masks=True)[0]
+    masks = target["masks"]
+    assert masks.shape == (1, 24, 32) and masks.dtype == torch.uint8
+    ys, xs = torch.nonzero(masks[0], as_tuple=True)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (8, 24, 4, 16)  # the COCO API includes the far edge
+    hyp = SimpleNamespace(hflip=1.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, mosaic=0.0, mixup=0.0, degrees=0.0,
+                          translate=0.0, shear=0.0, affine_scale=0.5)
+    _, flipped, _ = DetectionDataset(annotations, augment=True, hyp=hyp, letterbox=False, with_masks=True)[0]
+    assert torch.equal(flipped["masks"], masks.flip(-1))
+    annotations.images[0].masks = np.zeros((1, 10, 10), np.uint8)  # masks of another size than the image
+    with pytest.raises(DatasetError, match=r"a\.jpg: its instance masks are 10x10 \(width x height\) but the image "
+                                           r"is 32x24"):
+        DetectionDataset(annotations, letterbox=False, with_masks=True)[0]
+    with pytest.raises(ValueError, match="letterbox=False"):
+        DetectionDataset(annotations, with_masks=True)

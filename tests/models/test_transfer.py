@@ -142,13 +142,19 @@ def test_one_builder_serves_every_task_split():
     assert groups["backbone"]["lr"] == pytest.approx(0.05) and groups["head"]["lr"] == pytest.approx(0.1)
     backbone_ids = {id(p) for p in seg.backbone.parameters()}
     assert all(id(p) in backbone_ids for g in ("backbone", "backbone_no_decay") for p in groups[g]["params"])
-    # YOLO: weights / norm / bias, the bias group named for the warm-up; one part.
+    # YOLO (the detector's own groups): weights / norm / bias, the bias groups named for the warm-up; one
+    # part, or backbone and head when optim.backbone_lr_mult is not 1.
     yolo = create_model("yolov8n", num_classes=2)
-    groups = DetectionTask.param_groups(type("T", (), {"config": config})(), yolo)
+    biases = {id(m.bias) for m in yolo.modules() if getattr(m, "bias", None) is not None}
+    plain = apply_overrides(config, ["optim.backbone_lr_mult=1.0"])
+    groups = DetectionTask.param_groups(type("T", (), {"config": plain})(), yolo)
     assert [g["name"] for g in groups] == ["weights", "norm", "bias"]
     assert [g["weight_decay"] for g in groups] == [0.01, 0.0, 0.0]
-    biases = {id(m.bias) for m in yolo.modules() if getattr(m, "bias", None) is not None}
     assert {id(p) for p in groups[2]["params"]} == biases
+    groups = {g["name"]: g for g in DetectionTask.param_groups(type("T", (), {"config": config})(), yolo)}
+    assert set(groups) == {"backbone", "backbone_norm", "backbone_bias", "head", "head_norm", "head_bias"}
+    assert groups["backbone_bias"]["lr"] == pytest.approx(0.05) and groups["head_bias"]["lr"] == pytest.approx(0.1)
+    assert {id(p) for g in ("backbone_bias", "head_bias") for p in groups[g]["params"]} == biases
     # The default of every task: one part, norm and 1-D parameters undecayed.
     groups = Task.param_groups(type("T", (), {"config": config})(), nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))
     assert [(g["name"], len(g["params"])) for g in groups] == [("weights", 1), ("no_decay", 3)]

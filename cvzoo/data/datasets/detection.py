@@ -14,6 +14,7 @@ the stride), so a batch of wide images is not padded to a square.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cvzoo.data.augment import detect as T
+from cvzoo.data.formats.masks import annotation_masks
 from cvzoo.data.images import CorruptImageError, DatasetError, load_image
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
 
@@ -61,10 +63,17 @@ class DetectionDataset(Dataset):
         letterbox: False keeps every image at its own size (the detector resizes; ``img_size`` is then
             unused): training augmentation is then colour and flip only, since mosaic, the random
             affine and mixup are built on the letterboxed square.
+        with_masks: targets also carry ``"masks"``: uint8 ``[N, H, W]`` instance masks in the sample's
+            pixels, from the annotation's masks, RLEs or polygons (a box without any is filled).
+            Needs ``letterbox=False``.
     """
 
     def __init__(self, annotations: DatasetAnnotations, img_size: int = 640, augment: bool = False,
-                 hyp: Any = None, strict: bool = False, rect_batch_size: int = 0, letterbox: bool = True) -> None:
+                 hyp: Any = None, strict: bool = False, rect_batch_size: int = 0, letterbox: bool = True,
+                 with_masks: bool = False) -> None:
+        if with_masks and letterbox:
+            raise ValueError("instance masks are served at the image's own size (letterbox=False)")
+        self.with_masks = with_masks
         if letterbox and img_size % 32:
             raise ValueError(f"img_size must be a multiple of 32 (the largest network stride), got {img_size}")
         if not letterbox and augment and hyp is not None:
@@ -127,6 +136,15 @@ class DetectionDataset(Dataset):
         if record.width and record.height and actual != (record.width, record.height):
             raise ImageSizeMismatchError(path, (record.width, record.height), actual)
         target = {"boxes": record.boxes.astype(np.float32).reshape(-1, 4), "labels": record.labels.astype(np.int64)}
+        if self.with_masks:
+            # A record without a size (0) rasterises its polygons at the decoded image's size.
+            sized = record if record.width and record.height else dataclasses.replace(record, width=actual[0],
+                                                                                      height=actual[1])
+            target["masks"] = annotation_masks(sized)
+            if target["masks"].shape[1:] != image.shape[:2]:
+                mask_height, mask_width = target["masks"].shape[1:]
+                raise DatasetError(f"{path}: its instance masks are {mask_width}x{mask_height} (width x height) but "
+                                   f"the image is {actual[0]}x{actual[1]}")
         return image, target
 
     def _load_mosaic(self, index: int) -> T.Sample:
@@ -174,8 +192,10 @@ class DetectionDataset(Dataset):
                 "orig_size": tuple(int(v) for v in orig), "ratio": ratio, "pad": pad, "index": index,
                 "input_size": (int(image.shape[0]), int(image.shape[1]))}
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        return tensor, {"boxes": torch.from_numpy(target["boxes"]).float(),
-                        "labels": torch.from_numpy(target["labels"]).long()}, meta
+        out = {"boxes": torch.from_numpy(target["boxes"]).float(), "labels": torch.from_numpy(target["labels"]).long()}
+        if "masks" in target:
+            out["masks"] = torch.from_numpy(np.ascontiguousarray(target["masks"]))
+        return tensor, out, meta
 
     def original_targets(self, index: int) -> dict[str, np.ndarray]:
         """Ground truth of image ``index`` in its original pixels (what metrics are computed on)."""

@@ -175,6 +175,9 @@ class Detector(nn.Module, ABC):
             (``cvzoo.api.build_config`` applies them after the task defaults, before any recipe file).
         recipe_name: a few words naming where the recipe comes from, for the run's settings line.
         exportable: ``cvzoo export`` can trace the model (``export_module`` is then defined).
+        predicts_masks: its detections carry instance masks (the instance-segmentation task needs it).
+        validation_settings: the ``predict`` thresholds validation uses (empty: the model's own). YOLO
+            validates at confidence 0.001 to keep the low-score tail the AP integral needs.
     """
 
     num_classes: int
@@ -183,6 +186,8 @@ class Detector(nn.Module, ABC):
     default_recipe: ClassVar[dict[str, Any]] = {}
     recipe_name: ClassVar[str] = ""
     exportable: ClassVar[bool] = False
+    predicts_masks: ClassVar[bool] = False
+    validation_settings: ClassVar[dict[str, Any]] = {}
 
     @abstractmethod
     def forward(self, images: torch.Tensor, targets: Sequence[dict[str, torch.Tensor]] | None = None,
@@ -195,14 +200,15 @@ class Detector(nn.Module, ABC):
         self,
         images: torch.Tensor,
         image_sizes: Sequence[tuple[int, int]] | None = None,
-        conf_threshold: float = 0.25,
-        iou_threshold: float = 0.7,
-        max_detections: int = 300,
+        conf_threshold: float | None = None,
+        iou_threshold: float | None = None,
+        max_detections: int | None = None,
         classes: Sequence[int] | None = None,
         soft_nms: str | None = None,
         agnostic: bool = False,
     ) -> list[Detections]:
-        """Detections per image in the pixels of ``images`` (call in eval mode, under ``no_grad``)."""
+        """Detections per image in the pixels of ``images`` (call in eval mode, under ``no_grad``); a
+        threshold left None is the model's own (YOLO: 0.25, 0.7, 300; R-CNN: 0.05, 0.5, 100)."""
 
     def validate(self, images: torch.Tensor, targets: Sequence[dict[str, torch.Tensor]],
                  image_sizes: Sequence[tuple[int, int]] | None = None,

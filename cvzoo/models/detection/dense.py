@@ -78,16 +78,18 @@ class DenseDetector(Detector):
         self,
         images: torch.Tensor,
         image_sizes: Sequence[tuple[int, int]] | None = None,
-        conf_threshold: float = 0.25,
-        iou_threshold: float = 0.7,
-        max_detections: int = 300,
+        conf_threshold: float | None = None,
+        iou_threshold: float | None = None,
+        max_detections: int | None = None,
         classes: Sequence[int] | None = None,
         soft_nms: str | None = None,
         agnostic: bool = False,
     ) -> list[Detections]:
+        """Detections after NMS; thresholds left None are 0.25 confidence, 0.7 IoU, 300 per image."""
         # Through forward (not raw_outputs), so that hooks on the model see prediction too.
-        return self.postprocess(self(images), conf_threshold, iou_threshold, max_detections,
-                                classes, soft_nms, agnostic)
+        return self.postprocess(self(images), 0.25 if conf_threshold is None else conf_threshold,
+                                0.7 if iou_threshold is None else iou_threshold,
+                                300 if max_detections is None else max_detections, classes, soft_nms, agnostic)
 
     def export_module(self) -> nn.Module:
         """Images -> decoded predictions ``[B, A, 4 + K]`` (NMS left to the reader, or added by
@@ -98,6 +100,7 @@ class DenseDetector(Detector):
                  image_sizes: Sequence[tuple[int, int]] | None = None,
                  **settings: Any) -> tuple[dict[str, torch.Tensor], list[Detections]]:
         outputs = self(images)
+        settings = {k: v for k, v in settings.items() if v is not None}
         return self.compute_loss(outputs, targets), self.postprocess(outputs, **settings)
 
 

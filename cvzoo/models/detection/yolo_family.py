@@ -35,6 +35,9 @@ class YoloDetector(DenseDetector):
     default_recipe: ClassVar[dict[str, Any]] = YOLO_RECIPE
     recipe_name: ClassVar[str] = "YOLO"
     exportable: ClassVar[bool] = True
+    # Validation keeps nearly everything (the AP integral needs the low-confidence tail), as YOLOv5/v8 do.
+    validation_settings: ClassVar[dict[str, Any]] = {"conf_threshold": 0.001, "iou_threshold": 0.7,
+                                                     "max_detections": 300}
 
     def param_groups(self, lr: float, weight_decay: float, backbone_lr_mult: float = 1.0) -> list[dict[str, Any]]:
         """Three groups as in YOLOv5: conv/linear weights (decayed), norm weights and biases (not decayed);

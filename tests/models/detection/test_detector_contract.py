@@ -51,9 +51,9 @@ def _batch(seed: int = 0) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
 
 
 def _for(detector: Detector, targets: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
-    """The targets a detector trains on: an instance-segmentation detector (``requires_masks``, Mask R-CNN)
+    """The targets a detector trains on: an instance-segmentation detector (``predicts_masks``, Mask R-CNN)
     also gets ``masks`` (uint8 [N, H, W] in each image's pixels; here each box filled)."""
-    if not getattr(detector, "requires_masks", False):
+    if not getattr(detector, "predicts_masks", False):
         return targets
     with_masks = []
     for (height, width), target in zip(SIZES, targets):

@@ -42,9 +42,10 @@ Target = dict[str, torch.Tensor]
 
 # torchvision's detection reference (references/detection, 26 epochs, lr 0.02 for 16 images, drops at
 # epochs 16 and 22, linear warm-up from 0.001) for one device: 4 images per batch, lr scaled linearly.
+# The drops are fractions of the run, so a shorter run keeps the schedule's shape. data.img_size (the
+# shorter side the model resizes to) is each variant's registered input size (800; 320 for the 320 model).
 RCNN_RECIPE: dict[str, Any] = {
     "data.batch_size": 4,
-    "data.img_size": 800,
     "optim.name": "sgd",
     "optim.lr": 0.005,
     "optim.momentum": 0.9,
@@ -54,7 +55,7 @@ RCNN_RECIPE: dict[str, Any] = {
     "train.ema": False,
     "train.nominal_batch_size": 0,
     "scheduler.name": "multistep",
-    "scheduler.milestones": (16, 22),
+    "scheduler.milestone_fractions": (16 / 26, 22 / 26),
     "scheduler.gamma": 0.1,
     "scheduler.warmup_epochs": 1.0,
     "scheduler.warmup_start_factor": 0.001,
@@ -81,8 +82,13 @@ class FasterRCNN(Detector):
         num_classes: object classes ``K`` (90 fits torchvision's COCO checkpoints).
         backbone: a registered classifier (``resnet50``, ``mobilenet_v3_large``, ``resnet18``, ...).
         backbone_weights: local classifier checkpoint for the backbone (head skipped).
-        trainable_backbone_layers: backbone stages that train, counted from the last.
-        frozen_batch_norm: freeze the backbone's batch norms (v1 recipe).
+        trainable_backbone_layers: backbone stages that train, counted from the last; None: 3 for a model
+            that starts from trained weights (``pretrained`` or ``backbone_weights``), else all 5.
+        frozen_batch_norm: freeze the backbone's batch norms; None: for a model that starts from trained
+            weights, as torchvision builds them (the statistics of small detection batches would spoil
+            trained ones, and frozen identity norms would let an untrained deep backbone blow up).
+        pretrained: the weights will be loaded from a trained checkpoint (``create_model(..., weights=)``
+            and ``--weights`` set it), so the backbone is built as for fine-tuning.
         fpn_norm: batch norm in the FPN (v2 recipe).
         rpn_convs: 3x3 convs of the RPN head (1; v2: 2).
         box_head: ``"mlp"`` (two fc, v1) or ``"conv"`` (4 conv + BN, 1 fc, v2).
@@ -108,8 +114,9 @@ class FasterRCNN(Detector):
         num_classes: int = 90,
         backbone: str = "resnet50",
         backbone_weights: str | None = None,
-        trainable_backbone_layers: int = 3,
-        frozen_batch_norm: bool = True,
+        trainable_backbone_layers: int | None = None,
+        frozen_batch_norm: bool | None = None,
+        pretrained: bool = False,
         fpn_norm: bool = False,
         rpn_convs: int = 1,
         box_head: str = "mlp",
@@ -140,6 +147,9 @@ class FasterRCNN(Detector):
         if box_head not in ("mlp", "conv"):
             raise ValueError(f"box_head must be 'mlp' or 'conv', got {box_head!r}")
         self.num_classes = num_classes
+        trained = pretrained or backbone_weights is not None
+        trainable_backbone_layers = (3 if trained else 5) if trainable_backbone_layers is None else trainable_backbone_layers
+        frozen_batch_norm = trained if frozen_batch_norm is None else frozen_batch_norm
         self.transform = RCNNTransform(min_size, max_size, size_divisible=self.input_policy.size_divisible)
         self.backbone = fpn_backbone(backbone, backbone_weights, trainable_backbone_layers, frozen_batch_norm,
                                      nn.BatchNorm2d if fpn_norm else None, in_channels)

@@ -32,7 +32,7 @@ class MaskRCNN(FasterRCNN):
     """
 
     forwards_kwargs_to = FasterRCNN  # the registry checks **kwargs against FasterRCNN's arguments
-    requires_masks: ClassVar[bool] = True  # its training targets carry "masks"
+    predicts_masks: ClassVar[bool] = True  # its detections carry masks; its training targets need "masks"
 
     def __init__(self, mask_norm: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
