@@ -107,6 +107,27 @@ def test_real_sample():
     np.testing.assert_array_equal(image.boxes[0], [221, 256, 260, 345])
 
 
+def test_real_sample_instance_masks_come_from_segmentation_object(tmp_path):
+    """Object k of the XML is value k + 1 of SegmentationObject/<id>.png: each mask lies in its box."""
+    import shutil
+
+    from cvzoo.data.formats.masks import annotation_masks
+
+    image = read_voc(os.path.join(ASSETS, "voc_sample"), "train").images[0]
+    assert image.rles is not None and len(image.rles) == 19
+    masks = annotation_masks(image)
+    for mask, (x1, y1, x2, y2) in zip(masks, image.boxes):
+        ys, xs = np.nonzero(mask)
+        assert len(xs) and x1 - 1 <= xs.min() and xs.max() <= x2 and y1 - 1 <= ys.min() and ys.max() <= y2
+    root = tmp_path / "voc"
+    shutil.copytree(os.path.join(ASSETS, "voc_sample"), root)
+    png = next((root / "SegmentationObject").glob("*.png"))
+    Image.open(png).crop((0, 0, 400, 300)).save(png)
+    with pytest.raises(AnnotationFormatError, match=r"the instance mask is 400x300 \(width x height\) but its XML "
+                                                    r"gives the image as 500x375"):
+        read_voc(str(root), "train")
+
+
 def test_malformed_xml_names_file_and_position(tmp_path):
     root = make_voc(str(tmp_path / "v"), {"train": ["a"]}, xml=HORSE_XML.replace("</size>", "</sise>"))
     with pytest.raises(AnnotationFormatError, match=r"a\.xml: malformed XML at line 4, column \d+"):

@@ -159,7 +159,7 @@ def read_voc(
     index = {name: i for i, name in enumerate(class_names)}
     images = []
     for n, (voc_root, image_id, xml_path, rec) in enumerate(records):
-        keep = []
+        keep, kept_index = [], []
         for k, obj in enumerate(rec["objects"]):
             if obj["name"] not in index:
                 report(issues, Issue("unknown_class", xml_path, f"class {obj['name']!r} is not in {class_names}"))
@@ -169,6 +169,7 @@ def read_voc(
                                      f"object {k} ({obj['name']!r}) has a non-finite coordinate {obj['box']}"))
                 continue
             keep.append(obj)
+            kept_index.append(k)
         filename = rec["filename"] or f"{image_id}.jpg"
         image_file = os.path.join(voc_root, "JPEGImages", filename)
         if not os.path.isfile(image_file) and os.path.isfile(os.path.join(voc_root, "JPEGImages", f"{image_id}.jpg")):
@@ -183,8 +184,28 @@ def read_voc(
             truncated=np.array([o["truncated"] for o in keep], bool),
             poses=[o["pose"] for o in keep],
             image_id=n,
+            rles=instance_rles(voc_root, image_id, kept_index, rec["height"], rec["width"]),
         ))
     return DatasetAnnotations(class_names=list(class_names), images=images, root=os.path.abspath(path))
+
+
+def instance_rles(voc_root: str, image_id: str, objects: list[int], height: int, width: int) -> list[dict] | None:
+    """COCO RLEs of the listed XML objects from ``SegmentationObject/<id>.png``, or None without that file.
+
+    In VOC's instance PNGs the value ``k + 1`` marks the pixels of the ``k``-th object of the image's XML
+    (255 is the "void" outline, part of no object).
+    """
+    path = os.path.join(voc_root, "SegmentationObject", f"{image_id}.png")
+    if not os.path.isfile(path):
+        return None
+    from cvzoo.data.formats.voc_seg import read_index_png
+    from cvzoo.ops.masks import rle_encode
+
+    ids = read_index_png(path)
+    if height and width and ids.shape != (height, width):
+        raise AnnotationFormatError(f"{path}: the instance mask is {ids.shape[1]}x{ids.shape[0]} (width x height) "
+                                    f"but its XML gives the image as {width}x{height}")
+    return [rle_encode((ids == k + 1).astype(np.uint8)) for k in objects]
 
 
 def voc_xml(image: ImageAnnotation, filename: str, class_names: list[str], folder: str = "VOC") -> str:
