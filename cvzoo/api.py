@@ -333,9 +333,13 @@ def export(weights: str | Path, format: str = "onnx", out: str | Path | None = N
             module = task.export_module(model)
             metadata, compare = (module.metadata(), module.parity_difference) if nms else ({}, None)
             metadata[CHECKPOINT_SHA256] = file_sha256(weights)
+            # A module with its own outputs and axes (an R-CNN's final detections for one image of any size)
+            # names them, and says how close another runtime's float32 convolutions can get.
             written.append(export_onnx(module, out.with_suffix(".onnx"), example,
-                                       output_names=task.export_output_names(), opset=opset, check=check,
-                                       metadata=metadata, compare=compare))
+                                       output_names=getattr(module, "output_names", None) or task.export_output_names(),
+                                       opset=opset, check=check, metadata=metadata, compare=compare,
+                                       dynamic_axes=getattr(module, "dynamic_axes", None),
+                                       atol=getattr(module, "parity_atol", 1e-4)))
         elif fmt == "torchscript":
             written.append(export_torchscript(task.export_module(model), out.with_suffix(".torchscript"),
                                               example, check=check))

@@ -42,6 +42,7 @@ def export_onnx(
     atol: float = 1e-4,
     metadata: Mapping[str, str] | None = None,
     compare: Callable[[torch.Tensor, Sequence[torch.Tensor], Sequence[np.ndarray]], float] | None = None,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
 ) -> Path:
     """Export ``model`` (eval mode) to ``path``; with ``check`` run it in onnxruntime and compare.
 
@@ -53,13 +54,18 @@ def export_onnx(
     key/value strings are recorded in the file (onnxruntime reads them as ``custom_metadata_map``).
     ``compare(inputs, expected, got) -> difference`` replaces the element-wise check (e.g. for
     detections after NMS, where near-tied candidates may legitimately come out differently).
+    ``dynamic_axes`` (``torch.onnx.export``'s, by input/output name) replaces the axes ``dynamic_batch`` and
+    ``dynamic_hw`` would mark, for a graph whose axes are its own (an R-CNN: one image of any size in, a
+    variable number of detections out); the check then runs the example alone.
     """
     require_export_packages()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    dynamic_axes = None
-    if dynamic_batch or dynamic_hw:
+    if dynamic_axes is not None:
+        dynamic_axes = {name: dict(axes) for name, axes in dynamic_axes.items()}
+        dynamic_batch = False
+    elif dynamic_batch or dynamic_hw:
         dynamic_axes = {}
         for name in input_names:
             axes = {0: "batch"} if dynamic_batch else {}

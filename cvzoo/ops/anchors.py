@@ -107,14 +107,40 @@ class AnchorGenerator(nn.Module):
     ) -> torch.Tensor:
         """Anchors for a (padded) batch of ``image_size = (height, width)``, shared by all its images.
 
-        Strides are ``image_size // feature_size`` per axis, as torchvision computes them.
+        Strides are ``image_size // feature_size`` per axis, as torchvision computes them. While
+        ``torch.onnx.export`` traces a model the sizes are 0-d tensors, and the anchors are computed from them
+        in the graph (:meth:`traced_anchors`), so that the exported model takes images of any size.
 
         Returns:
             ``[sum_l H_l * W_l * A_l, 4]`` xyxy anchors in pixels.
         """
+        if torch.onnx.is_in_onnx_export():
+            return self.traced_anchors(image_size, feature_sizes, device, dtype)
         sizes = _check_sizes(feature_sizes, "AnchorGenerator")
         strides = [(int(image_size[0]) // h, int(image_size[1]) // w) for h, w in sizes]
         return self.grid_anchors(sizes, strides, device, dtype)
+
+    def traced_anchors(
+        self,
+        image_size: Sequence[int | torch.Tensor],
+        feature_sizes: Sequence[Sequence[int | torch.Tensor]],
+        device: torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """:meth:`forward` with the sizes as traced 0-d tensors (no ``int()``, which would freeze them).
+
+        The same values: integer strides and cell indices, exact in floating point.
+        """
+        if len(feature_sizes) != len(self.sizes):
+            raise ShapeError(f"AnchorGenerator: built for {len(self.sizes)} levels, got {len(feature_sizes)} feature sizes")
+        all_anchors = []
+        for level, (height, width) in enumerate(feature_sizes):
+            stride = torch.stack([image_size[1] // width, image_size[0] // height])
+            cells = _grid_xy(height, width, device, dtype)  # arange takes the traced sizes
+            shifts = (cells * stride.to(device=device, dtype=dtype)).repeat(1, 2)
+            base = self.cell_anchors(level, device, dtype)
+            all_anchors.append((shifts[:, None, :] + base[None, :, :]).reshape(-1, 4))
+        return torch.cat(all_anchors, dim=0)
 
     def extra_repr(self) -> str:
         return f"sizes={self.sizes}, aspect_ratios={self.aspect_ratios}"

@@ -64,12 +64,22 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(min=0)
 
 
-def clip_boxes(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-    """Clip ``[..., 4]`` xyxy boxes to an image of ``image_size = (height, width)`` pixels."""
+def clip_boxes(boxes: torch.Tensor, image_size: tuple[int, int] | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Clip ``[..., 4]`` xyxy boxes to an image of ``image_size = (height, width)`` pixels.
+
+    The sides may be 0-d tensors (an image's traced size while ``torch.onnx.export`` traces a model, which
+    must stay in the graph instead of becoming constants).
+    """
     check_last_dim(boxes, 4, "boxes", "clip_boxes")
     if len(image_size) != 2:
         raise ShapeError(f"clip_boxes: image_size must be (height, width), got {image_size!r}")
     height, width = image_size
+    if isinstance(height, torch.Tensor) and isinstance(width, torch.Tensor):
+        # clamp takes numbers or tensors, not a mix: max / min with tensor bounds give the same values.
+        zero = boxes.new_zeros(())
+        x = torch.minimum(torch.maximum(boxes[..., 0::2], zero), width.to(boxes))
+        y = torch.minimum(torch.maximum(boxes[..., 1::2], zero), height.to(boxes))
+        return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
     x = boxes[..., 0::2].clamp(min=0, max=width)
     y = boxes[..., 1::2].clamp(min=0, max=height)
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)

@@ -329,7 +329,8 @@ class DetectionTask(Task):
 
     def export_module(self, model: nn.Module) -> nn.Module:
         """The detector's export graph (``Detector.export_module``; a dense detector's decoded predictions
-        ``[B, A, 4 + K]``, NMS left to the reader), or with ``export_nms`` padded detections after NMS
+        ``[B, A, 4 + K]``, NMS left to the reader; an R-CNN's final detections for one image of any size,
+        whose module names its outputs and axes), or with ``export_nms`` padded detections after NMS
         (``cvzoo.models.detection.graph_nms``)."""
         detector = bare(model)
         if not getattr(detector, "exportable", False):
@@ -395,9 +396,11 @@ class DetectionTask(Task):
                     300 if max_det is None else max_det)
         if is_torch:
             dets = self._detect(model, x, None, conf, iou, max_det, classes, soft_nms)[0]
-        else:  # an exported graph: decoded predictions [1, A, 4 + K], or padded detections after NMS
-            outputs = model(x)
-            if isinstance(outputs, dict):
+        else:  # an exported graph: decoded predictions [1, A, 4 + K], padded detections after NMS, or an
+            outputs = model(x)  # R-CNN's final detections for the image at its own size
+            if isinstance(outputs, dict) and "num_dets" not in outputs:
+                dets = _graph_detections(outputs, conf, iou, max_det, classes, soft_nms)
+            elif isinstance(outputs, dict):
                 if soft_nms:
                     raise ValueError("this ONNX file has hard NMS built in; export without --nms for Soft-NMS")
                 dets = unpad_detections(outputs, getattr(model, "metadata", None), conf, iou, max_det, classes)[0]
@@ -444,6 +447,21 @@ class DetectionTask(Task):
         ]
         (save_dir / "predictions_coco.json").write_text(json.dumps(coco))
         return paths
+
+
+def _graph_detections(outputs: dict[str, torch.Tensor], conf: float | None, iou: float | None, max_det: int | None,
+                      classes: list[int] | None, soft_nms: str | None) -> Detections:
+    """One image's detections from an R-CNN graph (``boxes``, ``scores``, ``labels``, ``masks``: NMS and the
+    model's thresholds built in); ``conf``, ``max_det`` and ``classes`` may only narrow them."""
+    if iou is not None or soft_nms:
+        raise ValueError("this ONNX file (an R-CNN) has its NMS built in; predict with the torch backend for another "
+                         "IoU threshold or Soft-NMS")
+    dets = Detections(outputs["boxes"].float(), outputs["scores"].float(), outputs["labels"].long(), outputs.get("masks"))
+    keep = dets.scores > (conf if conf is not None else -1.0)
+    if classes is not None:
+        keep &= torch.isin(dets.labels, torch.as_tensor(list(classes)))
+    dets = dets.select(keep)
+    return dets if max_det is None else dets.select(torch.arange(min(max_det, len(dets))))
 
 
 def _video_frames(path: Path):

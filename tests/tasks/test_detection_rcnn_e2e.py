@@ -1,14 +1,18 @@
 """A detector that resizes its own images (R-CNN, input policy "model") through the detection task:
-its recipe without a flag, images at their own size (two sizes in a batch), train -> val -> predict."""
+its recipe without a flag, images at their own size (two sizes in a batch), train -> val -> predict, and
+export to ONNX (one image of any size in, its final detections out) -> predict with onnxruntime."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from cvzoo import api
 from cvzoo.cli.main import main
 from cvzoo.data.synthetic import SceneConfig, write_yolo_dataset
 from cvzoo.models import list_models
+from cvzoo.models.detection.base import Detections
+from cvzoo.models.detection.graph_nms import detections_difference
 
 MODEL = "fasterrcnn_mobilenet_v3_large_320_fpn"
 pytestmark = pytest.mark.skipif(MODEL not in list_models(task="detect"), reason="R-CNN family not registered")
@@ -38,3 +42,23 @@ def test_rcnn_trains_validates_and_predicts_on_images_of_their_own_size(tmp_path
         for det in result["detections"]:
             x1, y1, x2, y2 = det["box"]
             assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height  # R-CNN clips to the image
+
+    # cvzoo export: the graph takes each image at its own size and gives the torch model's detections.
+    weights = run / "weights" / "last.pt"
+    (onnx_path,) = api.export(weights)
+    assert onnx_path.suffix == ".onnx"
+    exported = api.predict(weights, images, device="cpu", conf=0.0, backend="onnxruntime")
+    for torch_result, onnx_result in zip(results, exported):
+        assert onnx_result["size"] == torch_result["size"]
+        expected, got = _detections(torch_result), _detections(onnx_result)
+        assert len(got) == len(expected) > 0
+        # Matched by label and nearest box: a model after one epoch scores many boxes alike, and scores
+        # closer than the runtimes' float error may come out in either order.
+        box, score = detections_difference(expected, got)
+        assert box <= 2e-2 and score < 1e-3, (box, score)  # rows round boxes to 0.01
+
+
+def _detections(result: dict) -> Detections:
+    rows = result["detections"]
+    return Detections(torch.tensor([d["box"] for d in rows]).reshape(-1, 4), torch.tensor([d["score"] for d in rows]),
+                      torch.tensor([d["label"] for d in rows]))

@@ -167,14 +167,29 @@ def test_export_where_the_model_declares_it(detector, tmp_path):
             detector.export_module()
         return
     ort = pytest.importorskip("onnxruntime")
+    detector.eval()
     module = detector.export_module().eval()
     example = torch.rand(1, 3, 64, 64)
     path = tmp_path / "detector.onnx"
+    # A module that takes images of any size (R-CNN: one image, its detections) names its dynamic axes and
+    # its outputs; it is then also run at another size than the traced one.
+    dynamic_axes = getattr(module, "dynamic_axes", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), str(path), input_names=["images"], opset_version=17, dynamo=False)
+        torch.onnx.export(module, (example,), str(path), input_names=["images"],
+                          output_names=list(getattr(module, "output_names", ["output"])), dynamic_axes=dynamic_axes,
+                          opset_version=17, dynamo=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        expected = module(example)
-    got = session.run(None, {"images": example.numpy()})[0]
-    np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-3)
+    images = [example] + ([torch.rand(1, 3, 48, 80)] if dynamic_axes and 2 in dynamic_axes.get("images", {}) else [])
+    # Final detections in pixels after ResNet-50 + FPN + two heads carry the float32 noise of the runtimes'
+    # convolutions, ~2e-3 pixels (test_rcnn_export.py measures it); dense maps agree to 1e-3.
+    atol = 1e-2 if dynamic_axes else 1e-3
+    for image in images:
+        with torch.no_grad():
+            expected = module(image)
+        expected = (expected,) if isinstance(expected, torch.Tensor) else expected
+        got = session.run(None, {"images": image.numpy()})
+        assert len(got) == len(expected)
+        for a, b in zip(expected, got):
+            assert tuple(a.shape) == b.shape
+            np.testing.assert_allclose(b, a.numpy(), rtol=0, atol=atol)

@@ -12,6 +12,11 @@ models. Their checkpoints load through the ``torchvision:rcnn`` remap (``cvzoo.m
 
 Labels: the dataset's classes are ``0 .. K-1``; the heads predict ``K + 1`` classes with 0 = background,
 so a torchvision label is ours + 1 (COCO checkpoints: ``num_classes=90``, category id = label + 1).
+
+ONNX export (``export_module``, :class:`RCNNExport`): one image ``[1, 3, H, W]`` of any size in, the final
+detections out. The export traces the same modules as ``predict``: where the eager code takes a Python int
+from a tensor (a size, a count), it checks ``torch.onnx.is_in_onnx_export()`` (or gets a 0-d tensor) and
+computes it with tensor ops instead, so that the graph follows the image's size; the eager path is unchanged.
 """
 
 from __future__ import annotations
@@ -107,7 +112,7 @@ class FasterRCNN(Detector):
     loss_reduction: ClassVar[str] = "mean"  # type: ignore[assignment]
     default_recipe: ClassVar[dict[str, Any]] = RCNN_RECIPE
     recipe_name: ClassVar[str] = "torchvision R-CNN"
-    exportable: ClassVar[bool] = False
+    exportable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -217,7 +222,10 @@ class FasterRCNN(Detector):
     def _run(self, images: torch.Tensor, image_sizes: Sequence[tuple[int, int]] | None,
              targets: Sequence[Target] | None, settings: DetectSettings | None
              ) -> tuple[dict[str, torch.Tensor], list[Detections]]:
-        sizes = image_sizes_or_full(images, image_sizes)
+        if torch.onnx.is_in_onnx_export() and image_sizes is None:
+            sizes = [(image.shape[-2], image.shape[-1]) for image in images]  # traced: no int()
+        else:
+            sizes = image_sizes_or_full(images, image_sizes)
         crops = [image[:, :h, :w] for image, (h, w) in zip(images, sizes)]
         head_targets = None if targets is None else [to_head_target(t, images.device) for t in targets]
         batch, resized, head_targets = self.transform(crops, head_targets)
@@ -235,6 +243,11 @@ class FasterRCNN(Detector):
             detections = self.to_detections(pooled, raw, resized, sizes)
         return losses, detections
 
+    def export_module(self) -> nn.Module:
+        """One image ``[1, 3, H, W]`` (any size, [0, 1]) -> its detections with the model's thresholds
+        (:class:`RCNNExport`)."""
+        return RCNNExport(self)
+
     def extra_losses(self, features: Sequence[torch.Tensor], sampled: SampledProposals,
                      image_sizes: Sequence[tuple[int, int]], targets: Sequence[Target]) -> dict[str, torch.Tensor]:
         """Losses of further heads on the sampled proposals (Mask R-CNN's mask branch); none here."""
@@ -245,6 +258,43 @@ class FasterRCNN(Detector):
         """Head detections in resized pixels -> :class:`Detections` in each given image's pixels, 0-based labels."""
         return [Detections(resize_boxes(r["boxes"], new, old), r["scores"], r["labels"] - 1)
                 for r, new, old in zip(raw, resized, sizes)]
+
+
+class RCNNExport(nn.Module):
+    """Export wrapper of an R-CNN: ``images [1, 3, H, W]`` float in [0, 1], any ``H`` and ``W`` -> the image's
+    detections with the model's own thresholds (``box_score_thresh``, ``box_nms_thresh``,
+    ``box_detections_per_img``), by decreasing score:
+
+    - ``boxes [D, 4]`` xyxy in the input's pixels,
+    - ``scores [D]``,
+    - ``labels [D]`` int64, 0-based class ids,
+    - for Mask R-CNN ``masks [D, H, W]`` float probabilities pasted into the image (threshold at 0.5).
+
+    Called eagerly it is ``model.predict(images)``, so the exported graph can be compared with it at any size.
+    ``dynamic_axes`` names the axes that vary (``torch.onnx.export``'s argument).
+    """
+
+    # onnxruntime's convolutions round differently from PyTorch's: after ResNet-50 + FPN and two heads the
+    # boxes differ by ~3e-3 pixels, as much as PyTorch's own with the backbone channels-last (a tenth of
+    # that for the MobileNet models). The export check allows 1e-2 (pixels, scores, mask probabilities).
+    parity_atol = 1e-2
+
+    def __init__(self, model: FasterRCNN) -> None:
+        super().__init__()
+        self.model = model
+        masks = getattr(model, "predicts_masks", False)
+        self.output_names: tuple[str, ...] = ("boxes", "scores", "labels") + (("masks",) if masks else ())
+        self.dynamic_axes: dict[str, dict[int, str]] = {
+            "images": {2: "height", 3: "width"}, "boxes": {0: "detections"}, "scores": {0: "detections"},
+            "labels": {0: "detections"}, **({"masks": {0: "detections", 1: "height", 2: "width"}} if masks else {}),
+        }
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if images.ndim != 4 or images.shape[0] != 1:
+            raise ValueError(f"an R-CNN exports for one image [1, 3, H, W], got {list(images.shape)}")
+        detections = self.model.predict(images)[0]
+        outputs = (detections.boxes, detections.scores, detections.labels)
+        return outputs + ((detections.masks,) if "masks" in self.output_names else ())
 
 
 def to_head_target(target: Target, device: torch.device) -> Target:

@@ -20,6 +20,7 @@ from torchvision.ops import roi_align
 
 from cvzoo.layers import ConvNormAct
 from cvzoo.models.detection.rcnn.poolers import MultiScaleRoIAlign
+from cvzoo.models.detection.rcnn.transform import linear_taps
 
 
 class MaskHead(nn.Module):
@@ -117,6 +118,8 @@ def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int,
     so that the bilinear resize fades to 0 at the box's edge instead of stretching the border pixels (the
     convention of Detectron and torchvision; boxes are then truncated to whole pixels).
     """
+    if torch.onnx.is_in_onnx_export():
+        return traced_paste_masks(masks, boxes, image_size, padding)
     height, width = image_size
     if len(masks) == 0:
         return masks.new_zeros((0, height, width))
@@ -124,6 +127,45 @@ def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int,
     padded = F.pad(masks, (padding,) * 4)
     int_boxes = expand_boxes(boxes, (size + 2 * padding) / size).to(torch.int64).tolist()
     return torch.stack([paste_mask(m, b, height, width) for m, b in zip(padded, int_boxes)])
+
+
+def _bilinear_weights(start: torch.Tensor, end: torch.Tensor, mask_size: int, image_side: torch.Tensor | int
+                      ) -> torch.Tensor:
+    """Along one axis: ``[N, image_side, mask_size]`` weights that resize each box's ``mask_size`` cells to its
+    integer extent ``start .. end`` (inclusive) as ``F.interpolate(..., mode="bilinear", align_corners=False)``
+    does (:func:`linear_taps`: two cells per pixel), with zero rows for the image pixels outside the box.
+
+    Args:
+        start, end: ``[N]`` int64 first and last pixel of each box (``end < start``: an empty box).
+        mask_size: cells of the (padded) mask.
+        image_side: pixels of the image along the axis (a traced 0-d tensor in an export).
+    """
+    length = (end - start + 1).clamp(min=1)
+    pixel = torch.arange(image_side, device=start.device)[None] - start[:, None]  # index inside the box
+    inside = (pixel >= 0) & (pixel <= (end - start)[:, None])
+    low, high, weight = linear_taps(pixel.to(torch.float32), mask_size, length[:, None])
+    weight = weight[..., None]
+    cells = torch.arange(mask_size, device=start.device)
+    weights = (cells == low[..., None]) * (1 - weight) + (cells == high[..., None]) * weight
+    return weights * inside[..., None]
+
+
+def traced_paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple, padding: int = 1) -> torch.Tensor:
+    """:func:`paste_masks` as tensor ops for ONNX export: no loop over the detections, no ``tolist``.
+
+    The bilinear resize of each padded mask to its integer box and its placement in the image are one
+    product ``W_y @ mask @ W_x^T`` (:func:`_bilinear_weights`: the cells and weights :func:`paste_mask`'s
+    ``F.interpolate`` reads, zero outside the box), which agrees with the eager paste up to float rounding
+    and needs no ``[N, H, W]`` index tensors. ``image_size`` may hold traced 0-d tensors.
+    """
+    height, width = image_size
+    size = masks.shape[-1]
+    padded = F.pad(masks, (padding,) * 4)
+    cells = size + 2 * padding
+    x1, y1, x2, y2 = expand_boxes(boxes, cells / size).to(torch.int64).unbind(1)
+    rows = _bilinear_weights(y1, y2, cells, height)  # [N, H, cells]
+    cols = _bilinear_weights(x1, x2, cells, width)  # [N, W, cells]
+    return rows @ padded @ cols.transpose(1, 2)
 
 
 class MaskBranch(nn.Module):
@@ -156,6 +198,10 @@ class MaskBranch(nn.Module):
         """Per image ``[D_i, 28, 28]`` probabilities of each detection's class (head labels)."""
         probs = self.logits(features, boxes, image_sizes).sigmoid()
         all_labels = torch.cat(list(labels))
-        probs = probs[torch.arange(len(all_labels), device=all_labels.device), all_labels]
+        # A gather, not probs[arange(len(labels)), labels]: traced for ONNX export, len() is a constant.
+        size = probs.shape[-1]
+        probs = probs.gather(1, all_labels[:, None, None, None].expand(-1, 1, size, size))[:, 0]
+        if len(boxes) == 1:  # no split (its count would also be a constant in a trace)
+            return [probs]
         return list(probs.split([len(b) for b in boxes]))
 

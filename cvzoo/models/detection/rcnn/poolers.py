@@ -67,10 +67,18 @@ class MultiScaleRoIAlign(nn.Module):
             return roi_align(features[0], rois, size, scales[0], self.sampling_ratio)
         k_min, k_max = int(-math.log2(scales[0])), int(-math.log2(scales[-1]))
         levels = fpn_levels(torch.cat(list(boxes)), k_min, k_max, self.canonical_scale, self.canonical_level)
-        pooled = features[0].new_zeros((len(rois), features[0].shape[1], *size))
+        # rois.shape[0], not len(rois): traced for ONNX export, the count stays a tensor in the graph.
+        pooled = features[0].new_zeros((rois.shape[0], features[0].shape[1], *size))
         for level, (feature, scale) in enumerate(zip(features, scales)):
             index = torch.where(levels == level)[0]
-            pooled[index] = roi_align(feature, rois[index], size, scale, self.sampling_ratio).to(pooled.dtype)
+            level_pooled = roi_align(feature, rois[index], size, scale, self.sampling_ratio).to(pooled.dtype)
+            if torch.onnx.is_in_onnx_export():
+                # The traced index assignment takes the tracing image's count of boxes per level as fixed
+                # (one box becomes a squeezed row); a scatter keeps the count dynamic.
+                rows = index[:, None, None, None].expand(-1, *level_pooled.shape[1:])
+                pooled = pooled.scatter(0, rows, level_pooled)
+            else:
+                pooled[index] = level_pooled
         return pooled
 
     def extra_repr(self) -> str:

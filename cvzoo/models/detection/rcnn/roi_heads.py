@@ -206,8 +206,10 @@ class RoIHeads(nn.Module):
         """Per image ``{"boxes": [D, 4] xyxy (resized-image pixels), "scores": [D], "labels": [D]}`` with head
         labels (1..K), by decreasing score."""
         class_logits, box_deltas = self.classify(features, proposals, image_sizes)
-        boxes = self.box_coder.decode(box_deltas.reshape(len(box_deltas), -1, 4), torch.cat(list(proposals))[:, None])
+        boxes = self.box_coder.decode(box_deltas.reshape(box_deltas.shape[0], -1, 4), torch.cat(list(proposals))[:, None])
         scores = F.softmax(class_logits, -1)
+        if len(proposals) == 1:  # no split: traced for ONNX export, its count would become a constant
+            return [select_detections(boxes, scores, image_sizes[0], settings)]
         counts = [len(p) for p in proposals]
         return [select_detections(b, s, size, settings)
                 for b, s, size in zip(boxes.split(counts), scores.split(counts), image_sizes)]

@@ -136,7 +136,8 @@ class RegionProposalNetwork(nn.Module):
         Args:
             features: pyramid levels ``[B, C, H_l, W_l]``, finest first.
             batch_shape: ``(H, W)`` of the padded batch (the anchors' strides come from it).
-            image_sizes: each image's ``(height, width)`` inside the padding (proposals are clipped to it).
+            image_sizes: each image's ``(height, width)`` inside the padding (proposals are clipped to it);
+                0-d tensors while ``torch.onnx.export`` traces the model.
             targets: per image ``{"boxes": [N_i, 4]}``, or None.
         """
         objectness_maps, delta_maps = self.head(features)
@@ -152,15 +153,18 @@ class RegionProposalNetwork(nn.Module):
             losses = self.loss(objectness, deltas, anchors, targets)
         return proposals, losses
 
-    def filter_proposals(self, boxes: torch.Tensor, objectness: torch.Tensor, per_level: Sequence[int],
+    def filter_proposals(self, boxes: torch.Tensor, objectness: torch.Tensor, per_level: Sequence[int | torch.Tensor],
                          image_sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
         """Decoded anchors ``[B, N, 4]`` and logits ``[B, N]`` -> at most ``post_nms_top_n`` proposals per image."""
         pre_n, post_n = self.pre_nms_top_n.get(self.training), self.post_nms_top_n.get(self.training)
         top, levels, start = [], [], 0
         for level, count in enumerate(per_level):
-            k = min(pre_n, count)
-            top.append(objectness[:, start:start + count].topk(k, dim=1).indices + start)
-            levels.append(torch.full((k,), level, dtype=torch.int64, device=boxes.device))
+            # Traced for ONNX export, ``count`` is a 0-d tensor (the level's size at the exported image's
+            # size): min() would freeze the tracing image's choice, clamp keeps it in the graph.
+            k = count.clamp(max=pre_n) if isinstance(count, torch.Tensor) else min(pre_n, count)
+            index = objectness[:, start:start + count].topk(k, dim=1).indices
+            top.append(index + start)
+            levels.append(torch.full_like(index[0], level))
             start += count
         index = torch.cat(top, dim=1)  # [B, K]
         level_of = torch.cat(levels)

@@ -7,6 +7,11 @@ resized images are padded bottom/right into one batch whose sides are multiples 
 Detections come back in the resized image's pixels and :func:`resize_boxes` maps them to the original's.
 The conventions (bilinear resize by a recomputed scale factor, nearest for masks, float32 ratios) are
 torchvision's ``GeneralizedRCNNTransform``, so that its checkpoints give the same detections.
+
+While ``torch.onnx.export`` traces the model, the sizes are tensors instead of Python ints (an int would
+be frozen into the graph at the tracing image's size): :func:`traced_resize_image` and
+:func:`traced_pad_image` compute the same sizes with tensor ops, and the resized sizes handed on are the
+0-d tensors of the resized image's shape.
 """
 
 from __future__ import annotations
@@ -35,17 +40,82 @@ def resize_image(image: torch.Tensor, scale: float) -> torch.Tensor:
                          align_corners=False)[0]
 
 
+def linear_taps(positions: torch.Tensor, in_size: int | torch.Tensor, out_size: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The two source cells and the upper one's weight of ``F.interpolate(mode="bilinear",
+    align_corners=False)`` resizing ``in_size`` cells to ``out_size`` pixels, at output ``positions``.
+
+    PyTorch's CPU kernel, step by step in float32: scale ``in / out``, source ``(i + 0.5) * scale - 0.5``
+    clamped at 0, lower cell its integer part (at most the last), upper cell the next (or the last).
+
+    Args:
+        positions: float32 output pixel indices, broadcastable with ``out_size``.
+        in_size: source cells (an int or a 0-d tensor).
+        out_size: output pixels, a tensor.
+
+    Returns:
+        ``(low, high, weight)`` int64, int64, float32: the value is ``(1 - weight) * v[low] + weight * v[high]``.
+    """
+    scale = (in_size / out_size.to(torch.float32)).to(torch.float32)
+    source = ((positions + 0.5) * scale - 0.5).clamp(min=0)
+    low = source.to(torch.int64).clamp(max=in_size - 1)
+    high = (low + 1).clamp(max=in_size - 1)
+    return low, high, source - low.to(torch.float32)
+
+
+def traced_resize_image(image: torch.Tensor, min_size: float, max_size: float) -> torch.Tensor:
+    """:func:`resize_scale` + :func:`resize_image` as tensor ops, for ONNX export at any image size.
+
+    The scale and the new sides are computed in float64, as Python computes them in the eager path
+    (``min_size / min(h, w)`` and ``floor(h * scale)`` are correctly rounded in both), so the exported
+    graph picks the same resized size. The bilinear resize is written out (:func:`linear_taps`, columns then
+    rows, as PyTorch's kernel blends) instead of ONNX ``Resize``: onnxruntime computes the source
+    coordinates as ``(i + 0.5) / (out / in)``, which moves them by ~1e-7 pixels, and on a noisy image that
+    alone changes the resized pixels by ~1e-4 and the detections by a tenth of a pixel.
+    """
+    in_size = torch._shape_as_tensor(image)[-2:]
+    sides = in_size.to(torch.float64)
+    # Tensor / tensor: a number / tensor is traced as reciprocal() * number, which rounds twice.
+    bounds = torch.tensor([float(min_size), float(max_size)], dtype=torch.float64, device=image.device)
+    scale = (bounds / torch.stack((sides.min(), sides.max()))).min()
+    new_size = torch.floor(sides * scale).to(torch.int64)
+    columns = torch.arange(new_size[1], device=image.device).to(torch.float32)
+    low, high, weight = linear_taps(columns, in_size[1], new_size[1])
+    image = (1 - weight) * image.index_select(2, low) + weight * image.index_select(2, high)
+    rows = torch.arange(new_size[0], device=image.device).to(torch.float32)
+    low, high, weight = linear_taps(rows, in_size[0], new_size[0])
+    weight = weight[:, None]
+    return (1 - weight) * image.index_select(1, low) + weight * image.index_select(1, high)
+
+
+def traced_pad_image(image: torch.Tensor, size_divisible: int) -> torch.Tensor:
+    """One ``[C, H, W]`` image -> ``[1, C, H', W']`` zero-padded bottom/right to multiples of
+    ``size_divisible`` (:func:`pad_batch` of one image, as tensor ops for ONNX export)."""
+    size = torch._shape_as_tensor(image)[-2:]
+    padding = (size + size_divisible - 1) // size_divisible * size_divisible - size
+    return F.pad(image, (0, padding[1], 0, padding[0]))[None]
+
+
 def resize_masks(masks: torch.Tensor, scale: float) -> torch.Tensor:
     """``uint8 [N, H, W]`` instance masks resized like their image (nearest) -> ``uint8 [N, H', W']``."""
     return F.interpolate(masks[:, None].float(), scale_factor=scale, recompute_scale_factor=True)[:, 0].byte()
 
 
-def resize_boxes(boxes: torch.Tensor, old_size: Sequence[int], new_size: Sequence[int]) -> torch.Tensor:
-    """``[N, 4]`` xyxy boxes in an image of ``old_size = (H, W)`` -> the same boxes in ``new_size``."""
-    old = torch.tensor([float(v) for v in old_size], dtype=torch.float32, device=boxes.device)
-    new = torch.tensor([float(v) for v in new_size], dtype=torch.float32, device=boxes.device)
+def resize_boxes(boxes: torch.Tensor, old_size: Sequence[int | torch.Tensor],
+                 new_size: Sequence[int | torch.Tensor]) -> torch.Tensor:
+    """``[N, 4]`` xyxy boxes in an image of ``old_size = (H, W)`` -> the same boxes in ``new_size``.
+
+    The sizes may be 0-d tensors (the traced sizes of an ONNX export), which stay in the graph.
+    """
+    old, new = _size_tensor(old_size, boxes.device), _size_tensor(new_size, boxes.device)
     ratio_h, ratio_w = (new / old).unbind()
     return boxes * torch.stack((ratio_w, ratio_h, ratio_w, ratio_h))
+
+
+def _size_tensor(size: Sequence[int | torch.Tensor], device: torch.device) -> torch.Tensor:
+    if isinstance(size[0], torch.Tensor):  # traced sizes: torch.tensor would freeze them into constants
+        return torch.stack([v.to(device=device, dtype=torch.float32) for v in size])
+    return torch.tensor([float(v) for v in size], dtype=torch.float32, device=device)
 
 
 def pad_batch(images: Sequence[torch.Tensor], size_divisible: int) -> torch.Tensor:
@@ -96,6 +166,8 @@ class RCNNTransform(nn.Module):
         """Images ``[3, H_i, W_i]`` in [0, 1] (and targets in their pixels) -> the padded normalised batch
         ``[B, 3, H, W]``, each resized image's ``(height, width)`` and the targets in resized pixels
         (``boxes`` scaled, ``masks`` resized; other keys as given)."""
+        if torch.onnx.is_in_onnx_export() and targets is None:
+            return self._traced(images)
         resized, new_targets = [], [] if targets is not None else None
         for i, image in enumerate(images):
             height, width = image.shape[-2:]
@@ -110,6 +182,13 @@ class RCNNTransform(nn.Module):
                 new_targets.append(target)
         sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in resized]
         return pad_batch(resized, self.size_divisible), sizes, new_targets
+
+    def _traced(self, images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]], None]:
+        """The inference path of :meth:`forward` for ONNX export: one image, sizes as traced tensors."""
+        if len(images) != 1:
+            raise ValueError(f"an R-CNN exports for one image at a time, got {len(images)}")
+        image = traced_resize_image(self.normalize(images[0]), self.shorter_side(), self.max_size)
+        return traced_pad_image(image, self.size_divisible), [(image.shape[-2], image.shape[-1])], None
 
     def extra_repr(self) -> str:
         return f"min_size={self.min_sizes}, max_size={self.max_size}, size_divisible={self.size_divisible}"
