@@ -93,8 +93,8 @@ def main() -> None:
         print(f"{name:28s} {get_entry(name).reference:34s} {ours * 1e3:9.2f} {ref * 1e3:9.2f} {ratio:7.3f}",
               flush=True)
     print(f"worst ratio {worst:.3f} (target <= 1.05)")
-    # Segmentation models have their own script (benchmarks/bench_segmentation.py); detection has none
-    # with a reference in this environment.
+    # Segmentation models have their own script (benchmarks/bench_segmentation.py), the R-CNNs theirs
+    # (benchmarks/bench_rcnn.py latency).
 
 
 if __name__ == "__main__":
