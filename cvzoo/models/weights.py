@@ -136,7 +136,10 @@ def _candidate_remaps(model: nn.Module) -> list[Remap]:
 
 
 def _match_count(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> int:
-    return sum(1 for k, v in state.items() if k in target and tuple(v.shape) == tuple(target[k].shape))
+    # BatchNorm's num_batches_tracked counters are not weights and a remap may drop them (a live BN fills
+    # its own): counted, they let a layout with many BNs "match" a model it does not fit.
+    return sum(1 for k, v in state.items()
+               if k in target and tuple(v.shape) == tuple(target[k].shape) and not k.endswith("num_batches_tracked"))
 
 
 def _apply_remap(

@@ -166,3 +166,17 @@ def test_a_coco_checkpoint_fine_tunes_to_other_classes(tmp_path):
     assert not report.missing and not report.unexpected
     torch.testing.assert_close(model.rpn.head.objectness.weight, reference.rpn.head.cls_logits.weight)
     assert model.roi_heads.box_predictor.cls_score.out_features == 3  # 2 classes + background
+
+
+def test_a_from_scratch_torchvision_state_dict_loads_with_the_auto_remap(tmp_path):
+    """Trainable batch norms carry num_batches_tracked counters: they must not make the identity layout
+    look like the better match (it then failed on the FPN and RPN keys)."""
+    reference = tv_detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91,
+                                                     min_size=MIN_SIZE, max_size=MAX_SIZE)
+    path = tmp_path / "tv.pt"
+    torch.save(reference.state_dict(), path)
+    ours = create_model("fasterrcnn_resnet50_fpn", num_classes=90, frozen_batch_norm=False,
+                        trainable_backbone_layers=5, min_size=MIN_SIZE, max_size=MAX_SIZE)
+    load_weights(ours, str(path))  # the auto remap; strict, so every key must land
+    torch.testing.assert_close(ours.state_dict()["rpn.head.objectness.weight"],
+                               reference.state_dict()["rpn.head.cls_logits.weight"])
