@@ -7,11 +7,11 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from cvzoo.models.detection.rcnn.backbone import fpn_backbone
+from cvzoo.models.detection.fpn_backbone import fpn_backbone
 from cvzoo.models.detection.rcnn.mask_head import paste_masks
 from cvzoo.models.detection.rcnn.poolers import MultiScaleRoIAlign
 from cvzoo.models.detection.rcnn.sampler import BalancedSampler
-from cvzoo.models.detection.rcnn.transform import RCNNTransform, resize_boxes
+from cvzoo.models.detection.transform import DetectorTransform, resize_boxes
 
 tv_detection = pytest.importorskip("torchvision.models.detection")
 
@@ -23,7 +23,7 @@ def test_transform_matches_torchvisions():
     targets = [{"boxes": torch.tensor([[1.0, 2.0, 30.0, 40.0]]), "masks": torch.ones(1, 50, 70, dtype=torch.uint8)},
                {"boxes": torch.tensor([[5.0, 5.0, 20.0, 60.0]]), "masks": torch.ones(1, 64, 40, dtype=torch.uint8)}]
     reference = GeneralizedRCNNTransform(100, 130, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]).eval()
-    ours = RCNNTransform(100, 130).eval()
+    ours = DetectorTransform(100, 130).eval()
     expected, expected_targets = reference(images, [dict(t) for t in targets])
     batch, sizes, got_targets = ours(images, targets)
     torch.testing.assert_close(batch, expected.tensors, rtol=0, atol=0)
@@ -43,7 +43,7 @@ def test_training_draws_the_min_size_as_torchvision():
     torch.manual_seed(3)
     expected = reference(images)[0].image_sizes
     torch.manual_seed(3)
-    assert RCNNTransform((64, 80, 96), 200).train()(images)[1] == expected
+    assert DetectorTransform((64, 80, 96), 200).train()(images)[1] == expected
 
 
 def test_sampler_draws_as_torchvision():

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from cvzoo.models.detection.base import Detections, Detector, InputPolicy, image_sizes_or_full
-from cvzoo.models.detection.rcnn.backbone import fpn_backbone
+from cvzoo.models.detection.fpn_backbone import fpn_backbone
 from cvzoo.models.detection.rcnn.poolers import MultiScaleRoIAlign
 from cvzoo.models.detection.rcnn.roi_heads import (
     BoxPredictor,
@@ -39,7 +39,7 @@ from cvzoo.models.detection.rcnn.roi_heads import (
     TwoMLPHead,
 )
 from cvzoo.models.detection.rcnn.rpn import ProposalCounts, RegionProposalNetwork, RPNHead
-from cvzoo.models.detection.rcnn.transform import RCNNTransform, resize_boxes
+from cvzoo.models.detection.transform import DetectorTransform, resize_boxes
 from cvzoo.models.registry import register_model
 from cvzoo.ops import AnchorGenerator
 
@@ -155,7 +155,7 @@ class FasterRCNN(Detector):
         trained = pretrained or backbone_weights is not None
         trainable_backbone_layers = (3 if trained else 5) if trainable_backbone_layers is None else trainable_backbone_layers
         frozen_batch_norm = trained if frozen_batch_norm is None else frozen_batch_norm
-        self.transform = RCNNTransform(min_size, max_size, size_divisible=self.input_policy.size_divisible)
+        self.transform = DetectorTransform(min_size, max_size, size_divisible=self.input_policy.size_divisible)
         self.backbone = fpn_backbone(backbone, backbone_weights, trainable_backbone_layers, frozen_batch_norm,
                                      nn.BatchNorm2d if fpn_norm else None, in_channels)
         channels = self.backbone.out_channels

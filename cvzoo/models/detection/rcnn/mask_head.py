@@ -20,7 +20,7 @@ from torchvision.ops import roi_align
 
 from cvzoo.layers import ConvNormAct
 from cvzoo.models.detection.rcnn.poolers import MultiScaleRoIAlign
-from cvzoo.models.detection.rcnn.transform import linear_taps
+from cvzoo.models.detection.transform import linear_taps
 
 
 class MaskHead(nn.Module):

@@ -19,7 +19,7 @@ from cvzoo.models.detection.rcnn.faster_rcnn import V2_KWARGS, FasterRCNN, Targe
 from cvzoo.models.detection.rcnn.mask_head import MaskBranch, MaskHead, MaskPredictor, paste_masks
 from cvzoo.models.detection.rcnn.poolers import MultiScaleRoIAlign
 from cvzoo.models.detection.rcnn.roi_heads import SampledProposals
-from cvzoo.models.detection.rcnn.transform import resize_boxes
+from cvzoo.models.detection.transform import resize_boxes
 from cvzoo.models.registry import register_model
 
 

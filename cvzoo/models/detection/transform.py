@@ -1,4 +1,5 @@
-"""What an R-CNN does to its images before the backbone and to its boxes after the heads.
+"""What a detector that resizes its own images (R-CNN, and torchvision's other detectors) does to them
+before the backbone, and to its boxes after the heads.
 
 Each image is normalised with the ImageNet mean and std, then resized so that its shorter side is
 ``min_size`` unless its longer side would exceed ``max_size`` (Ren et al. 2015, sec. 3.3: "we re-scale
@@ -129,8 +130,8 @@ def pad_batch(images: Sequence[torch.Tensor], size_divisible: int) -> torch.Tens
     return batch
 
 
-class RCNNTransform(nn.Module):
-    """Normalise, resize and batch images (and resize their targets) for an R-CNN.
+class DetectorTransform(nn.Module):
+    """Normalise, resize and batch images (and resize their targets) for a detector with ``InputPolicy("model")``.
 
     Args:
         min_size: target length of the shorter side; a sequence draws one per training image (multi-scale

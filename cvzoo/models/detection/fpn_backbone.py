@@ -1,4 +1,4 @@
-"""R-CNN backbones: a registered classifier's stage maps + a Feature Pyramid Network (Lin et al. 2017).
+"""Detector backbones: a registered classifier's stage maps + a Feature Pyramid Network (Lin et al. 2017).
 
 ResNets (and any registered classifier with stages at strides 4..32) give C2..C5, which the FPN turns into
 P2..P5 plus P6 (a stride-2 subsample of P5, "pool"), all with 256 channels; the RPN sees P2..P6 and the
