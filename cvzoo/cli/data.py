@@ -1,5 +1,6 @@
 """``cvzoo data check``: find problems in a detection dataset and summarise it; ``cvzoo data synth``: write
-generated scenes (real Fashion-MNIST objects on textures, exact boxes and masks) in a dataset layout."""
+generated scenes (real Fashion-MNIST objects on textures, exact boxes and masks) in a dataset layout;
+``cvzoo data from-labels``: instance label images (microscopy) -> a COCO instance-segmentation dataset."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from cvzoo.cli.main import CliError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="dataset tools (check, synth)")
+    parser = subparsers.add_parser("data", help="dataset tools (check, synth, from-labels)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = actions.add_parser(
         "check", help="report missing files, bad boxes, unknown classes and statistics",
@@ -37,21 +38,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="scene side, or MIN MAX for sides drawn per scene")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=run_synth)
+    labels = actions.add_parser(
+        "from-labels", help="instance label images (one id per object, 0 = background) -> COCO instances",
+        description="Pairs each image with its label image (two lists of files in the same order, or two folders "
+                    "matched by file stem), optionally cuts both into tiles, and writes images/{train,val}/*.png "
+                    "and annotations/instances_{train,val}.json (one class, RLE masks) for --task instance. "
+                    "Images deeper than 8 bits are scaled between their 1st and 99.8th percentiles.",
+        epilog="example: cvzoo data from-labels data/nuclei --images img2d.tif --labels mask2d.tif --tile 128 "
+               "--class nucleus",
+    )
+    labels.add_argument("out", help="output folder (must not exist)")
+    labels.add_argument("--images", nargs="+", required=True, help="image files, or one folder")
+    labels.add_argument("--labels", nargs="+", required=True, help="label images in the same order, or one folder")
+    labels.add_argument("--tile", type=int, help="cut into non-overlapping TILE x TILE tiles (default: whole images)")
+    labels.add_argument("--val-fraction", type=float, default=0.25,
+                        help="every round(1/F)-th tile (raster order) goes to val (default 0.25)")
+    labels.add_argument("--class", dest="class_name", default="object", help="the class name (default: object)")
+    labels.add_argument("--min-area", type=int, default=10,
+                        help="drop objects (or their parts inside a tile) smaller than this many pixels (default 10)")
+    labels.set_defaults(func=run_from_labels)
 
 
 def run(args: argparse.Namespace) -> int:
     from cvzoo.data.check import check_dataset, plot_report
     from cvzoo.data.formats._common import AnnotationFormatError
 
-    try:
-        report = check_dataset(args.path, format=args.format, split=args.split)
-    except AnnotationFormatError as err:
-        raise CliError(str(err)) from err
-    print(report.to_text(max_per_kind=args.max_examples))
-    if args.plots:
-        for path in plot_report(report, args.plots):
-            print(f"plot: {path}")
-    return 0 if report.ok else 1
+    # A COCO folder holds one JSON per split: without --split each is checked in turn.
+    splits = [args.split] if args.split is not None else coco_splits(args.path, args.format) or [None]
+    ok = True
+    for split in splits:
+        try:
+            report = check_dataset(args.path, format=args.format, split=split)
+        except AnnotationFormatError as err:
+            raise CliError(str(err)) from err
+        if split is not None and args.split is None:
+            print(f"== split: {split}")
+        print(report.to_text(max_per_kind=args.max_examples))
+        if args.plots:
+            plots = args.plots if len(splits) == 1 else f"{args.plots}/{split}"
+            for path in plot_report(report, plots):
+                print(f"plot: {path}")
+        ok = ok and report.ok
+    return 0 if ok else 1
+
+
+def coco_splits(path: str, format: str) -> list[str]:
+    """The splits of a COCO folder with ``annotations/instances_<split>.json`` files; [] for anything else."""
+    import glob
+    import os
+
+    if format not in ("auto", "coco") or not os.path.isdir(path):
+        return []
+    files = sorted(glob.glob(os.path.join(path, "annotations", "instances_*.json")))
+    return [os.path.basename(f)[len("instances_"):-len(".json")] for f in files] if len(files) > 1 else []
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -70,4 +109,18 @@ def run_synth(args: argparse.Namespace) -> int:
                "voc": synthetic.write_voc_segmentation}
     written = writers[args.format](out, args.train, args.val, config=config, seed=args.seed)
     print(f"wrote {args.train} train + {args.val} val scenes: {written}")
+    return 0
+
+
+def run_from_labels(args: argparse.Namespace) -> int:
+    from cvzoo.data.formats._common import AnnotationFormatError
+    from cvzoo.data.formats.label_images import pair_label_images, write_label_image_dataset
+
+    try:
+        pairs = pair_label_images(args.images, args.labels)
+        out = write_label_image_dataset(pairs, args.out, tile=args.tile, val_fraction=args.val_fraction,
+                                        class_name=args.class_name, min_area=args.min_area)
+    except (AnnotationFormatError, ValueError) as err:
+        raise CliError(str(err)) from err
+    print(f"wrote {len(pairs)} image(s) as a COCO instance dataset: {out}")
     return 0
