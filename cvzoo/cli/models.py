@@ -73,10 +73,22 @@ def describe(name: str, flops: bool, size: int | None) -> dict[str, Any]:
     return row
 
 
-def run(args: argparse.Namespace) -> int:
+def models_for_task(pattern: str, task: str | None) -> list[str]:
+    """Registered models matching ``pattern`` that ``task`` can train: a task that runs another task's models
+    (instance segmentation: detectors) lists those its ``model_problem`` accepts (Mask R-CNN)."""
+    from cvzoo.config.tasks import TASKS
     from cvzoo.models.registry import list_models
+    from cvzoo.tasks import task_class
 
-    names = list_models(args.pattern, task=args.task)
+    spec = TASKS.get(task or "")
+    if spec is None or not spec.model_task:
+        return list_models(pattern, task=task)
+    implementation = task_class(task)
+    return [name for name in list_models(pattern, task=spec.model_task) if not implementation.model_problem(name)]
+
+
+def run(args: argparse.Namespace) -> int:
+    names = models_for_task(args.pattern, args.task)
     if not names:
         what = f"matching {args.pattern!r}" + (f" for task {args.task!r}" if args.task else "")
         raise CliError(f"no registered model {what}; try `cvzoo models` for the full list")

@@ -110,6 +110,12 @@ class Task(ABC):
                 for key, source in self.model_keywords(self.config).items()}
 
     @classmethod
+    def model_problem(cls, name: str) -> str:
+        """Why registered model ``name`` (of the task's registry task) cannot serve this task, or ``""``; a
+        task that needs more of its models (instance segmentation: a mask head) says so here."""
+        return ""
+
+    @classmethod
     def check_model_config(cls, config: Config) -> None:
         """Raise ConfigError naming the key when ``model.name`` is not registered or does not take a
         keyword the config gives it. Building the model would fail the same way, but only once the run

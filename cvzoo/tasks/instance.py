@@ -116,11 +116,16 @@ class InstanceSegmentationTask(DetectionTask):
     with_masks = True
 
     @classmethod
+    def model_problem(cls, name: str) -> str:
+        """Why registered detector ``name`` cannot serve this task (no mask head, letterbox input), or ``""``."""
+        return _mask_model_problem(name, getattr(get_entry(name).builder, "predicts_masks", False),
+                                   input_policy_of(name).resize)
+
+    @classmethod
     def check_model_config(cls, config: Any) -> None:
         """Also, before any work: the model predicts masks and takes images at their own size."""
         super().check_model_config(config)
-        problem = _mask_model_problem(config.model.name, getattr(get_entry(config.model.name).builder, "predicts_masks",
-                                                                 False), input_policy_of(config.model.name).resize)
+        problem = cls.model_problem(config.model.name)
         if problem:
             raise ConfigError(f"model.name: {problem}")
 

@@ -111,3 +111,12 @@ def test_train_set_takes_several_overrides_per_flag_and_repeats():
 
     args = build_parser().parse_args(["train", "--set", "optim.lr=0.1", "train.amp=true", "--set", "train.epochs=2"])
     assert args.overrides == ["optim.lr=0.1", "train.amp=true", "train.epochs=2"]
+
+
+def test_models_of_a_task_that_runs_another_tasks_models(capsys):
+    # Instance segmentation runs detectors: the list holds those with a mask head, not the box-only ones.
+    assert main(["models", "*rcnn*", "--task", "instance", "--json"]) == 0
+    names = {r["name"] for r in json.loads(capsys.readouterr().out)}
+    assert names == {"maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"}
+    assert main(["models", "yolov8*", "--task", "instance"]) == 2
+    assert "for task 'instance'" in capsys.readouterr().err
