@@ -30,7 +30,7 @@ from cvzoo.engine.evaluate import run_validation
 from cvzoo.engine.run_dir import make_run_dir
 from cvzoo.engine.trainer import Trainer, TrainResult, default_workers
 from cvzoo.layers.reparam import prepare_for_inference
-from cvzoo.models.registry import model_recipe
+from cvzoo.models.registry import UnknownModelError, get_entry, model_recipe
 from cvzoo.tasks import Task, task_class
 
 logger = logging.getLogger(__name__)
@@ -82,17 +82,17 @@ def build_config_with_sources(config: str | Path | Config | None = None, overrid
         base = config
     else:
         recipe = read_yaml(config) if config is not None else {}
-        task = recipe.get("task", "classify")
-        task = shortcuts.get("task") or task
-        for item in overrides or []:
-            if item.split("=", 1)[0].strip() == "task":
-                task = item.split("=", 1)[1].strip()
-        base = apply_overrides(Config(), {"task": task})
         try:
             flat = flatten(recipe)
         except ConfigError as err:
             raise ConfigError(f"{config}: {err}") from None
+        task = _stated(flat, shortcuts, overrides, "task", "task")
+        model = _stated(flat, shortcuts, overrides, "model", "model.name")
+        inferred = task is None and model is not None and task_of_model(model)
+        base = apply_overrides(Config(), {"task": task or inferred or "classify"})
         layers = [(f"{base.task} task defaults", dict(TASKS[base.task].defaults)), (f"recipe {config}", flat)]
+        if inferred:  # shown first in the settings line: the task nobody named
+            layers.insert(0, (f"task of model {model}", {"task": inferred}))
     pairs = {}
     for key, value in shortcuts.items():
         if value is None:
@@ -106,10 +106,35 @@ def build_config_with_sources(config: str | Path | Config | None = None, overrid
         # The model is known only once every layer is applied; its recipe then goes in second.
         family, model_defaults = model_recipe(cfg.model.name, TASKS[cfg.task].model_task or cfg.task)
         if model_defaults:
-            layers.insert(1, (f"{family} model defaults", model_defaults))
+            after_task = 1 + next(i for i, (name, _) in enumerate(layers) if name.endswith(" task defaults"))
+            layers.insert(after_task, (f"{family} model defaults", model_defaults))
             cfg, sources = _apply_layers(base, layers)
     check_config(cfg)
     return cfg, sources
+
+
+def _stated(recipe: dict[str, Any], shortcuts: dict[str, Any], overrides: list[str] | None, shortcut: str,
+            key: str) -> Any:
+    """The value of dotted ``key`` as the user stated it (last wins: recipe, shortcut keyword, override)."""
+    value = recipe.get(key)
+    value = shortcuts.get(shortcut) or value
+    for item in overrides or []:
+        if item.split("=", 1)[0].strip() == key:
+            value = item.split("=", 1)[1].strip()
+    return value
+
+
+def task_of_model(name: str) -> str | None:
+    """The task registered model ``name`` trains for when no task is named: its registry task, and
+    ``instance`` for a detector whose detections carry masks (Mask R-CNN; ``--task detect`` trains it on
+    boxes only); None for an unknown name (the config check names it)."""
+    try:
+        entry = get_entry(name)
+    except UnknownModelError:
+        return None
+    if entry.task == "detect" and getattr(entry.builder, "predicts_masks", False):
+        return "instance"
+    return entry.task if entry.task in TASKS else None
 
 
 def _apply_layers(base: Config, layers: list[tuple[str, dict[str, Any] | list[str]]]) -> tuple[Config, dict[str, str]]:

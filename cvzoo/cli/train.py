@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a model. Flags override the recipe (--config); --set overrides both.",
         epilog="example: cvzoo train --model resnet20_cifar --data fashion_mnist_sample --epochs 5",
     )
-    parser.add_argument("--task", choices=list(TASKS), help="task (default classify)")
+    parser.add_argument("--task", choices=list(TASKS), help="task (default: the model's own, e.g. detect for yolov8n, instance for maskrcnn_*; classify "
+                        "without a model)")
     parser.add_argument("--model", help="registered model name (see `cvzoo models`)")
     parser.add_argument("--data", help="dataset path or bundled name (fashion_mnist_sample)")
     parser.add_argument("--epochs", type=int)

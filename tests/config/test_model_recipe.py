@@ -38,3 +38,25 @@ def test_a_model_named_only_on_the_command_line_still_brings_its_recipe():
 @pytest.mark.parametrize("name, task", [("resnet18", "classify"), ("yolov8n", "classify"), ("no_such_model", "detect")])
 def test_models_without_a_recipe_for_the_task_add_no_layer(name, task):
     assert model_recipe(name, task) == ("", {})
+
+
+@pytest.mark.parametrize("model, task", [("yolov8n", "detect"), ("fasterrcnn_resnet50_fpn", "detect"),
+                                         ("maskrcnn_resnet50_fpn", "instance"), ("unet", "segment"),
+                                         ("resnet18", "classify")])
+def test_the_task_comes_from_the_model_when_none_is_named(model, task):
+    cfg, sources = api.build_config_with_sources(model=model, data="somewhere")
+    assert cfg.task == task and sources["task"] == f"task of model {model}"
+    layers = list(dict.fromkeys(sources.values()))
+    assert layers[0] == f"task of model {model}"
+    if task in ("detect", "instance"):  # the model's recipe still comes after the task defaults
+        assert layers[1].endswith("model defaults")
+    assert api.build_config(overrides=[f"model.name={model}"]).task == task
+
+
+def test_a_stated_task_wins_and_a_mismatch_is_still_an_error():
+    assert api.build_config(model="maskrcnn_resnet50_fpn", task="detect").task == "detect"
+    with pytest.raises(api.ConfigError, match="not a detector"):
+        api.build_config(model="resnet18", task="detect")
+    assert api.build_config(overrides=["model.name=maskrcnn_resnet50_fpn", "task=detect"]).task == "detect"
+    with pytest.raises(api.ConfigError, match="unknown model 'no_such_model_x'"):
+        api.build_config(model="no_such_model_x")
