@@ -1,9 +1,10 @@
 """Multiply-accumulate counting with ``torch.utils.flop_counter.FlopCounterMode``.
 
-Convention: like torchvision's model tables (its "GFLOPS" column is ``_ops`` = multiply-adds), the
-numbers reported as *GFLOPs* here are billions of multiply-accumulates (MACs): a 3x3 conv from 64 to
-64 channels on a 56x56 map is 64 * 64 * 9 * 56 * 56 = 115.6 M MACs. ``FlopReport.flops`` is the
-strict count (2 FLOPs per MAC). Only matrix products and convolutions (incl. attention) are counted;
+One convention everywhere in cvzoo: a multiply-accumulate (MAC) is two floating-point operations, so
+*GFLOPs* = 2 x *GMACs* (the YOLO tables' convention, e.g. YOLOv8n's 8.7 GFLOPs at 640), and a figure
+counted in MACs is labelled *GMACs*. torchvision's tables call their multiply-add counts "GFLOPS"
+(ResNet-18: 1.81): those are GMACs here. Example: a 3x3 conv from 64 to 64 channels on a 56x56 map is
+64 * 64 * 9 * 56 * 56 = 115.6 M MACs = 231.2 MFLOPs. Only matrix products and convolutions (incl. attention) are counted;
 element-wise ops, normalisation and bias adds are negligible and, as in the papers, left out.
 """
 
@@ -28,7 +29,7 @@ class FlopReport:
     """MACs of one forward pass.
 
     Attributes:
-        macs: multiply-accumulates (the value tables call "FLOPs").
+        macs: multiply-accumulates.
         by_operator: MACs per aten operator (``"convolution"``, ``"addmm"``, ...).
     """
 
@@ -36,14 +37,19 @@ class FlopReport:
     by_operator: dict[str, int] = field(default_factory=dict)
 
     @property
-    def gflops(self) -> float:
-        """Billions of MACs (torchvision's "GFLOPS" convention)."""
+    def gmacs(self) -> float:
+        """Billions of MACs (what torchvision's tables call "GFLOPS")."""
         return self.macs / 1e9
 
     @property
     def flops(self) -> int:
-        """Strict floating-point operations: one multiply and one add per MAC."""
+        """Floating-point operations: one multiply and one add per MAC."""
         return 2 * self.macs
+
+    @property
+    def gflops(self) -> float:
+        """Billions of FLOPs (2 x GMACs; the YOLO tables' GFLOPs)."""
+        return self.flops / 1e9
 
 
 def make_input(model: nn.Module, input_size: Sequence[int] | torch.Tensor, batch_size: int = 1) -> torch.Tensor:

@@ -195,7 +195,7 @@ def format_summary(rows: Sequence[LayerRow], title: str | None = None) -> str:
     out.append(f"Total params: {total:,}")
     out.append(f"Trainable params: {trainable:,}")
     out.append(f"Non-trainable params: {total - trainable:,}")
-    out.append(f"Total MACs: {_human(macs)} ({macs / 1e9:.3f} GFLOPs, multiply-adds as in torchvision's tables)")
+    out.append(f"Total MACs: {_human(macs)} ({macs / 1e9:.3f} GMACs = {2 * macs / 1e9:.3f} GFLOPs)")
     if summary_like:
         mb = 1024**2
         out.append(f"Output shape: {format_shape(rows.output_shape)}")

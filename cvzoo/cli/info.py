@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
             ],
             "total_params": rows.total_params,
             "trainable_params": rows.trainable_params,
-            "gflops": rows.total_macs / 1e9,
+            "gmacs": rows.total_macs / 1e9,
+            "gflops": 2 * rows.total_macs / 1e9,
             "receptive_field": None if field is None else list(field.size),
             "jump": None if field is None else list(field.jump),
         }

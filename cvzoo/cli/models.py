@@ -12,14 +12,14 @@ from cvzoo.cli.main import CliError
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "models",
-        help="list registered models with params (M) and GFLOPs",
+        help="list registered models with params (M), GMACs and GFLOPs",
         description="List registered models matching a shell-style PATTERN with their parameter count "
-        "(millions) and, with --flops, the multiply-accumulates of one forward pass in billions (the "
-        "'GFLOPs' of torchvision's tables).",
+        "(millions) and, with --flops, the cost of one forward pass: GMACs (billions of multiply-accumulates, "
+        "what torchvision's tables call GFLOPS) and GFLOPs (2 per multiply-accumulate, as in the YOLO tables).",
     )
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern, e.g. 'resnet*'")
     parser.add_argument("--task", help="only models of this task (classify, detect, segment, ...)")
-    parser.add_argument("--flops", action="store_true", help="also count GFLOPs (multiply-adds) per model")
+    parser.add_argument("--flops", action="store_true", help="also count GMACs and GFLOPs per model")
     parser.add_argument("--size", type=int, help="square input side for --flops (default: each model's own)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.set_defaults(func=run)
@@ -69,6 +69,7 @@ def describe(name: str, flops: bool, size: int | None) -> dict[str, Any]:
 
             report = count_flops(create_model(name), shape)
         row["input_size"] = list(shape)
+        row["gmacs"] = round(report.gmacs, 3)
         row["gflops"] = round(report.gflops, 3)
     return row
 
@@ -98,10 +99,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = ["name", "task", "params (M)", "input"] + (["GFLOPs"] if args.flops else [])
+    header = ["name", "task", "params (M)", "input"] + (["GMACs", "GFLOPs"] if args.flops else [])
     table = [
         [r["name"], r["task"], f"{r['params_m']:.2f}", "x".join(str(v) for v in r["input_size"])]
-        + ([f"{r['gflops']:.3f}"] if args.flops else [])
+        + ([f"{r['gmacs']:.3f}", f"{r['gflops']:.3f}"] if args.flops else [])
         for r in rows
     ]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
@@ -111,5 +112,5 @@ def run(args: argparse.Namespace) -> int:
     for cells in table:
         print(fmt(cells))
     if args.flops:
-        print("GFLOPs = billions of multiply-accumulates per image (torchvision's convention).")
+        print("GMACs = billions of multiply-accumulates per image (torchvision's 'GFLOPS'); GFLOPs = 2 x GMACs.")
     return 0

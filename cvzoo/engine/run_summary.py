@@ -50,7 +50,7 @@ def describe_model(name: str, model: nn.Module, example: torch.Tensor | None) ->
     except Exception as err:  # a model the counter cannot trace still trains; say why the figure is missing
         return f"{text}, GFLOPs not counted ({type(err).__name__}: {err})"
     cost = f"{gflops:.3g} GFLOPs" if gflops >= 0.01 else f"{gflops * 1e3:.3g} MFLOPs"
-    return f"{text}, {cost} at {shape} (multiply-adds)"
+    return f"{text}, {cost} at {shape} (2 per multiply-add)"
 
 
 def describe_data(source: str, train_size: int, val_size: int | None, classes: Sequence[str]) -> str:

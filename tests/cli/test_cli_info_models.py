@@ -55,7 +55,8 @@ def test_models_json_lists_params_and_gflops(capsys):
     assert set(rows) == {"clitest_tiny_plain", "clitest_tiny_residual"}
     plain = create_model("clitest_tiny_plain")
     assert rows["clitest_tiny_plain"]["params_m"] == round(sum(p.numel() for p in plain.parameters()) / 1e6, 3)
-    assert rows["clitest_tiny_plain"]["gflops"] == round(count_flops(plain, (3, 32, 32)).gflops, 3)
+    assert rows["clitest_tiny_plain"]["gmacs"] == round(count_flops(plain, (3, 32, 32)).macs / 1e9, 3)
+    assert rows["clitest_tiny_plain"]["gflops"] == round(2 * count_flops(plain, (3, 32, 32)).macs / 1e9, 3)
     assert rows["clitest_tiny_residual"]["input_size"] == [3, 24, 24]
 
 
@@ -63,7 +64,7 @@ def test_models_size_override_and_table(capsys):
     assert main(["models", "clitest_tiny_plain", "--flops", "--size", "64", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
     expected = count_flops(create_model("clitest_tiny_plain"), (3, 64, 64)).macs
-    assert row["input_size"] == [3, 64, 64] and row["gflops"] == round(expected / 1e9, 3)
+    assert row["input_size"] == [3, 64, 64] and row["gmacs"] == round(expected / 1e9, 3)
     assert main(["models", "clitest_*"]) == 0
     table = capsys.readouterr().out
     assert "params (M)" in table and "clitest_tiny_residual" in table and "GFLOPs" not in table

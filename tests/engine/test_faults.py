@@ -291,6 +291,6 @@ def test_run_header_says_what_the_run_will_do(tmp_path):
     text = "\n".join(lines)
     assert "device cpu (" in text and "threads), AMP off, data workers 0" in text
     # The toy task's MLP (8-32-3 with BatchNorm) under the config's model name; 8*32 + 32*3 MACs.
-    assert "model resnet20_cifar: 451 parameters, 0.000352 MFLOPs at 8 (multiply-adds)" in text
+    assert "model resnet20_cifar: 451 parameters, 0.000704 MFLOPs at 8 (2 per multiply-add)" in text
     assert "data fashion_mnist_sample: train 256, val 64" in text
     assert "settings: --set: run.project=" in text and "train.epochs=1" in text

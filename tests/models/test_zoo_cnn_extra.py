@@ -99,15 +99,15 @@ def test_parameters_and_mult_adds_match_the_papers(name, params, mflops):
     assert got_macs == pytest.approx(mflops, rel=0.02)
 
 
-@pytest.mark.parametrize(("name", "params", "gflops"), [("repvgg_a0", 8.30, 1.4), ("repvgg_b0", 14.33, 3.1)])
-def test_repvgg_deploy_form_matches_the_paper(name, params, gflops):
+@pytest.mark.parametrize(("name", "params", "gmacs"), [("repvgg_a0", 8.30, 1.4), ("repvgg_b0", 14.33, 3.1)])
+def test_repvgg_deploy_form_matches_the_paper(name, params, gmacs):
     with torch.device("meta"):
         model = create_model(name).eval().reparameterize()
         counter = FlopCounterMode(display=False)
         with counter:
             model(torch.empty(1, 3, 224, 224))
     assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(params, abs=0.01)
-    assert counter.get_total_flops() / 2e9 == pytest.approx(gflops, abs=0.05)
+    assert counter.get_total_flops() / 2e9 == pytest.approx(gmacs, abs=0.05)
 
 
 # ---------------------------------------------------------------------------------------------------
