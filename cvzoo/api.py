@@ -23,7 +23,14 @@ from cvzoo.config.core import flatten, read_yaml
 from cvzoo.config.moved import upgrade_saved_config
 from cvzoo.config.tasks import TASKS
 from cvzoo.config.validate import validate_config
-from cvzoo.data.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from cvzoo.data.images import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    CorruptImageError,
+    CorruptVideoError,
+    DatasetError,
+    MissingDataError,
+)
 from cvzoo.engine.checkpoint import load_checkpoint
 from cvzoo.engine.device import select_device
 from cvzoo.engine.evaluate import run_validation
@@ -262,6 +269,11 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
             **options: Any) -> list[dict[str, Any]]:
     """Predict on images; the result is one plain dict per image (task-specific fields).
 
+    A file that cannot be predicted (corrupt image, unreadable video, a video for a task that predicts on
+    images) does not stop the others: its entry is ``{"image": path, "error": reason, "rows": []}``, after
+    the predicted ones. Only when no file could be predicted is the first such error raised.
+    ``classes`` (detection) may name classes or give their indices.
+
     ``backend="onnxruntime"`` runs an exported ``.onnx`` file instead (its preprocessing metadata is
     read from the training checkpoint given as ``weights``; ``onnx=PATH`` or the default file next to
     the checkpoint, see ``onnx_model_for``). A detection file
@@ -280,10 +292,63 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
     else:
         # Inference only from here: BatchNorm folded into the convs, channels-last weights on the CPU.
         prepare_for_inference(model, dev)
-    results = task.predict_files(model, files, dev, **options)
-    if save_dir is not None:
+    if options.get("classes") is not None:
+        options["classes"] = class_indices(options["classes"], getattr(task, "class_names", None) or [])
+    results, failed = predict_each(task, model, files, dev, options)
+    if failed and not results:
+        raise failed[0][1]
+    if save_dir is not None and results:
         task.save_predictions(results, Path(save_dir))
-    return results
+    return results + [{"image": str(path), "error": str(err), "rows": []} for path, err in failed]
+
+
+PREDICT_CHUNK = 32  # files per predict_files call: classification batches within it
+
+
+def predict_each(task: Task, model: Any, files: list[Path], device: torch.device,
+                 options: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[Path, Exception]]]:
+    """``task.predict_files`` over ``files`` in chunks; a chunk with an unreadable file is redone file by
+    file so that only that file is lost. Returns the results and ``(file, error)`` of the files skipped."""
+    results: list[dict[str, Any]] = []
+    failed: list[tuple[Path, Exception]] = []
+    videos = [f for f in files if f.suffix.lower() in VIDEO_EXTENSIONS]
+    if videos and not task.predicts_video:
+        failed += [(f, DatasetError(f"{f}: a video; the {task.name} task predicts on images (detection models "
+                                    "take videos)")) for f in videos]
+        files = [f for f in files if f.suffix.lower() not in VIDEO_EXTENSIONS]
+    for start in range(0, len(files), PREDICT_CHUNK):
+        chunk = files[start:start + PREDICT_CHUNK]
+        try:
+            results += task.predict_files(model, chunk, device, **options)
+            continue
+        except (CorruptImageError, CorruptVideoError, MissingDataError):
+            pass  # find the file: redo the chunk one file at a time
+        for path in chunk:
+            try:
+                results += task.predict_files(model, [path], device, **options)
+            except (CorruptImageError, CorruptVideoError, MissingDataError) as err:
+                failed.append((path, err))
+    return results, failed
+
+
+def class_indices(classes: list[int | str] | str, names: list[str]) -> list[int]:
+    """Class names or indices (also one comma-separated string) -> indices; unknown ones are an error
+    listing the model's classes."""
+    if isinstance(classes, str):
+        classes = [c for c in classes.split(",") if c.strip()]
+    indices = []
+    for item in classes:
+        text = str(item).strip()
+        if text.lstrip("-").isdigit():
+            index = int(text)
+            if names and not 0 <= index < len(names):
+                raise ValueError(f"class index {index} is outside 0..{len(names) - 1} ({len(names)} classes)")
+            indices.append(index)
+        elif text in names:
+            indices.append(names.index(text))
+        else:
+            raise ValueError(f"unknown class {text!r}; the model's classes: {names}")
+    return indices
 
 
 def onnx_model_for(weights: str | Path, onnx: str | Path | None = None) -> Any:

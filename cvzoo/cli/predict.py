@@ -6,6 +6,7 @@ import argparse
 import csv
 import io
 import json
+import sys
 
 from cvzoo.cli._common import add_device_argument
 
@@ -20,7 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--topk", type=int, default=5, help="classification: classes per image")
     parser.add_argument("--conf", type=float, help="detection: confidence threshold")
     parser.add_argument("--iou", type=float, help="detection: NMS IoU threshold")
-    parser.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    parser.add_argument("--max-det", type=int, help="detection: at most this many detections per image")
+    parser.add_argument("--classes", nargs="+", metavar="CLASS",
+                        help="detection: keep only these classes (names or indices, space- or comma-separated)")
+    parser.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                        help="stdout holds only the predictions; notes and skipped files go to stderr")
     parser.add_argument("--save", metavar="DIR", help="write annotated images and predictions.json here")
     parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
     parser.add_argument("--onnx", help="ONNX file for --backend onnxruntime, exported from WEIGHTS (default: "
@@ -37,18 +42,23 @@ def run(args: argparse.Namespace) -> int:
     from cvzoo.cli.main import CliError
 
     options = {"topk": args.topk}
-    for key in ("conf", "iou", "onnx"):
+    for key in ("conf", "iou", "onnx", "max_det"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
+    if args.classes:
+        options["classes"] = [c for item in args.classes for c in item.split(",") if c.strip()]
     try:
         results = predict(args.weights, args.source, device=args.device, save_dir=args.save,
                           backend=args.backend, augment=args.augment, **options)
     except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
         raise CliError(str(err)) from err
-    print(format_results(results, args.format))
+    skipped = [r for r in results if "error" in r]
+    print(format_results([r for r in results if "error" not in r] if args.format != "json" else results, args.format))
+    for result in skipped:
+        print(f"skipped {result['image']}: {result['error']}", file=sys.stderr)
     if args.save:
-        print(f"saved to {args.save}")
-    return 0
+        print(f"saved to {args.save}", file=sys.stderr)
+    return 1 if skipped else 0
 
 
 def format_results(results: list[dict], fmt: str) -> str:

@@ -49,6 +49,18 @@ class MissingDataError(DatasetError, FileNotFoundError):
     """A file, folder or split the dataset layout needs is absent (also a ``FileNotFoundError``)."""
 
 
+class CorruptVideoError(DatasetError):
+    """A video file that cannot be opened or has no readable frame (``path``, ``reason``)."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: cannot read video ({reason})")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
+
+
 class CorruptImageError(DatasetError):
     """An image file that cannot be decoded.
 

@@ -27,7 +27,7 @@ from cvzoo.data.augment.multiscale import multiscale_batch
 from cvzoo.data.check import validate_annotations
 from cvzoo.data.datasets.detection import DetectionDataset, collate_detection
 from cvzoo.data.formats.auto import load_detection_dataset
-from cvzoo.data.images import VIDEO_EXTENSIONS, load_image
+from cvzoo.data.images import VIDEO_EXTENSIONS, CorruptVideoError, load_image
 from cvzoo.metrics.detection import DetectionEvaluator
 from cvzoo.models.detection.base import Detections, Detector, InputPolicy, validate_targets
 from cvzoo.models.detection.dense import DenseDetector, nms_postprocess
@@ -105,6 +105,7 @@ class DetectionTask(Task):
     headline_metrics = ("mAP50", "mAP50-95", "precision", "recall")
     supports_augment = True
     supports_export_nms = True
+    predicts_video = True
     # Targets carry instance masks (the instance-segmentation task).
     with_masks = False
 
@@ -470,7 +471,7 @@ def _video_frames(path: Path):
 
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise ValueError(f"cannot open video {path} (missing file, unknown codec or not a video)")
+        raise CorruptVideoError(path, "cannot open it: missing file, unknown codec or not a video")
     index = 0
     try:
         while True:
@@ -482,7 +483,7 @@ def _video_frames(path: Path):
     finally:
         capture.release()
     if index == 0:
-        raise ValueError(f"video {path} has no readable frames")
+        raise CorruptVideoError(path, "no readable frames")
 
 
 def _write_annotated_video(video: Path, frames: list[dict], out: Path) -> Path:

@@ -1,6 +1,7 @@
 """train -> val -> predict -> export on the bundled Fashion-MNIST sample, through the CLI."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,8 +47,9 @@ def test_predict_table_json_csv_and_saved_images(trained_run, tmp_path, capsys):
     images = sorted((folder / "val" / "trouser").glob("*.png"))[:3]
     assert main(["predict", str(trained_run / "weights/best.pt"), *map(str, images), "--topk", "3",
                  "--format", "json", "--save", str(tmp_path / "pred"), "--device", "cpu"]) == 0
-    out = capsys.readouterr().out
-    results = json.loads(out[: out.rindex("]") + 1])
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)  # stdout is the JSON alone; the note about --save goes to stderr
+    assert "saved to" in captured.err
     assert len(results) == 3 and all(len(r["topk"]) == 3 for r in results)
     probs = [t["prob"] for t in results[0]["topk"]]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
@@ -57,6 +59,31 @@ def test_predict_table_json_csv_and_saved_images(trained_run, tmp_path, capsys):
                  "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "image,rank,class,index,prob" and len(lines) == 1 + 20
+
+
+def test_a_folder_with_a_corrupt_image_and_a_video_predicts_the_rest(trained_run, tmp_path, capsys):
+    from cvzoo.data.bundled import export_sample_to_folder
+
+    folder = export_sample_to_folder(tmp_path / "fm", splits=("val",))
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for image in sorted((folder / "val" / "bag").glob("*.png"))[:2]:
+        (mixed / image.name).write_bytes(image.read_bytes())
+    (mixed / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (mixed / "clip.mp4").write_bytes(b"not looked at: classification predicts on images")
+    assert main(["predict", str(trained_run / "weights/best.pt"), str(mixed), "--format", "json",
+                 "--device", "cpu"]) == 1  # something was skipped: the exit code says so
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)
+    assert sorted(Path(r["image"]).name for r in results if "topk" in r) == sorted(
+        p.name for p in mixed.glob("*.png") if p.name != "broken.png")
+    errors = {Path(r["image"]).name: r["error"] for r in results if "error" in r}
+    assert set(errors) == {"broken.png", "clip.mp4"}
+    assert "cannot decode image" in errors["broken.png"] and "predicts on images" in errors["clip.mp4"]
+    assert "skipped" in captured.err and "broken.png" in captured.err
+    # Nothing predictable at all: the error itself, exit code 2.
+    assert main(["predict", str(trained_run / "weights/best.pt"), str(mixed / "broken.png"), "--device", "cpu"]) == 2
+    assert "cannot decode image" in capsys.readouterr().err
 
 
 def test_export_onnx_matches_and_onnxruntime_backend_agrees(trained_run, tmp_path):

@@ -202,8 +202,27 @@ def test_unopenable_video_is_a_clear_error(trained, tmp_path):
 
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video")
-    with pytest.raises(ValueError, match="cannot open video"):
+    with pytest.raises(ValueError, match="broken.mp4: cannot read video"):
         api.predict(trained / "weights" / "best.pt", bad, device="cpu")
+
+
+def test_predict_keeps_the_classes_asked_for_and_at_most_max_det(trained, yolo_data, capsys):
+    weights = str(trained / "weights" / "best.pt")
+    images = sorted((yolo_data.parent / "images" / "val").glob("*"))[:4]
+    common = ["--conf", "0.001", "--format", "json", "--device", "cpu"]
+    assert main(["predict", weights, *map(str, images), *common]) == 0
+    everything = [row for r in json.loads(capsys.readouterr().out) for row in r["rows"]]
+    assert len({row["class"] for row in everything}) >= 2  # an untrained-ish model still spreads its guesses
+    keep = sorted({row["class"] for row in everything})[0]
+    index = next(row["label"] for row in everything if row["class"] == keep)
+    for asked in ([keep], [str(index)]):  # by name or by index
+        assert main(["predict", weights, *map(str, images), *common, "--classes", *asked]) == 0
+        rows = [row for r in json.loads(capsys.readouterr().out) for row in r["rows"]]
+        assert rows and {row["class"] for row in rows} == {keep}
+    assert main(["predict", weights, *map(str, images), *common, "--max-det", "2"]) == 0
+    assert all(len(r["rows"]) <= 2 for r in json.loads(capsys.readouterr().out))
+    assert main(["predict", weights, str(images[0]), "--classes", "no_such_class", "--device", "cpu"]) == 2
+    assert "unknown class 'no_such_class'; the model's classes" in capsys.readouterr().err
 
 
 def test_empty_validation_split_is_a_clear_error(tmp_path, capsys):
