@@ -274,24 +274,32 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
     the predicted ones. Only when no file could be predicted is the first such error raised.
     ``classes`` (detection) may name classes or give their indices.
 
-    ``backend="onnxruntime"`` runs an exported ``.onnx`` file instead (its preprocessing metadata is
-    read from the training checkpoint given as ``weights``; ``onnx=PATH`` or the default file next to
-    the checkpoint, see ``onnx_model_for``). A detection file
+    ``weights`` may be an ``.onnx`` file ``cvzoo export`` wrote: it runs in onnxruntime, with the task,
+    class names and preprocessing recorded in its metadata. ``backend="onnxruntime"`` runs the export of
+    the checkpoint given as ``weights`` instead of the checkpoint (``onnx=PATH`` or the default file next
+    to the checkpoint, see ``onnx_model_for``). A detection file
     exported with ``nms=True`` returns its detections directly (no second NMS). ``augment=True`` adds
     test-time augmentation (detection, torch backend).
     """
     dev = select_device(device, key="device")
-    task, model, _ = load_trained(weights, dev)
-    if augment:
-        enable_augment(task)
     files = expand_sources(source)
-    if backend == "onnxruntime":
-        model = onnx_model_for(weights, options.pop("onnx", None))
-    elif backend != "torch":
-        raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnxruntime'")
+    if Path(weights).suffix.lower() == ".onnx":  # an exported file on its own: the task from its metadata
+        if augment:
+            raise ValueError("test-time augmentation needs the torch model: an exported graph has a fixed input size")
+        if options.pop("onnx", None) is not None:
+            raise ValueError(f"{weights} is itself the ONNX file; --onnx is for a checkpoint's export")
+        task, model = load_exported(weights)
     else:
-        # Inference only from here: BatchNorm folded into the convs, channels-last weights on the CPU.
-        prepare_for_inference(model, dev)
+        task, model, _ = load_trained(weights, dev)
+        if augment:
+            enable_augment(task)
+        if backend == "onnxruntime":
+            model = onnx_model_for(weights, options.pop("onnx", None))
+        elif backend != "torch":
+            raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnxruntime'")
+        else:
+            # Inference only from here: BatchNorm folded into the convs, channels-last weights on the CPU.
+            prepare_for_inference(model, dev)
     if options.get("classes") is not None:
         options["classes"] = class_indices(options["classes"], getattr(task, "class_names", None) or [])
     results, failed = predict_each(task, model, files, dev, options)
@@ -351,6 +359,21 @@ def class_indices(classes: list[int | str] | str, names: list[str]) -> list[int]
     return indices
 
 
+def load_exported(path: str | Path) -> tuple[Task, Any]:
+    """The task (rebuilt from the file's metadata: config, class names, input size, normalisation) and the
+    onnxruntime graph of a file ``cvzoo export`` wrote."""
+    from cvzoo.export.metadata import read_task_metadata
+    from cvzoo.export.runtime import OnnxTorchModel
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    model = OnnxTorchModel(path)
+    name, config, extras = read_task_metadata(model.metadata, str(path))
+    task = task_class(name)(from_dict(Config, upgrade_saved_config(config)))
+    task.restore_extras(extras)
+    return task, model
+
+
 def onnx_model_for(weights: str | Path, onnx: str | Path | None = None) -> Any:
     """The onnxruntime graph of checkpoint ``weights``, never one exported from other weights.
 
@@ -403,6 +426,7 @@ def export(weights: str | Path, format: str = "onnx", out: str | Path | None = N
     ``predict(backend="onnxruntime")`` can tell a file exported from other weights).
     """
     from cvzoo.export import export_onnx, export_torchscript
+    from cvzoo.export.metadata import task_metadata
     from cvzoo.export.provenance import CHECKPOINT_SHA256, file_sha256
 
     task, model, checkpoint = load_trained(weights, "cpu")
@@ -423,6 +447,7 @@ def export(weights: str | Path, format: str = "onnx", out: str | Path | None = N
             module = task.export_module(model)
             metadata, compare = (module.metadata(), module.parity_difference) if nms else ({}, None)
             metadata[CHECKPOINT_SHA256] = file_sha256(weights)
+            metadata.update(task_metadata(task.name, checkpoint["config"], checkpoint.get("extras", {})))
             # A module with its own outputs and axes (an R-CNN's final detections for one image of any size)
             # names them, and says how close another runtime's float32 convolutions can get.
             written.append(export_onnx(module, out.with_suffix(".onnx"), example,
@@ -439,4 +464,4 @@ def export(weights: str | Path, format: str = "onnx", out: str | Path | None = N
 
 
 __all__ = ["build_config", "check_config", "config_to_dict", "enable_augment", "evaluate", "expand_sources", "export",
-           "load_trained", "onnx_model_for", "predict", "train"]
+           "load_exported", "load_trained", "onnx_model_for", "predict", "train"]

@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict", help="predict on images, folders or globs",
         epilog="example: cvzoo predict runs/classify/exp/weights/best.pt 'photos/*.png' --topk 3",
     )
-    parser.add_argument("weights", help="a cvzoo training checkpoint")
+    parser.add_argument("weights", help="a cvzoo training checkpoint, or an ONNX file cvzoo exported (runs in "
+                                        "onnxruntime; task, classes and preprocessing from its metadata)")
     parser.add_argument("source", nargs="+", help="image file(s), folder(s) or glob(s)")
     parser.add_argument("--topk", type=int, default=5, help="classification: classes per image")
     parser.add_argument("--conf", type=float, help="detection: confidence threshold")

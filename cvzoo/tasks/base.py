@@ -198,6 +198,10 @@ class Task(ABC):
         return {}
 
     # --- inference (val / predict / export from a checkpoint) -----------------------------------------
+    def restore_extras(self, extras: dict[str, Any]) -> None:
+        """Take back what ``checkpoint_extras`` saved (class names, normalisation, image size): what predict
+        needs besides the model, also for an exported file that carries them in its metadata."""
+
     @abstractmethod
     def build_inference_model(self, extras: dict[str, Any]) -> nn.Module:
         """The model architecture of a checkpoint, from its ``extras`` (no data, no pretrained load)."""

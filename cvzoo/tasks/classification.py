@@ -182,12 +182,15 @@ class ClassificationTask(Task):
             freeze(model, cfg.freeze)
         return model
 
-    def build_inference_model(self, extras: dict[str, Any]) -> nn.Module:
+    def restore_extras(self, extras: dict[str, Any]) -> None:
         self.classes = list(extras["classes"])
         self.mean, self.std = list(extras["mean"]), list(extras["std"])
         self.model_channels = extras["in_channels"]
         self.data_channels = extras.get("data_channels", self.model_channels)
         self.img_size = extras["img_size"]
+
+    def build_inference_model(self, extras: dict[str, Any]) -> nn.Module:
+        self.restore_extras(extras)
         return self._create()
 
     def checkpoint_extras(self) -> dict[str, Any]:

@@ -221,9 +221,12 @@ class DetectionTask(Task):
             load_weights(model, cfg.weights, strict=not cfg.reset_head and cfg.weights_strict)
         return model
 
-    def build_inference_model(self, extras: dict[str, Any]) -> nn.Module:
+    def restore_extras(self, extras: dict[str, Any]) -> None:
         self.class_names = list(extras["class_names"])
         self.img_size = extras["img_size"]
+
+    def build_inference_model(self, extras: dict[str, Any]) -> nn.Module:
+        self.restore_extras(extras)
         return self._create()
 
     def checkpoint_extras(self) -> dict[str, Any]:

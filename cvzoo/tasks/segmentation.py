@@ -159,11 +159,14 @@ class SegmentationTask(Task):
         model.criterion = self.criterion()
         return model
 
-    def build_inference_model(self, extras: dict[str, Any]) -> nn.Module:
+    def restore_extras(self, extras: dict[str, Any]) -> None:
         self.classes = list(extras["classes"])
         self.palette = np.asarray(extras.get("palette") or voc_colormap(len(self.classes)), np.uint8)
         self.mean, self.std = list(extras["mean"]), list(extras["std"])
         self.img_size = int(extras.get("img_size", 0))
+
+    def build_inference_model(self, extras: dict[str, Any]) -> nn.Module:
+        self.restore_extras(extras)
         return create_model(self.config.model.name, **self._model_kwargs())
 
     def checkpoint_extras(self) -> dict[str, Any]:

@@ -170,9 +170,12 @@ class SiameseTask(Task):
     def build_model(self) -> nn.Module:
         return self._create()
 
-    def build_inference_model(self, extras: dict[str, Any]) -> nn.Module:
+    def restore_extras(self, extras: dict[str, Any]) -> None:
         self.classes, self.mean, self.std = extras["classes"], extras["mean"], extras["std"]
         self.channels, self.img_size = extras["channels"], extras["img_size"]
+
+    def build_inference_model(self, extras: dict[str, Any]) -> nn.Module:
+        self.restore_extras(extras)
         return self._create()
 
     def checkpoint_extras(self) -> dict[str, Any]:

@@ -99,9 +99,26 @@ def test_export_onnx_matches_and_onnxruntime_backend_agrees(trained_run, tmp_pat
     torch_results = api.predict(weights, images, device="cpu", topk=3)
     ort_results = api.predict(weights, images, device="cpu", topk=3, backend="onnxruntime",
                               onnx=tmp_path / "model.onnx")
-    for a, b in zip(torch_results, ort_results):
-        assert [t["index"] for t in a["topk"]] == [t["index"] for t in b["topk"]]
+    # The ONNX file alone: task, class names, size and normalisation come from its metadata.
+    alone = api.predict(tmp_path / "model.onnx", images, device="cpu", topk=3)
+    for a, b, c in zip(torch_results, ort_results, alone):
+        assert [t["index"] for t in a["topk"]] == [t["index"] for t in b["topk"]] == [t["index"] for t in c["topk"]]
+        assert [t["class"] for t in a["topk"]] == [t["class"] for t in c["topk"]]
         np.testing.assert_allclose([t["prob"] for t in a["topk"]], [t["prob"] for t in b["topk"]], atol=1e-5)
+        np.testing.assert_allclose([t["prob"] for t in a["topk"]], [t["prob"] for t in c["topk"]], atol=1e-5)
+    import json
+
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "model.onnx")).metadata_props}
+    assert meta["task"] == "classify" and len(json.loads(meta["names"])) == 10 and meta["imgsz"] == "28"
+    assert len(json.loads(meta["mean"])) == len(json.loads(meta["std"])) == 1
+    # A file without cvzoo's metadata says how to run it instead.
+    stripped = onnx.load(str(tmp_path / "model.onnx"))
+    del stripped.metadata_props[:]
+    onnx.save(stripped, str(tmp_path / "bare.onnx"))
+    with pytest.raises(ValueError, match=r"bare.onnx records no cvzoo task .*--onnx"):
+        api.predict(tmp_path / "bare.onnx", images, device="cpu")
 
 
 def test_flip_test_time_augmentation_averages_image_and_mirror_logits(trained_run, tmp_path):

@@ -126,6 +126,11 @@ def test_export_with_nms_and_onnxruntime_predict(trained, yolo_data, tmp_path, c
         for row in b["detections"]:  # rows are rounded to 0.01 px; near-tied pairs may swap (see above)
             assert any(c["label"] == row["label"] and abs(c["score"] - row["score"]) <= 1e-4
                        and np.abs(np.subtract(c["box"], row["box"])).max() <= 0.011 for c in pool["detections"])
+    # The file alone (class names and letterbox size from its metadata) gives the same rows.
+    alone = api.predict(onnx_path, images, device="cpu")
+    assert [r["detections"] for r in alone] == [r["detections"] for r in ort_preds]
+    assert main(["predict", str(onnx_path), str(images[0]), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["detections"] == ort_preds[0]["detections"]
     for conf in (0.005, 0.5):  # a higher threshold than the file's filters its detections
         stricter = api.predict(weights, images[:1], device="cpu", backend="onnxruntime", onnx=onnx_path, conf=conf)
         assert [d for d in ort_preds[0]["detections"] if d["score"] > conf] == stricter[0]["detections"]
