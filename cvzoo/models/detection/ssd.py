@@ -56,6 +56,9 @@ SSD_AUGMENT_OFF: dict[str, Any] = {
     "detect.augment.shear": 0.0,
 }
 SSD300_RECIPE: dict[str, Any] = {
+    # Unused by SSD, which resizes every image to 300 x 300 itself; a multiple of 32 keeps the detection
+    # config's check of data.img_size (written for letterboxing detectors) satisfied.
+    "data.img_size": 320,
     "data.batch_size": 4,
     "optim.name": "sgd",
     "optim.lr": 2.5e-4,
@@ -291,7 +294,7 @@ class SSD(Detector):
     loss_reduction: ClassVar[str] = "mean"  # type: ignore[assignment]
     default_recipe: ClassVar[dict[str, Any]] = SSD300_RECIPE
     recipe_name: ClassVar[str] = "torchvision SSD300"
-    exportable: ClassVar[bool] = True
+    exportable: ClassVar[bool] = False
     augment_keys: ClassVar[tuple[str, ...]] = SSD_AUGMENT_KEYS
 
     def __init__(
@@ -426,6 +429,8 @@ class SSD(Detector):
 
     def export_module(self) -> nn.Module:
         """One image ``[1, 3, H, W]`` (any size, [0, 1]) -> its detections with the model's thresholds."""
+        if not self.exportable:
+            raise NotImplementedError(f"{type(self).__name__} has no checked export path yet")
         from cvzoo.models.detection.rcnn.faster_rcnn import RCNNExport
 
         return RCNNExport(self)
