@@ -29,7 +29,6 @@ from cvzoo.data.formats.masks import annotation_masks
 from cvzoo.data.images import CorruptImageError, DatasetError, load_image
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
 
-
 # SSD's zoom-out canvas: the ImageNet mean in 0..255 (torchvision's reference fills with (123, 117, 104)).
 SSD_ZOOM_FILL = (123, 117, 104)
 

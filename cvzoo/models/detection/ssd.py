@@ -133,7 +133,9 @@ class VGGExtractor(nn.Module):
 
     def __init__(self, weights: str | None = None, trainable_layers: int = 5, in_channels: int = 3) -> None:
         super().__init__()
-        vgg = create_backbone("vgg16", in_channels, weights)
+        # Only the convolutions are kept: a one-unit fc6/fc7 spares building 120 M classifier parameters (a
+        # checkpoint's classifier tensors then do not fit and are skipped, as a head is).
+        vgg = create_backbone("vgg16", in_channels, weights, num_classes=0, hidden_dim=1)
         pools = [i for i, layer in enumerate(vgg.features) if isinstance(layer, nn.MaxPool2d)]
         vgg.features[pools[2]].ceil_mode = True
         self.features = vgg.features[: pools[-1]]  # pool5 is replaced below

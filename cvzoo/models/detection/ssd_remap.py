@@ -99,6 +99,8 @@ def torchvision_ssd_to_cvzoo(state: StateDict) -> StateDict:
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     backbone = {k: v for k, v in state.items() if k.startswith("backbone.")}
     rest = {_rename(k, _HEAD_RULES): v for k, v in state.items() if not k.startswith("backbone.")}
+    if not backbone:  # a head alone
+        return rest
     vgg = "backbone.scale_weight" in backbone
     return {**(_vgg_backbone(backbone) if vgg else _mobilenet_backbone(backbone)), **rest}
 
