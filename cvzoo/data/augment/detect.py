@@ -590,7 +590,7 @@ class RandomPhotometricDistort(_Random):
         """Apply one draw of :meth:`params` to an RGB uint8 ``[H, W, 3]`` image."""
         from torchvision.transforms.v2 import functional as TF
 
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        x = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)  # a writable view or copy
         if drawn["brightness"] is not None:
             x = TF.adjust_brightness(x, drawn["brightness"])
         if drawn["contrast"] is not None and drawn["contrast_before"]:
