@@ -136,3 +136,40 @@ def test_an_input_size_too_small_for_the_feature_maps_says_so():
         create_model("ssd300_vgg16", num_classes=2, size=(200, 200))
     # SSDlite's extra blocks are padded: any size gives six maps (the image is resized to it anyway).
     assert len(create_model("ssdlite320_mobilenet_v3_large", num_classes=2, size=(64, 64)).feature_sizes) == 6
+
+
+def test_any_image_size_is_resized_to_the_fixed_input(ssdlite):
+    # SSD has no minimum image size: a 3 x 5 image is resized to 320 x 320 like any other, and its
+    # detections come back in its own pixels.
+    ssdlite.eval()
+    images = torch.zeros(2, 3, 40, 50)
+    images[0].uniform_()
+    with torch.no_grad():
+        tiny, full = ssdlite.predict(images, [(3, 5), (40, 50)], conf_threshold=0.0, max_detections=10)
+    assert len(tiny) == 10 and (tiny.boxes[:, 2] <= 5).all() and (tiny.boxes[:, 3] <= 3).all()
+    assert (full.boxes[:, 2] <= 50).all() and (full.boxes[:, 3] <= 40).all()
+
+
+def test_predict_options_filter_classes_merge_classes_and_soft_nms():
+    torch.manual_seed(0)
+    model = create_model("ssdlite320_mobilenet_v3_large", num_classes=4).eval()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # distinct scores: spread batch-norm statistics, sharpened class predictors
+        for name, tensor in model.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=generator))
+            elif name.endswith("running_mean"):
+                tensor.copy_(0.1 * torch.randn(tensor.shape, generator=generator))
+        for predictor in model.head.classification:
+            predictor[-1].weight.mul_(5.0)
+    images = torch.rand(1, 3, 60, 80, generator=generator)
+    with torch.no_grad():
+        plain = model.predict(images, conf_threshold=0.0, max_detections=50)[0]
+        only = model.predict(images, conf_threshold=0.0, max_detections=50, classes=[0, 3])[0]
+        agnostic = model.predict(images, conf_threshold=0.0, iou_threshold=0.3, max_detections=500, agnostic=True)[0]
+        soft = model.predict(images, conf_threshold=0.0, max_detections=50, soft_nms="gaussian")[0]
+    assert len(plain) == 50 and len(set(plain.labels.tolist())) > 1
+    assert len(only) == 50 and set(only.labels.tolist()) <= {0, 3}
+    overlap = tv_detection.ssd.box_ops.box_iou(agnostic.boxes, agnostic.boxes).fill_diagonal_(0)
+    assert overlap.max() <= 0.3 + 1e-6  # no two boxes overlap beyond the IoU, whatever their classes
+    assert len(soft) == 50 and (soft.scores[:-1] >= soft.scores[1:]).all()
