@@ -54,6 +54,12 @@ class DetectAugment:
     # Multi-scale training (YOLOv2/v3, YOLOv5's --multi-scale): each batch is resized to a random
     # multiple of the model's largest stride in [0.5, 1.5] x img_size; validation keeps img_size.
     multiscale: bool = False
+    # SSD's preset (Liu et al. 2016, sec. 2.2 / 3.6), for images served at their own size: the probability of
+    # each photometric distortion (brightness, contrast, saturation, hue, channel order), of a zoom out
+    # (canvas 1-4x the image, filled with the mean) and of SSD's min-IoU crop. Only the SSD models take them.
+    photometric: float = 0.0
+    zoom_out: float = 0.0
+    iou_crop: float = 0.0
 
 
 @dataclass

@@ -105,6 +105,9 @@ RANGES: dict[str, Range] = {
     "detect.augment.translate": PROBABILITY,
     "detect.augment.affine_scale": FRACTION_BELOW_1,  # zoom 1 +- s must stay positive
     "detect.augment.shear": AT_LEAST_0,
+    "detect.augment.photometric": PROBABILITY,
+    "detect.augment.zoom_out": PROBABILITY,
+    "detect.augment.iou_crop": PROBABILITY,
     "segment.dice_weight": AT_LEAST_0,
     "segment.focal_gamma": AT_LEAST_0,
     "segment.class_weights": AT_LEAST_0,

@@ -152,8 +152,10 @@ def ssd_scales(num_levels: int, min_ratio: float = 0.2, max_ratio: float = 0.9) 
         raise ValueError(f"ssd_scales: num_levels must be >= 1, got {num_levels}")
     if num_levels == 1:
         return [min_ratio, max_ratio]
-    step = (max_ratio - min_ratio) / (num_levels - 1)
-    return [min_ratio + step * k for k in range(num_levels)] + [1.0]
+    # range * k / (m - 1), in this order (torchvision's DefaultBoxGenerator): the same float64 rounding, so
+    # that SSD checkpoints see bit-identical default boxes.
+    spread = max_ratio - min_ratio
+    return [min_ratio + spread * k / (num_levels - 1.0) for k in range(num_levels)] + [1.0]
 
 
 def ssd_default_boxes(

@@ -10,6 +10,7 @@ detector (``DenseDetector``: its decoded predictions before NMS).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -22,6 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cvzoo.config import ConfigError
+from cvzoo.config.tasks import DetectAugment
 from cvzoo.data.augment import detect as T
 from cvzoo.data.augment.multiscale import multiscale_batch
 from cvzoo.data.check import validate_annotations
@@ -66,6 +68,27 @@ def image_sizes_of(images: torch.Tensor, metas: list[dict[str, Any]]) -> list[tu
     """Each image's true ``(height, width)`` inside a padded batch (``meta["input_size"]``)."""
     full = (int(images.shape[-2]), int(images.shape[-1]))
     return [tuple(m.get("input_size", full)) for m in metas]
+
+
+def check_augment_keys(config: Any) -> None:
+    """Raise ConfigError naming the key and the model for a ``detect.augment`` value the model would not use:
+    a key outside the detector's ``augment_keys`` set to anything but the family's default (the dataclass
+    default, or its ``default_recipe``'s value)."""
+    builder = get_entry(config.model.name).builder
+    honoured = getattr(builder, "augment_keys", None)
+    if honoured is None:  # not a Detector class: nothing declared to check against
+        return
+    recipe = getattr(builder, "default_recipe", {}) or {}
+    baseline = DetectAugment()
+    for field in dataclasses.fields(DetectAugment):
+        if field.name in honoured:
+            continue
+        default = recipe.get(f"detect.augment.{field.name}", getattr(baseline, field.name))
+        value = getattr(config.detect.augment, field.name)
+        if value != default:
+            raise ConfigError(
+                f"detect.augment.{field.name}={value}: {config.model.name} does not use this augmentation (its "
+                f"detect.augment keys: {', '.join(honoured)}); leave it at {default}")
 
 
 class _DetectionEvaluatorAdapter(Evaluator):
@@ -190,6 +213,7 @@ class DetectionTask(Task):
         if entry.task != "detect":
             raise ConfigError(f"model.name: {config.model.name!r} is a {entry.task} model, not a detector; see "
                               "`cvzoo models --task detect`")
+        check_augment_keys(config)
 
     def _create(self) -> nn.Module:
         entry = get_entry(self.config.model.name)

@@ -479,18 +479,22 @@ class RandomIoUCrop(_Random):
     A patch is accepted if at least one object has its centre inside it and some such object
     overlaps it with IoU >= the drawn minimum; objects whose centre is outside are dropped and the
     others clipped to it (the SSD rule, also torchvision's ``RandomIoUCrop``). An image without
-    objects gets a random patch.
+    objects gets a random patch (torchvision's leaves it whole). As torchvision's, a box's centre must lie
+    strictly inside the patch and the aspect ratio is that of the whole-pixel patch. ``p`` < 1 runs the
+    sampler on that share of the images only.
     """
 
     def __init__(self, min_scale: float = 0.3, max_scale: float = 1.0, min_aspect: float = 0.5,
                  max_aspect: float = 2.0, options: Sequence[float | None] = (None, 0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
-                 trials: int = 40, seed: int | None = None) -> None:
+                 trials: int = 40, seed: int | None = None, p: float = 1.0) -> None:
         super().__init__(seed)
         self.min_scale, self.max_scale, self.min_aspect, self.max_aspect = min_scale, max_scale, min_aspect, max_aspect
-        self.options, self.trials = list(options), trials
+        self.options, self.trials, self.p = list(options), trials, p
 
     def __call__(self, image: np.ndarray, target: Target) -> Sample:
         rng = self.rng
+        if self.p < 1.0 and rng.uniform() >= self.p:
+            return image, target
         height, width = image.shape[:2]
         boxes = target["boxes"]
         for _ in range(50):  # SSD keeps drawing; bounded here so a pathological sample cannot hang a worker
@@ -499,15 +503,15 @@ class RandomIoUCrop(_Random):
                 return image, target
             for _ in range(self.trials):
                 sw, sh = rng.uniform(self.min_scale, self.max_scale, 2)
-                if not self.min_aspect <= (sw * width) / (sh * height) <= self.max_aspect:
+                cw, ch = int(sw * width), int(sh * height)
+                if cw < 1 or ch < 1 or not self.min_aspect <= cw / ch <= self.max_aspect:
                     continue
-                cw, ch = max(1, int(sw * width)), max(1, int(sh * height))
                 left, top = int(rng.uniform() * (width - cw)), int(rng.uniform() * (height - ch))
                 patch = np.float32([left, top, left + cw, top + ch])
                 if len(boxes) == 0:
                     return crop_sample(image, target, left, top, cw, ch)
                 centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-                inside = (centres >= patch[:2]).all(axis=1) & (centres < patch[2:]).all(axis=1)
+                inside = (centres > patch[:2]).all(axis=1) & (centres < patch[2:]).all(axis=1)
                 if not inside.any():
                     continue
                 overlap = box_iou(torch.from_numpy(patch[None]), torch.from_numpy(boxes[inside]))
@@ -549,6 +553,62 @@ class RandomZoomOut(_Random):
             masks[:, top:top + height, left:left + width] = target["masks"]
             target["masks"] = masks
         return canvas, target
+
+
+class RandomPhotometricDistort(_Random):
+    """SSD's photometric distortions (Liu et al. 2016; Howard 2013): each of brightness, contrast,
+    saturation and hue jitter and a channel permutation applied with probability ``p``, contrast before or
+    after saturation and hue at random (torchvision's ``RandomPhotometricDistort`` semantics and kernels).
+
+    Args:
+        brightness, contrast, saturation: ranges of the multiplicative factors.
+        hue: range of the hue shift, a fraction of the colour circle.
+        p: probability of each distortion.
+    """
+
+    def __init__(self, brightness: tuple[float, float] = (0.875, 1.125), contrast: tuple[float, float] = (0.5, 1.5),
+                 saturation: tuple[float, float] = (0.5, 1.5), hue: tuple[float, float] = (-0.05, 0.05),
+                 p: float = 0.5, seed: int | None = None) -> None:
+        super().__init__(seed)
+        if not -0.5 <= hue[0] <= hue[1] <= 0.5:
+            raise ValueError(f"hue must be a range inside [-0.5, 0.5], got {hue}")
+        self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
+
+    def params(self) -> dict[str, Any]:
+        """One draw: each factor or None (not applied), ``contrast_before`` and a channel permutation or None."""
+        rng = self.rng
+        drawn: dict[str, Any] = {}
+        for key, bounds in (("brightness", self.brightness), ("contrast", self.contrast),
+                            ("saturation", self.saturation), ("hue", self.hue)):
+            drawn[key] = float(rng.uniform(*bounds)) if rng.uniform() < self.p else None
+        drawn["contrast_before"] = bool(rng.uniform() < 0.5)
+        drawn["permutation"] = rng.permutation(3).tolist() if rng.uniform() < self.p else None
+        return drawn
+
+    @staticmethod
+    def distort(image: np.ndarray, drawn: dict[str, Any]) -> np.ndarray:
+        """Apply one draw of :meth:`params` to an RGB uint8 ``[H, W, 3]`` image."""
+        from torchvision.transforms.v2 import functional as TF
+
+        x = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)  # a writable view or copy
+        if drawn["brightness"] is not None:
+            x = TF.adjust_brightness(x, drawn["brightness"])
+        if drawn["contrast"] is not None and drawn["contrast_before"]:
+            x = TF.adjust_contrast(x, drawn["contrast"])
+        if drawn["saturation"] is not None:
+            x = TF.adjust_saturation(x, drawn["saturation"])
+        if drawn["hue"] is not None:
+            x = TF.adjust_hue(x, drawn["hue"])
+        if drawn["contrast"] is not None and not drawn["contrast_before"]:
+            x = TF.adjust_contrast(x, drawn["contrast"])
+        if drawn["permutation"] is not None:
+            x = x[drawn["permutation"]]
+        return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
+
+    def __call__(self, image: np.ndarray, target: Target) -> Sample:
+        if self.p <= 0:
+            return image, target
+        return self.distort(image, self.params()), target
 
 
 # ------------------------------------------------------------------------------------- mosaic / mixup

@@ -29,6 +29,9 @@ from cvzoo.data.formats.masks import annotation_masks
 from cvzoo.data.images import CorruptImageError, DatasetError, load_image
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
 
+# SSD's zoom-out canvas: the ImageNet mean in 0..255 (torchvision's reference fills with (123, 117, 104)).
+SSD_ZOOM_FILL = (123, 117, 104)
+
 
 class ImageSizeMismatchError(DatasetError):
     """An image file whose size differs from the size its annotation records.
@@ -76,6 +79,11 @@ class DetectionDataset(Dataset):
         self.with_masks = with_masks
         if letterbox and img_size % 32:
             raise ValueError(f"img_size must be a multiple of 32 (the largest network stride), got {img_size}")
+        if letterbox and augment and hyp is not None:
+            own_size = [name for name in ("photometric", "zoom_out", "iou_crop") if getattr(hyp, name, 0)]
+            if own_size:
+                raise ValueError(f"detect.augment.{own_size[0]} is SSD's augmentation of images at their own size, "
+                                 "and this detector takes letterboxed squares; set it to 0")
         if not letterbox and augment and hyp is not None:
             square_only = [name for name in ("mosaic", "mixup", "degrees", "translate", "shear")
                            if getattr(hyp, name, 0)]
@@ -109,6 +117,14 @@ class DetectionDataset(Dataset):
         self.mixup = T.MixUp(p=getattr(hyp, "mixup", 0.0), load_sample=self._load_mosaic, num_samples=len(self))
         self.colour = T.RandomHSV(hyp.hsv_h, hyp.hsv_s, hyp.hsv_v)
         self.flip = T.RandomHorizontalFlip(hyp.hflip)
+        # SSD's preset, for images at their own size (torchvision's "ssd" order: photometric, zoom out, crop).
+        self.ssd_preset = []
+        if getattr(hyp, "photometric", 0.0) > 0:
+            self.ssd_preset.append(T.RandomPhotometricDistort(p=hyp.photometric))
+        if getattr(hyp, "zoom_out", 0.0) > 0:
+            self.ssd_preset.append(T.RandomZoomOut(fill=SSD_ZOOM_FILL, p=hyp.zoom_out))
+        if getattr(hyp, "iou_crop", 0.0) > 0:
+            self.ssd_preset.append(T.RandomIoUCrop(p=hyp.iou_crop))
 
     def _build_rect_shapes(self, batch_size: int) -> None:
         # A stable sort keeps the order (and so `cvzoo val`'s numbers) deterministic.
@@ -172,6 +188,8 @@ class DetectionDataset(Dataset):
             image, target = self.load_raw(index)
             orig = image.shape[:2]
             if self.augment:
+                for transform in self.ssd_preset:
+                    image, target = transform(image, target)
                 image, target = self.colour(image, target)
                 image, target = self.flip(image, target)
             ratio, pad = (1.0, 1.0), (0, 0)

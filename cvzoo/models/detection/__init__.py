@@ -3,6 +3,9 @@
 from cvzoo.models.detection import (
     darknet,  # noqa: F401
     rcnn,  # noqa: F401
+    ssd,  # noqa: F401
+    ssd_remap,  # noqa: F401
+    ssdlite,  # noqa: F401
     yolov3,  # noqa: F401
     yolov5,  # noqa: F401
     yolov8,  # noqa: F401

@@ -178,6 +178,9 @@ class Detector(nn.Module, ABC):
         predicts_masks: its detections carry instance masks (the instance-segmentation task needs it).
         validation_settings: the ``predict`` thresholds validation uses (empty: the model's own). YOLO
             validates at confidence 0.001 to keep the low-score tail the AP integral needs.
+        augment_keys: the ``detect.augment`` keys the family trains with; the detection task rejects a value
+            other than the family's default for any other key (an SSD-only option on an R-CNN). By default
+            those the dataset applies to images at their own size: flip and HSV jitter.
     """
 
     num_classes: int
@@ -188,6 +191,7 @@ class Detector(nn.Module, ABC):
     exportable: ClassVar[bool] = False
     predicts_masks: ClassVar[bool] = False
     validation_settings: ClassVar[dict[str, Any]] = {}
+    augment_keys: ClassVar[tuple[str, ...]] = ("hflip", "hsv_h", "hsv_s", "hsv_v")
 
     @abstractmethod
     def forward(self, images: torch.Tensor, targets: Sequence[dict[str, torch.Tensor]] | None = None,

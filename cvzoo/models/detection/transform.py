@@ -6,6 +6,8 @@ Each image is normalised with the ImageNet mean and std, then resized so that it
 the images such that their shorter side is s = 600 pixels"; FPN and torchvision use 800 / 1333), and the
 resized images are padded bottom/right into one batch whose sides are multiples of ``size_divisible``.
 Detections come back in the resized image's pixels and :func:`resize_boxes` maps them to the original's.
+SSD instead resizes every image to one fixed size, its aspect ratio not kept (``fixed_size``; Liu et al.
+2016 train and test SSD300 on 300 x 300 warps), which torchvision's transform also offers.
 The conventions (bilinear resize by a recomputed scale factor, nearest for masks, float32 ratios) are
 torchvision's ``GeneralizedRCNNTransform``, so that its checkpoints give the same detections.
 
@@ -97,9 +99,31 @@ def traced_pad_image(image: torch.Tensor, size_divisible: int) -> torch.Tensor:
     return F.pad(image, (0, padding[1], 0, padding[0]))[None]
 
 
-def resize_masks(masks: torch.Tensor, scale: float) -> torch.Tensor:
-    """``uint8 [N, H, W]`` instance masks resized like their image (nearest) -> ``uint8 [N, H', W']``."""
+def resize_masks(masks: torch.Tensor, scale: float | None, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """``uint8 [N, H, W]`` instance masks resized like their image (nearest) -> ``uint8 [N, H', W']``: by
+    ``scale``, or to ``size = (H', W')`` when given."""
+    if size is not None:
+        return F.interpolate(masks[:, None].float(), size=size)[:, 0].byte()
     return F.interpolate(masks[:, None].float(), scale_factor=scale, recompute_scale_factor=True)[:, 0].byte()
+
+
+def resize_image_to(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[C, H, W]`` -> ``[C, *size]``, bilinear (half-pixel centres), the aspect ratio not kept."""
+    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
+def traced_resize_image_to(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """:func:`resize_image_to` for ONNX export from any input size, written out with :func:`linear_taps`
+    (columns then rows, as PyTorch's kernel blends) for the reason :func:`traced_resize_image` gives."""
+    in_size = torch._shape_as_tensor(image)[-2:]
+    new_size = torch.tensor(size, dtype=torch.int64, device=image.device)
+    columns = torch.arange(size[1], device=image.device).to(torch.float32)
+    low, high, weight = linear_taps(columns, in_size[1], new_size[1])
+    image = (1 - weight) * image.index_select(2, low) + weight * image.index_select(2, high)
+    rows = torch.arange(size[0], device=image.device).to(torch.float32)
+    low, high, weight = linear_taps(rows, in_size[0], new_size[0])
+    weight = weight[:, None]
+    return (1 - weight) * image.index_select(1, low) + weight * image.index_select(1, high)
 
 
 def resize_boxes(boxes: torch.Tensor, old_size: Sequence[int | torch.Tensor],
@@ -139,15 +163,19 @@ class DetectorTransform(nn.Module):
         max_size: cap on the longer side.
         mean, std: per-channel normalisation of the [0, 1] RGB input.
         size_divisible: the padded batch's sides are multiples of this.
+        fixed_size: ``(height, width)`` every image is resized to, its aspect ratio not kept (SSD); the
+            shorter/longer side rule (``min_size``, ``max_size``) is then unused.
     """
 
     def __init__(self, min_size: int | Sequence[int], max_size: int, mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD, size_divisible: int = 32) -> None:
+                 std: Sequence[float] = IMAGENET_STD, size_divisible: int = 32,
+                 fixed_size: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.min_sizes = tuple(min_size) if isinstance(min_size, Sequence) else (min_size,)
         self.max_size = max_size
         self.mean, self.std = tuple(mean), tuple(std)
         self.size_divisible = size_divisible
+        self.fixed_size = None if fixed_size is None else (int(fixed_size[0]), int(fixed_size[1]))
 
     def shorter_side(self) -> int:
         """The ``min_size`` for the next image: a random one of ``min_sizes`` in training, else the last."""
@@ -172,14 +200,18 @@ class DetectorTransform(nn.Module):
         resized, new_targets = [], [] if targets is not None else None
         for i, image in enumerate(images):
             height, width = image.shape[-2:]
-            scale = resize_scale(int(height), int(width), self.shorter_side(), self.max_size)
-            image = resize_image(self.normalize(image), scale)
+            if self.fixed_size is not None:
+                scale = None
+                image = resize_image_to(self.normalize(image), self.fixed_size)
+            else:
+                scale = resize_scale(int(height), int(width), self.shorter_side(), self.max_size)
+                image = resize_image(self.normalize(image), scale)
             resized.append(image)
             if targets is not None and new_targets is not None:
                 target = dict(targets[i])
                 target["boxes"] = resize_boxes(target["boxes"], (height, width), image.shape[-2:])
                 if "masks" in target:
-                    target["masks"] = resize_masks(target["masks"], scale)
+                    target["masks"] = resize_masks(target["masks"], scale, self.fixed_size)
                 new_targets.append(target)
         sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in resized]
         return pad_batch(resized, self.size_divisible), sizes, new_targets
@@ -187,9 +219,14 @@ class DetectorTransform(nn.Module):
     def _traced(self, images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]], None]:
         """The inference path of :meth:`forward` for ONNX export: one image, sizes as traced tensors."""
         if len(images) != 1:
-            raise ValueError(f"an R-CNN exports for one image at a time, got {len(images)}")
-        image = traced_resize_image(self.normalize(images[0]), self.shorter_side(), self.max_size)
+            raise ValueError(f"a detector with this transform exports for one image at a time, got {len(images)}")
+        if self.fixed_size is not None:
+            image = traced_resize_image_to(self.normalize(images[0]), self.fixed_size)
+        else:
+            image = traced_resize_image(self.normalize(images[0]), self.shorter_side(), self.max_size)
         return traced_pad_image(image, self.size_divisible), [(image.shape[-2], image.shape[-1])], None
 
     def extra_repr(self) -> str:
+        if self.fixed_size is not None:
+            return f"fixed_size={self.fixed_size}, size_divisible={self.size_divisible}"
         return f"min_size={self.min_sizes}, max_size={self.max_size}, size_divisible={self.size_divisible}"

@@ -38,6 +38,10 @@ class YoloDetector(DenseDetector):
     # Validation keeps nearly everything (the AP integral needs the low-confidence tail), as YOLOv5/v8 do.
     validation_settings: ClassVar[dict[str, Any]] = {"conf_threshold": 0.001, "iou_threshold": 0.7,
                                                      "max_detections": 300}
+    # Letterboxed-square augmentation: mosaic (closed for the last epochs), mixup, the random affine, HSV,
+    # flip and multi-scale batches.
+    augment_keys: ClassVar[tuple[str, ...]] = ("hflip", "mosaic", "close_mosaic", "mixup", "hsv_h", "hsv_s", "hsv_v",
+                                               "degrees", "translate", "affine_scale", "shear", "multiscale")
 
     def param_groups(self, lr: float, weight_decay: float, backbone_lr_mult: float = 1.0) -> list[dict[str, Any]]:
         """Three groups as in YOLOv5: conv/linear weights (decayed), norm weights and biases (not decayed);
