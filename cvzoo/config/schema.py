@@ -42,6 +42,9 @@ class DataConfig:
     val_batch_size: int = 0  # 0 = 2 x batch_size
     workers: int = -1  # -1 = chosen from the device and CPU count
     strict: bool = False  # corrupt images: error instead of warning + skip
+    # Detection: the class names in label order, for every split (empty: from the training split's
+    # annotations; VOC and Labelme name classes per object, so a split may lack some).
+    names: tuple[str, ...] = ()
     # Keep at most this many samples per split (0 = all); handy for smoke runs.
     limit_train: int = 0
     limit_val: int = 0

@@ -142,9 +142,16 @@ class DetectionTask(Task):
 
     # --- data ------------------------------------------------------------------------------------
     def _annotations(self, split: str) -> Any:
+        """``split``'s annotations with the class list of ``data.names``, else the training split's (VOC,
+        YOLO and Labelme take the list as given; a COCO file's categories must equal it)."""
         data = self.config.data
+        names = list(data.names) or (self.class_names if split != "train" else []) or None
         annotations = load_detection_dataset(data.source, split, val_fraction=data.val_fraction,
-                                             seed=self.config.train.seed)
+                                             seed=self.config.train.seed, class_names=names)
+        if names is not None and list(annotations.class_names) != names:
+            key = "data.names" if data.names else "the training split's classes"
+            raise ValueError(f"{data.source} ({split}): its categories {annotations.class_names} differ from {key} "
+                             f"{names}")
         issues = validate_annotations(annotations, clip=True, drop=True)
         if issues:
             warnings.warn(
