@@ -91,7 +91,7 @@ def test_malformed_and_incomplete_json(tmp_path):
 def test_flat_folder_never_validates_on_its_training_images(tmp_path):
     for i in range(10):
         labelme_file(str(tmp_path), f"im{i}", [shape("dog" if i % 2 else "cat", "rectangle", [[1, 1], [5, 5]])])
-    with pytest.raises(MissingSplitError, match="flat Labelme folder has no val/ sub-folder; set data.val_fraction"):
+    with pytest.raises(MissingSplitError, match="flat Labelme folder has no 'val' split; set data.val_fraction"):
         load_detection_dataset(str(tmp_path), "val")
     assert len(load_detection_dataset(str(tmp_path), "train")) == 10  # all of it is training data
     train = load_detection_dataset(str(tmp_path), "train", val_fraction=0.2, seed=1)

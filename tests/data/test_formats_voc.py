@@ -192,3 +192,49 @@ def test_non_finite_image_size_names_the_file(tmp_path, value):
     make_voc(str(tmp_path), {"train": ["000001"]}, xml=xml)
     with pytest.raises(AnnotationFormatError, match=r"000001\.xml: <size> <width> is not a finite number"):
         read_voc(str(tmp_path), "train")
+
+
+def _labelimg_folder(root, names=("a", "b", "c", "d", "e")):
+    """labelImg's layout: each image with its XML beside it, no Annotations/ or split files."""
+    os.makedirs(root, exist_ok=True)
+    for name in names:
+        with open(os.path.join(root, f"{name}.xml"), "w") as f:
+            f.write(HORSE_XML.replace("000001.jpg", f"{name}.jpg"))
+        Image.new("RGB", (500, 375)).save(os.path.join(root, f"{name}.jpg"))
+    return root
+
+
+def test_labelimg_flat_folder_is_voc_and_holds_out_val_fraction(tmp_path):
+    from cvzoo.data.formats._common import MissingSplitError
+    from cvzoo.data.formats.auto import detect_format, load_detection_dataset
+
+    root = _labelimg_folder(str(tmp_path / "crowns"))
+    assert detect_format(root) == "voc"
+    everything = load_detection_dataset(root, split=None)
+    assert len(everything) == 5 and everything.images[0].file == "a.jpg" and len(everything.images[0]) == 2
+    train = load_detection_dataset(root, "train", val_fraction=0.4, seed=1)
+    val = load_detection_dataset(root, "val", val_fraction=0.4, seed=1)
+    assert len(train) == 3 and len(val) == 2
+    assert not {i.file for i in train.images} & {i.file for i in val.images}
+    with pytest.raises(MissingSplitError, match=r"flat VOC \(labelImg\) folder has no 'val' split; set "
+                                                r"data.val_fraction"):
+        load_detection_dataset(root, "val")
+
+
+def test_a_stale_filename_does_not_pick_another_image(tmp_path):
+    root = _labelimg_folder(str(tmp_path / "flat"), names=("a", "b"))
+    # a.xml copied from b (its <filename> says b.jpg) and a re-encoded to PNG: a.xml still describes a.png.
+    with open(os.path.join(root, "a.xml"), "w") as f:
+        f.write(HORSE_XML.replace("000001.jpg", "b.jpg"))
+    os.remove(os.path.join(root, "a.jpg"))
+    Image.new("RGB", (500, 375)).save(os.path.join(root, "a.png"))
+    files = [image.file for image in read_voc(root, None).images]
+    assert files == ["a.png", "b.jpg"]
+    # The same in a VOC2007-style folder; <filename> still serves an XML whose stem names no image.
+    voc = make_voc(str(tmp_path / "v"), {"train": ["x", "y"]})
+    os.rename(os.path.join(voc, "JPEGImages", "x.jpg"), os.path.join(voc, "JPEGImages", "x.JPEG"))
+    os.rename(os.path.join(voc, "JPEGImages", "y.jpg"), os.path.join(voc, "JPEGImages", "photo_y.jpg"))
+    with open(os.path.join(voc, "Annotations", "y.xml"), "w") as f:
+        f.write(HORSE_XML.replace("000001.jpg", "photo_y.jpg"))
+    assert [i.file for i in read_voc(voc, "train").images] == [os.path.join("JPEGImages", "x.JPEG"),
+                                                               os.path.join("JPEGImages", "photo_y.jpg")]

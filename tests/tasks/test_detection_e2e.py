@@ -263,7 +263,7 @@ def test_flat_labelme_folder_trains_without_validation_unless_val_fraction(tmp_p
                                                         "imageHeight": 48, "imageWidth": 64}))
     base = [f"data.source={tmp_path}", "data.img_size=64", "train.device=cpu"]
     task = DetectionTask(apply_overrides(Config(), base))
-    with pytest.warns(UserWarning, match="no validation split .*flat Labelme folder has no val/ sub-folder"):
+    with pytest.warns(UserWarning, match="no validation split .*flat Labelme folder has no 'val' split"):
         train, val = task.build_datasets()
     assert len(train) == 4 and val is None  # not the 4 training images again
     train, val = DetectionTask(apply_overrides(Config(), base + ["data.val_fraction=0.25"])).build_datasets()

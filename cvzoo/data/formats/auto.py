@@ -18,7 +18,7 @@ from cvzoo.data.formats._common import AnnotationFormatError, Issue, MissingSpli
 from cvzoo.data.formats.coco import read_coco
 from cvzoo.data.formats.image_folder import stratified_split
 from cvzoo.data.formats.labelme import read_labelme
-from cvzoo.data.formats.voc import find_voc_roots, read_voc
+from cvzoo.data.formats.voc import find_voc_roots, is_flat_voc, read_voc
 from cvzoo.data.formats.yolo import read_yolo
 from cvzoo.data.types import DatasetAnnotations
 
@@ -114,14 +114,22 @@ def _labelme_split(
             raise AnnotationFormatError(f"{path}: has a {split}/ folder; val_fraction applies to a flat Labelme "
                                         "folder only (set it to 0)")
         return read_labelme(os.path.join(path, split), class_names=class_names, issues=issues)
+    return _share_of_pool(path, split, lambda: read_labelme(path, class_names=class_names, issues=issues),
+                          val_fraction, seed, "Labelme", f"make train/ and {split}/ sub-folders")
+
+
+def _share_of_pool(path: str, split: str | None, read_all, val_fraction: float, seed: int, kind: str,
+                   alternative: str) -> DatasetAnnotations:
+    """``split`` of a flat folder read whole by ``read_all()`` (see ``_labelme_split``): all of it for None or
+    for ``train`` without ``val_fraction``, else the ``stratified_split`` share (classes from the pool)."""
     if split is None or (split == "train" and val_fraction <= 0):
-        return read_labelme(path, class_names=class_names, issues=issues)
+        return read_all()
     if val_fraction <= 0 or split not in ("train", "val", "test"):
         raise MissingSplitError(
-            f"{path}: flat Labelme folder has no {split}/ sub-folder; set data.val_fraction (e.g. 0.2) to hold "
-            f"out a share of its images, or make train/ and {split}/ sub-folders"
+            f"{path}: flat {kind} folder has no {split!r} split; set data.val_fraction (e.g. 0.2) to hold out a "
+            f"share of its images, or {alternative}"
         )
-    dataset = read_labelme(path, class_names=class_names, issues=issues)  # classes from the whole pool
+    dataset = read_all()
     train, val = stratified_split([(image.file, 0) for image in dataset.images], val_fraction, seed)
     keep = {file for file, _ in (train if split == "train" else val)}  # "test" is read as "val"
     dataset.images = [image for image in dataset.images if image.file in keep]
@@ -141,8 +149,8 @@ def load_detection_dataset(
         format: ``"auto"`` or one of ``FORMATS``.
         class_names: fixed class list (VOC, YOLO and Labelme; COCO uses its categories).
         issues: None raises on recoverable problems; a list collects them instead (see ``check.py``).
-        val_fraction: a flat Labelme folder (no split sub-folders): the share of its images held out as
-            ``val`` (see ``_labelme_split``); other layouts name their splits and must leave it at 0.
+        val_fraction: a flat Labelme or labelImg VOC folder (no splits): the share of its images held out
+            as ``val`` (see ``_labelme_split``); other layouts name their splits and must leave it at 0.
         seed: seed of that split.
 
     Returns:
@@ -153,6 +161,9 @@ def load_detection_dataset(
         raise AnnotationFormatError(f"unknown format {fmt!r}; expected one of {FORMATS} or 'auto'")
     if fmt == "labelme":
         return _labelme_split(path, split, class_names, issues, val_fraction, seed)
+    if fmt == "voc" and is_flat_voc(path):  # labelImg: XML beside each image, no split files
+        return _share_of_pool(path, split, lambda: read_voc(path, None, class_names=class_names, issues=issues),
+                              val_fraction, seed, "VOC (labelImg)", "write ImageSets/Main/<split>.txt files")
     if val_fraction > 0:
         raise AnnotationFormatError(f"{path}: val_fraction splits a flat Labelme folder only; {fmt} datasets name "
                                     "their own splits (set it to 0)")

@@ -8,7 +8,12 @@ notes' worked example holds: ``(69, 172, 270, 330)`` in a 500x375 image is the Y
 pixel-edge box of the same object (see ``masks.py``).
 
 Layouts read: a ``VOCdevkit`` folder (every ``VOC20xx`` inside, e.g. 2007 + 2012 together), one
-``VOC2007``-style folder, or any folder with ``Annotations/``.
+``VOC2007``-style folder, any folder with ``Annotations/``, and the flat folder labelImg writes (each
+image with its XML beside it, no split files: ``cvzoo.data.formats.auto`` holds out ``val_fraction``).
+
+An XML file belongs to the image of the same stem: ``<filename>`` is often stale (the image renamed,
+re-encoded to another extension, or the XML copied from another image), so it is used only when no
+image has the XML's stem.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from cvzoo.data.formats._common import (
     refuse_overwrites,
     report,
 )
+from cvzoo.data.images import IMAGE_EXTENSIONS
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
 
 VOC_CLASSES = (
@@ -40,14 +46,51 @@ VOC_CLASSES = (
 
 
 def find_voc_roots(path: str) -> list[str]:
-    """The ``VOC20xx``-style folders (each with ``Annotations/``) under ``path``, sorted by name."""
+    """The ``VOC20xx``-style folders (each with ``Annotations/``) under ``path``, sorted by name, or
+    ``[path]`` for a flat labelImg folder (VOC XML files beside their images)."""
     if os.path.isdir(os.path.join(path, "Annotations")):
         return [path]
     for base in (path, os.path.join(path, "VOCdevkit")):
         found = sorted(d for d in glob.glob(os.path.join(base, "*")) if os.path.isdir(os.path.join(d, "Annotations")))
         if found:
             return found
-    raise AnnotationFormatError(f"{path}: no VOC layout found (expected Annotations/, VOC20xx/ or VOCdevkit/)")
+    if is_flat_voc(path):
+        return [path]
+    raise AnnotationFormatError(f"{path}: no VOC layout found (expected Annotations/, VOC20xx/, VOCdevkit/ or "
+                                "XML files beside their images)")
+
+
+def is_flat_voc(path: str) -> bool:
+    """A folder without ``Annotations/`` whose first XML file is a VOC ``<annotation>`` (labelImg's layout)."""
+    if not os.path.isdir(path) or os.path.isdir(os.path.join(path, "Annotations")):
+        return False
+    xmls = sorted(glob.glob(os.path.join(path, "*.xml")))
+    if not xmls:
+        return False
+    try:
+        for _, element in ET.iterparse(xmls[0], events=("start",)):
+            return element.tag == "annotation"
+    except (ET.ParseError, OSError):
+        return False
+    return False
+
+
+def _annotation_dir(voc_root: str) -> str:
+    return voc_root if is_flat_voc(voc_root) else os.path.join(voc_root, "Annotations")
+
+
+def image_file_of(folder: str, image_id: str, filename: str) -> str:
+    """The image in ``folder`` an XML describes: the one with the XML's stem (any image extension), else
+    ``<filename>``."""
+    named = os.path.join(folder, filename) if filename else ""
+    if named and os.path.splitext(filename)[0] == image_id and os.path.isfile(named):
+        return named
+    for ext in IMAGE_EXTENSIONS:
+        for candidate in (ext, ext.upper()):
+            path = os.path.join(folder, image_id + candidate)
+            if os.path.isfile(path):
+                return path
+    return named if named and os.path.isfile(named) else named or os.path.join(folder, f"{image_id}.jpg")
 
 
 def _text(node: ET.Element, key: str, path: str, where: str) -> str:
@@ -118,7 +161,7 @@ def read_split_ids(voc_root: str, split: str | None) -> list[str]:
     """Image ids of ``ImageSets/Main/<split>.txt``, or every XML stem when ``split`` is None."""
     if split is None:
         return sorted(os.path.splitext(os.path.basename(p))[0]
-                      for p in glob.glob(os.path.join(voc_root, "Annotations", "*.xml")))
+                      for p in glob.glob(os.path.join(_annotation_dir(voc_root), "*.xml")))
     split_file = os.path.join(voc_root, "ImageSets", "Main", f"{split}.txt")
     if not os.path.isfile(split_file):
         raise AnnotationFormatError(f"{split_file}: split file not found (split {split!r})")
@@ -148,17 +191,19 @@ def read_voc(
     """
     records = []
     for voc_root in find_voc_roots(path):
+        flat = is_flat_voc(voc_root)
+        image_dir = voc_root if flat else os.path.join(voc_root, "JPEGImages")
         for image_id in read_split_ids(voc_root, split):
-            xml_path = os.path.join(voc_root, "Annotations", f"{image_id}.xml")
+            xml_path = os.path.join(voc_root if flat else os.path.join(voc_root, "Annotations"), f"{image_id}.xml")
             if not os.path.isfile(xml_path):
                 raise AnnotationFormatError(f"{xml_path}: annotation of image id {image_id!r} not found")
-            records.append((voc_root, image_id, xml_path, parse_voc_xml(xml_path)))
+            records.append((voc_root, image_id, xml_path, parse_voc_xml(xml_path), image_dir))
     if class_names is None:
-        found = {obj["name"] for *_, rec in records for obj in rec["objects"]}
+        found = {obj["name"] for *_, rec, _ in records for obj in rec["objects"]}
         class_names = list(VOC_CLASSES) if found <= set(VOC_CLASSES) else sorted(found)
     index = {name: i for i, name in enumerate(class_names)}
     images = []
-    for n, (voc_root, image_id, xml_path, rec) in enumerate(records):
+    for n, (voc_root, image_id, xml_path, rec, image_dir) in enumerate(records):
         keep, kept_index = [], []
         for k, obj in enumerate(rec["objects"]):
             if obj["name"] not in index:
@@ -170,10 +215,7 @@ def read_voc(
                 continue
             keep.append(obj)
             kept_index.append(k)
-        filename = rec["filename"] or f"{image_id}.jpg"
-        image_file = os.path.join(voc_root, "JPEGImages", filename)
-        if not os.path.isfile(image_file) and os.path.isfile(os.path.join(voc_root, "JPEGImages", f"{image_id}.jpg")):
-            image_file = os.path.join(voc_root, "JPEGImages", f"{image_id}.jpg")  # <filename> is often stale
+        image_file = image_file_of(image_dir, image_id, rec["filename"])
         images.append(ImageAnnotation(
             file=os.path.relpath(image_file, path),
             width=rec["width"],
