@@ -97,6 +97,19 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+# What predict, val, export and --weights read from a checkpoint; best.pt keeps only these.
+INFERENCE_KEYS = ("epoch", "best_fitness", "metrics", "config", "model_name", "task", "extras", "cvzoo_version",
+                  "date")
+
+
+def inference_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A training state reduced to what inference needs (ultralytics strips its best.pt the same way):
+    the weights that validated (the EMA's when the run has one) in ``model``, the config and the task's
+    extras; no optimizer, scheduler, RNG or history. A YOLOv8n best.pt shrinks about 6x."""
+    weights = state["ema"]["module"] if state.get("ema") else state["model"]
+    return {"model": weights, "ema": None, **{key: state[key] for key in INFERENCE_KEYS}}
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -179,6 +192,10 @@ class Trainer:
         if config.run.resume:
             self.resume_path = resolve_resume(config)
             self.resume_state = load_checkpoint(self.resume_path)
+            if "optimizer" not in self.resume_state:
+                raise ValueError(f"{self.resume_path} holds the weights only (best.pt keeps what predict, val and "
+                                 "export need; the resumable state is in last.pt and epoch<N>.pt): resume from "
+                                 f"last.pt, or start a new run from these weights with --weights {self.resume_path}")
             explicit = [key for key, layer in self.sources.items() if "defaults" not in layer]
             config, self.resume_notes = resumed_config(self.resume_state, config, explicit, self.resume_path)
         validate_config(config)  # also for a Trainer built without cvzoo.api.build_config
@@ -544,7 +561,7 @@ class Trainer:
         the history inside it."""
         state = self._state(loop, progress)
         if improved:
-            atomic_save(state, self.weights_dir / "best.pt")
+            atomic_save(inference_state(state), self.weights_dir / "best.pt")
         period = self.config.run.save_period
         if period and progress.epoch % period == 0:
             atomic_save(state, self.weights_dir / f"epoch{progress.epoch}.pt")

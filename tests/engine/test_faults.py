@@ -141,7 +141,7 @@ def test_kill_while_a_file_before_last_pt_is_written(tmp_path, monkeypatch):
     killed_at: list[Path] = []
 
     def dies_in_epoch_2_commit(obj, path):
-        if obj["epoch"] == 2 and obj["step_in_epoch"] == 0 and not killed_at:
+        if obj["epoch"] == 2 and obj.get("step_in_epoch", 0) == 0 and not killed_at:
             killed_at.append(Path(path))
             Path(path).with_name(f".{Path(path).name}.crash.tmp").write_bytes(b"half a checkpoint")
             raise Killed

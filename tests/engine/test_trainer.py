@@ -35,6 +35,25 @@ def test_fit_learns_and_writes_run_outputs(tmp_path):
     assert result.best_checkpoint is not None and result.best_checkpoint.exists()
 
 
+def test_best_pt_keeps_only_what_inference_needs_and_refuses_to_resume(tmp_path):
+    config = make_config(tmp_path, "train.ema=true", "train.epochs=2")
+    result = Trainer(config, ToyTask(config)).fit()
+    best, last = load_checkpoint(result.best_checkpoint), load_checkpoint(result.last_checkpoint)
+    assert "optimizer" not in best and "rng" not in best and best["ema"] is None
+    assert {"config", "task", "extras", "model_name", "metrics", "epoch"} <= set(best)
+    if best["epoch"] == last["epoch"]:  # the weights that validated: the EMA's
+        for name, value in last["ema"]["module"].items():
+            torch.testing.assert_close(best["model"][name], value, rtol=0, atol=0)
+    assert result.best_checkpoint.stat().st_size < last_size(result)
+    resume = apply_overrides(config, [f"run.resume={result.best_checkpoint}"])
+    with pytest.raises(ValueError, match="holds the weights only .* resume from last.pt, or start a new run"):
+        Trainer(resume, ToyTask(resume))
+
+
+def last_size(result):
+    return result.last_checkpoint.stat().st_size
+
+
 def test_existing_run_folder_is_never_overwritten(tmp_path):
     config = make_config(tmp_path, "train.epochs=1")
     first = Trainer(config, ToyTask(config)).fit()
