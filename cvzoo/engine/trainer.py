@@ -472,11 +472,21 @@ class Trainer:
                 raise TrainingInterrupted(self._interrupt_message(progress), self.weights_dir / "last.pt",
                                           stop.signum)
 
+    def _plot_train_batch(self, batch: Any) -> None:
+        """``train_batch0.jpg``: the first batch as the model sees it, with its targets (a task that can draw
+        them). A drawing error is reported and training goes on: the picture is a diagnostic."""
+        try:
+            self.task.plot_train_batch(batch, self.run_dir / "train_batch0.jpg")
+        except Exception as err:  # noqa: BLE001 - reported, not hidden
+            self.log(f"train_batch0.jpg not drawn ({type(err).__name__}: {err})")
+
     def _train_batch(self, loop: _Loop, progress: _Progress, batch: Any, step_in_epoch: int) -> dict[str, float]:
         cfg = self.config
         batch = self.task.to_device(batch, self.device)
         if loop.tb_logger is not None and progress.global_step == 0:
             loop.tb_logger.log_batch_images(self.task.sample_images(batch), 0)
+        if cfg.run.plots and self.dist.is_main and progress.global_step == 0:
+            self._plot_train_batch(batch)
         autocast = (torch.autocast(self.device.type, dtype=autocast_dtype(self.device)) if cfg.train.amp
                     else contextlib.nullcontext())
         with autocast:

@@ -214,6 +214,10 @@ class Task(ABC):
     def predict_files(self, model: Any, files: list[Path], device: torch.device, **options: Any) -> list[dict]:
         """Predict on image files; one plain dict per file."""
 
+    def plot_train_batch(self, batch: Any, path: Path) -> Path | None:
+        """Draw a training batch (after ``to_device``) with its targets to ``path``; None: nothing drawn."""
+        return None
+
     def save_predictions(self, results: list[dict], save_dir: Path) -> list[Path]:
         """Write predictions (JSON by default; tasks add annotated images)."""
         import json

@@ -297,7 +297,7 @@ class DetectionTask(Task):
         truths = [self._val_truth(m, t) for m, t in zip(metas, batch_targets)]
         evaluator.update((detections, truths), batch)
         if self._last_val_batch is None:
-            self._last_val_batch = (metas, detections)
+            self._last_val_batch = (metas, detections, truths)
         return {k: v.detach() for k, v in losses.items() if k != "loss"} | {"loss": losses["loss"].detach()}
 
     def _val_truth(self, meta: dict[str, Any], target: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -351,11 +351,25 @@ class DetectionTask(Task):
             (run_dir / "per_class.txt").write_text(metrics["table"] + "\n")
             paths.append(run_dir / "per_class.txt")
         if self._last_val_batch is not None:
-            metas, detections = self._last_val_batch
-            path = run_dir / "val_batch0_pred.jpg"
-            draw_grid([m["file"] for m in metas[:16]], detections[:16], self.class_names, path)
-            paths.append(path)
+            # The first validation batch twice, as ultralytics shows it: its ground truth and the predictions.
+            metas, detections, truths = self._last_val_batch
+            images = [load_image(m["file"], mode="RGB") for m in metas[:16]]
+            predicted = [[d for d in det.to_dict(self.class_names) if d["score"] >= PREDICT_CONF]
+                         for det in detections[:16]]
+            paths.append(draw_grid(images, [truth_rows(t, self.class_names) for t in truths[:16]],
+                                   run_dir / "val_batch0_labels.jpg"))
+            paths.append(draw_grid(images, predicted, run_dir / "val_batch0_pred.jpg"))
         return paths
+
+    def plot_train_batch(self, batch: Any, path: Path) -> Path:
+        """The first training batch as the model sees it (augmented, resized), with its target boxes."""
+        from PIL import Image
+
+        images, targets, _ = batch
+        pixels = (images[:16].float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        drawn = [Image.fromarray(p) for p in pixels]
+        rows = [truth_rows({k: v.cpu().numpy() for k, v in t.items()}, self.class_names) for t in targets[:16]]
+        return draw_grid(drawn, rows, path)
 
     # --- inference -------------------------------------------------------------------------------
     def example_input(self, batch: int = 1, imgsz: int | None = None) -> torch.Tensor:
@@ -550,16 +564,17 @@ def _palette(label: int) -> tuple[int, int, int]:
 
 
 def draw_detections(image: Any, detections: list[dict]) -> Any:
-    """Boxes with class and score; a row's ``"segmentation"`` (COCO RLE) is blended in its colour."""
+    """Boxes with class and score (ground truth: no score); a row's ``"segmentation"`` (COCO RLE) or
+    ``"mask"`` (bool array) is blended in its colour."""
     from PIL import Image, ImageDraw
 
-    masked = [d for d in detections if "segmentation" in d]
+    masked = [d for d in detections if "segmentation" in d or "mask" in d]
     if masked:
         from cvzoo.ops.masks import rle_decode
 
         pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
         for det in masked:
-            inside = rle_decode(det["segmentation"]).astype(bool)
+            inside = det["mask"] if "mask" in det else rle_decode(det["segmentation"]).astype(bool)
             pixels[inside] = 0.5 * pixels[inside] + 0.5 * np.float32(_palette(det["label"]))
         image = Image.fromarray(pixels.astype(np.uint8))
     image = image.copy()
@@ -567,23 +582,34 @@ def draw_detections(image: Any, detections: list[dict]) -> Any:
     for det in detections:
         colour = _palette(det["label"])
         draw.rectangle(det["box"], outline=colour, width=2)
-        text = f"{det.get('class', det['label'])} {det['score']:.2f}"
+        text = str(det.get("class", det["label"])) + (f" {det['score']:.2f}" if "score" in det else "")
         x1, y1 = det["box"][:2]
         draw.rectangle((x1, max(0, y1 - 11), x1 + 6 * len(text), max(0, y1 - 11) + 11), fill=colour)
         draw.text((x1 + 1, max(0, y1 - 11)), text, fill=(0, 0, 0))
     return image
 
 
-def draw_grid(files: list[str], detections: list[Detections], class_names: list[str], path: Path,
-              cell: int = 256) -> Path:
+def truth_rows(target: dict[str, Any], class_names: list[str]) -> list[dict]:
+    """Ground-truth boxes (and masks) as rows ``draw_detections`` draws: class names, no score."""
+    rows = []
+    masks = target.get("masks")
+    for k, (box, label) in enumerate(zip(np.asarray(target["boxes"]).tolist(), np.asarray(target["labels"]).tolist())):
+        row = {"box": box, "label": int(label), "class": class_names[int(label)]}
+        if masks is not None and len(masks):
+            row["mask"] = np.asarray(masks[k]).astype(bool)
+        rows.append(row)
+    return rows
+
+
+def draw_grid(images: list[Any], rows: list[list[dict]], path: Path, cell: int = 256) -> Path:
+    """Up to 16 PIL images with their rows (``draw_detections``) in a 4-column grid saved to ``path``."""
     from PIL import Image
 
-    cols = min(4, len(files))
-    rows = (len(files) + cols - 1) // cols
-    canvas = Image.new("RGB", (cols * cell, rows * cell), (114, 114, 114))
-    for i, (file, det) in enumerate(zip(files, detections)):
-        rows_ = [d for d in det.to_dict(class_names) if d["score"] >= PREDICT_CONF]
-        drawn = draw_detections(load_image(file, mode="RGB"), rows_)
+    cols = max(1, min(4, len(images)))
+    grid_rows = (len(images) + cols - 1) // cols
+    canvas = Image.new("RGB", (cols * cell, max(1, grid_rows) * cell), (114, 114, 114))
+    for i, (image, image_rows) in enumerate(zip(images, rows)):
+        drawn = draw_detections(image, image_rows)
         drawn.thumbnail((cell, cell))
         canvas.paste(drawn, ((i % cols) * cell, (i // cols) * cell))
     canvas.save(path, quality=90)

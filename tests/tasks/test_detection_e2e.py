@@ -33,8 +33,16 @@ def trained(yolo_data, tmp_path_factory):
 
 def test_run_folder_has_the_detection_outputs(trained):
     for name in ("results.csv", "results.png", "PR_curve.png", "F1_curve.png", "confusion_matrix.png",
-                 "val_batch0_pred.jpg", "metrics.json", "per_class.txt", "weights/best.pt", "weights/last.pt"):
+                 "val_batch0_pred.jpg", "val_batch0_labels.jpg", "train_batch0.jpg", "metrics.json", "per_class.txt",
+                 "weights/best.pt", "weights/last.pt"):
         assert (trained / name).exists(), name
+    from PIL import Image
+
+    # The truth grid and the prediction grid show the same images with different boxes; the training batch
+    # is the letterboxed, augmented input (4 columns of 256 px cells).
+    labels, predicted = (np.asarray(Image.open(trained / f"val_batch0_{k}.jpg"), np.float32) for k in ("labels", "pred"))
+    assert labels.shape == predicted.shape and np.abs(labels - predicted).mean() > 0.5
+    assert Image.open(trained / "train_batch0.jpg").size[0] == 4 * 256
     header = (trained / "results.csv").read_text().splitlines()[0].split(",")
     for column in ("train/box", "train/cls", "train/dfl", "metrics/mAP50", "metrics/mAP50-95", "metrics/AP"):
         assert column in header
