@@ -5,7 +5,8 @@
    predicted offset and scaled back to input pixels.
 3. Every top-left / bottom-right pair (``K x K``) is a candidate box; it is rejected unless both corners
    have the same class, their embeddings are closer than 0.5 and the bottom-right corner is right of and
-   below the top-left one. A kept pair scores the mean of its two corner scores.
+   below the top-left one, and unless both corners are peaks of the heatmap NMS. A kept pair scores the
+   mean of its two corner scores.
 
 The result has the dense-detector layout ``[B, K * K, 4 + C]`` (xyxy input pixels, then a class-score
 row that is the pair's score at its class and 0 elsewhere; rejected pairs score 0), so the usual
@@ -29,9 +30,20 @@ def heatmap_nms(scores: torch.Tensor, kernel: int = 3) -> torch.Tensor:
 
 def top_corners(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
     """Top ``k`` entries of ``[B, C, H, W]`` over classes and positions: ``(scores, classes, flat index
-    y * W + x, xs, ys)``, each ``[B, k]``."""
+    y * W + x, xs, ys)``, each ``[B, k]``.
+
+    A map with fewer than ``k`` non-zero scores (peaks after ``heatmap_nms``) fills the rest with zeros;
+    which zeros a top-k picks among equals is up to the implementation (PyTorch and onnxruntime differ).
+    Zeros rank here by position (a tiny negative key, first position highest), so that the corners and
+    their order are the same in every runtime; their scores stay 0.
+    """
     batch, _, height, width = scores.shape
-    top_scores, top = scores.flatten(1).topk(k, dim=1)
+    flat = scores.flatten(1)
+    numel = flat.shape[1]
+    position = torch.arange(numel, device=flat.device, dtype=flat.dtype)
+    keys = torch.where(flat > 0, flat, -(1 + position) / numel)
+    top_keys, top = keys.topk(k, dim=1)
+    top_scores = top_keys.clamp(min=0)
     classes = torch.div(top, height * width, rounding_mode="floor")
     index = top - classes * (height * width)
     ys = torch.div(index, width, rounding_mode="floor")
@@ -73,7 +85,10 @@ def decode_corners(
     # Pairs: top-left along dim 1, bottom-right along dim 2.
     tl_emb, br_emb = gather_at(tl_embedding, tl_index), gather_at(br_embedding, br_index)  # [B, k, D]
     distance = (tl_emb[:, :, None, :] - br_emb[:, None, :, :]).pow(2).sum(-1).sqrt()
-    valid = ((tl_classes[:, :, None] == br_classes[:, None, :]) & (distance < max_embedding_distance)
+    # A corner suppressed by the heatmap NMS (score 0, only picked when a map has fewer than k peaks)
+    # pairs with nothing.
+    valid = ((tl_scores[:, :, None] > 0) & (br_scores[:, None, :] > 0)
+             & (tl_classes[:, :, None] == br_classes[:, None, :]) & (distance < max_embedding_distance)
              & (br_x[:, None, :] >= tl_x[:, :, None]) & (br_y[:, None, :] >= tl_y[:, :, None]))
     scores = (tl_scores[:, :, None] + br_scores[:, None, :]) / 2 * valid.to(tl_scores.dtype)
     boxes = torch.stack((tl_x[:, :, None].expand(-1, -1, k), tl_y[:, :, None].expand(-1, -1, k),
