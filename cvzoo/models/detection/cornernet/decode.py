@@ -30,7 +30,7 @@ def heatmap_nms(scores: torch.Tensor, kernel: int = 3) -> torch.Tensor:
 
 def top_corners(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
     """Top ``k`` entries of ``[B, C, H, W]`` over classes and positions: ``(scores, classes, flat index
-    y * W + x, xs, ys)``, each ``[B, k]``.
+    y * W + x, xs, ys)``, each ``[B, k]``, ordered by their position ``(class, y, x)``.
 
     A map with fewer than ``k`` non-zero scores (peaks after ``heatmap_nms``) fills the rest with zeros;
     which zeros a top-k picks among equals is up to the implementation (PyTorch and onnxruntime differ).
@@ -43,7 +43,11 @@ def top_corners(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
     position = torch.arange(numel, device=flat.device, dtype=flat.dtype)
     keys = torch.where(flat > 0, flat, -(1 + position) / numel)
     top_keys, top = keys.topk(k, dim=1)
-    top_scores = top_keys.clamp(min=0)
+    # The chosen corners in position order rather than score order: scores a float rounding apart (a
+    # barely trained model has many) swap ranks between runtimes, positions do not, so the decoded rows
+    # keep their order in an exported graph.
+    top, order = top.sort(dim=1)
+    top_scores = top_keys.gather(1, order).clamp(min=0)
     classes = torch.div(top, height * width, rounding_mode="floor")
     index = top - classes * (height * width)
     ys = torch.div(index, width, rounding_mode="floor")
