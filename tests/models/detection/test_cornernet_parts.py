@@ -53,10 +53,21 @@ def test_corner_pooling_matches_the_direct_definition(size):
 
 
 @pytest.mark.parametrize("length", [1, 2, 3, 16, 17, 100])
-def test_suffix_and_prefix_max_equal_reversed_and_plain_cummax(length):
+def test_the_exported_doubling_equals_cummax_and_the_direct_maximum(length):
     x = torch.randn(4, length, 5)
-    torch.testing.assert_close(suffix_max(x, 1), x.flip(1).cummax(1).values.flip(1))
-    torch.testing.assert_close(prefix_max(x, 1), x.cummax(1).values)
+    direct_suffix = torch.stack([x[:, i:].amax(1) for i in range(length)], dim=1)
+    direct_prefix = torch.stack([x[:, : i + 1].amax(1) for i in range(length)], dim=1)
+    for doubling in (True, False):
+        torch.testing.assert_close(suffix_max(x, 1, doubling=doubling), direct_suffix, rtol=0, atol=0)
+        torch.testing.assert_close(prefix_max(x, 1, doubling=doubling), direct_prefix, rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
+def test_tracing_takes_the_doubling_path():
+    traced = torch.jit.trace(lambda v, h: top_left_pool(v, h), (torch.randn(1, 2, 4, 6), torch.randn(1, 2, 4, 6)))
+    assert "cummax" not in str(traced.graph)
+    vertical, horizontal = torch.randn(1, 2, 4, 6), torch.randn(1, 2, 4, 6)
+    torch.testing.assert_close(traced(vertical, horizontal), _naive_top_left(vertical, horizontal))
 
 
 def test_corner_pool_module_keeps_the_shape_and_rejects_an_unknown_corner():
