@@ -23,8 +23,9 @@ COMMON = ["--epochs", "1", "--batch", "4", "--imgsz", "64", "--device", "cpu", "
 
 def test_cornernet_gets_its_own_recipe_without_a_flag():
     cfg, sources = api.build_config_with_sources(task="detect", model="cornernet")
-    assert cfg.optim.name == "adamw" and cfg.detect.augment.mosaic == 0 and cfg.data.img_size == 256
+    assert cfg.optim.name == "adamw" and cfg.detect.augment.mosaic == 0 and cfg.data.img_size == 128
     assert sources["optim.name"].startswith("CornerNet")
+    assert api.build_config(task="detect", model="cornernet_hourglass104").data.img_size == 512
 
 
 @pytest.fixture(scope="module")

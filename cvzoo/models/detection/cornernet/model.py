@@ -34,10 +34,11 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # random crops/scales, colour jitter and flips. The reduced model's recipe keeps Adam (AdamW here) and the
 # same augmentation kinds, as the detection task provides them: horizontal flip, YOLO's HSV jitter and
 # random affine zoom/translation (standing in for the random crop and scale), no mosaic (not part of the
-# paper). A higher lr with a cosine decay and a short warm-up trains the small model from scratch in a few
-# CPU minutes on the synthetic scenes; 256 px letterboxed squares give 64 x 64 corner maps.
+# paper). A higher lr with a cosine decay and a short warm-up trains the small model from scratch in
+# minutes on a CPU on the synthetic scenes. The image size is each variant's registered input size
+# (cornernet 128 px letterboxed squares -> 32 x 32 corner maps; cornernet_hourglass104 512).
 CORNERNET_RECIPE: dict[str, Any] = {
-    "data.img_size": 256, "data.batch_size": 8, "optim.name": "adamw", "optim.lr": 1e-3,
+    "data.batch_size": 8, "optim.name": "adamw", "optim.lr": 1e-3,
     "optim.weight_decay": 1e-4, "scheduler.name": "cosine", "scheduler.warmup_epochs": 1.0,
     "train.clip_grad_norm": 10.0,
     "detect.augment.mosaic": 0.0, "detect.augment.hflip": 0.5, "detect.augment.translate": 0.1,
