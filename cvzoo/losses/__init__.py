@@ -11,6 +11,7 @@ from cvzoo.losses.classification import (
 from cvzoo.losses.dice import dice_loss
 from cvzoo.losses.focal import (
     distribution_focal_loss,
+    gaussian_focal_loss,
     quality_focal_loss,
     sigmoid_focal_loss,
     softmax_focal_loss,
@@ -32,6 +33,7 @@ __all__ = [
     "contrastive_loss",
     "dice_loss",
     "distribution_focal_loss",
+    "gaussian_focal_loss",
     "iou_loss",
     "label_smoothing_cross_entropy",
     "quality_focal_loss",

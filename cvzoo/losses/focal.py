@@ -158,3 +158,30 @@ def distribution_focal_loss(
         + log_prob.gather(1, right[:, None])[:, 0] * (1 - weight_left)
     )
     return reduce_loss(loss, reduction)
+
+
+def gaussian_focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, alpha: float = 2.0, beta: float = 4.0
+) -> torch.Tensor:
+    """CornerNet's variant of focal loss on Gaussian-penalised heatmaps (Law & Deng 2018, eq. 1), summed.
+
+    ``-(1 - p)^alpha log p`` where the target is 1 (a keypoint), ``-(1 - y)^beta p^alpha log(1 - p)``
+    elsewhere: a negative near a keypoint (``y`` close to 1 on the Gaussian bump) is penalised less.
+    The caller divides the sum by the number of objects ``N`` (eq. 1's ``1/N``).
+
+    Args:
+        logits: ``[...]`` heatmap logits (``p = sigmoid(logits)``; log-probabilities come from
+            ``logsigmoid``, finite for logits of any magnitude).
+        targets: ``[...]`` same shape, in ``[0, 1]``, exactly 1 at the keypoints.
+        alpha, beta: the focusing and the Gaussian-penalty exponents (2 and 4 in the paper).
+
+    Returns:
+        A scalar: the sum over all elements.
+    """
+    check_same_shape(logits, targets, ("logits", "targets"), "gaussian_focal_loss")
+    targets = targets.to(logits.dtype)
+    prob = torch.sigmoid(logits)
+    positive = targets.eq(1)
+    pos_loss = (1 - prob).pow(alpha) * F.logsigmoid(logits)
+    neg_loss = (1 - targets).pow(beta) * prob.pow(alpha) * F.logsigmoid(-logits)
+    return -torch.where(positive, pos_loss, neg_loss).sum()

@@ -1,6 +1,7 @@
 """Detectors; each model module registers its variants on import."""
 
 from cvzoo.models.detection import (
+    cornernet,  # noqa: F401
     darknet,  # noqa: F401
     rcnn,  # noqa: F401
     ssd,  # noqa: F401

@@ -31,9 +31,17 @@ SMALL_TWO_STAGE = {"min_size": 64, "max_size": 96, "rpn_post_nms_top_n_train": 1
                    "box_batch_size_per_image": 64}
 
 
+# CornerNet's hourglass-104 has 201M parameters: building, training and exporting it here would take a
+# minute. The contract runs its structure (5 levels, its module counts, 2 stacks, heads per stack) at 1/16
+# of its widths; test_cornernet_parts.py checks the full model's size.
+NARROW = {"cornernet_hourglass104": {"channels": (16, 16, 24, 24, 24, 32), "stem_channels": 8,
+                                     "feature_channels": 16, "pool_channels": 8, "head_channels": 16}}
+
+
 def _build(name: str) -> Detector:
     accepted = accepted_keywords(get_entry(name).builder) or set()
-    return create_model(name, num_classes=NUM_CLASSES, **{k: v for k, v in SMALL_TWO_STAGE.items() if k in accepted})
+    small = {k: v for k, v in SMALL_TWO_STAGE.items() if k in accepted}
+    return create_model(name, num_classes=NUM_CLASSES, **small, **NARROW.get(name, {}))
 
 
 def _batch(seed: int = 0) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
