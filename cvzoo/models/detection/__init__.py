@@ -2,6 +2,7 @@
 
 from cvzoo.models.detection import (
     darknet,  # noqa: F401
+    onestage,  # noqa: F401
     rcnn,  # noqa: F401
     yolov3,  # noqa: F401
     yolov5,  # noqa: F401
