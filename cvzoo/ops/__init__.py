@@ -3,7 +3,13 @@ box coders, matchers and assigners; COCO run-length encoded masks and polygons (
 (imports torch, torchvision, numpy and scipy only)."""
 
 from cvzoo.ops._checks import ShapeError
-from cvzoo.ops.anchors import AnchorGenerator, flatten_anchor_maps, make_grid_points, ssd_default_boxes, ssd_scales
+from cvzoo.ops.anchors import (
+    AnchorGenerator,
+    flatten_anchor_maps,
+    make_grid_points,
+    ssd_default_boxes,
+    ssd_scales,
+)
 from cvzoo.ops.assigners import TaskAlignedAssigner, TaskAlignedTargets
 from cvzoo.ops.box_coders import (
     DeltaBoxCoder,
