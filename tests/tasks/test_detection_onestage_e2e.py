@@ -20,12 +20,16 @@ pytestmark = pytest.mark.skipif(MODEL not in list_models(task="detect"), reason=
 SCENES = SceneConfig(size_range=(48, 80), objects_per_image=(1, 2), scale_range=(0.3, 0.6), classes=["trouser", "bag"])
 
 
-@pytest.mark.parametrize(("model", "source"), [("retinanet_resnet50_fpn_v2", "torchvision RetinaNet"),
-                                               ("fcos_resnet50_fpn", "torchvision FCOS")])
-def test_the_one_stage_detectors_get_their_recipe_without_a_flag(model, source):
+@pytest.mark.parametrize(("model", "source", "optimizer", "lr"), [
+    ("retinanet_resnet50_fpn", "torchvision RetinaNet", "sgd", 0.0025),
+    ("retinanet_resnet50_fpn_v2", "torchvision RetinaNet v2", "adamw", 2.5e-5),
+    ("fcos_resnet50_fpn", "torchvision FCOS", "sgd", 0.0025),
+])
+def test_the_one_stage_detectors_get_their_recipe_without_a_flag(model, source, optimizer, lr):
     cfg, sources = api.build_config_with_sources(task="detect", model=model)
     assert cfg.detect.augment.mosaic == 0 and cfg.detect.augment.hflip == 0.5 and cfg.train.ema is False
-    assert cfg.optim.name == "sgd" and cfg.optim.lr == 0.0025 and cfg.data.batch_size == 4 and cfg.train.epochs == 26
+    assert cfg.optim.name == optimizer and cfg.optim.lr == lr and cfg.data.batch_size == 4 and cfg.train.epochs == 26
+    assert cfg.scheduler.name == "multistep" and cfg.data.img_size == 800
     assert sources["optim.lr"] == f"{source} model defaults"
 
 

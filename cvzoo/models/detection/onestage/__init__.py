@@ -7,6 +7,6 @@
 
 from cvzoo.models.detection.onestage import remap  # noqa: F401
 from cvzoo.models.detection.onestage.fcos import FCOS
-from cvzoo.models.detection.onestage.retinanet import RetinaNet
+from cvzoo.models.detection.onestage.retinanet import RetinaNet, RetinaNetV2
 
-__all__ = ["FCOS", "RetinaNet"]
+__all__ = ["FCOS", "RetinaNet", "RetinaNetV2"]
