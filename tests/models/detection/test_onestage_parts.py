@@ -199,3 +199,21 @@ def test_top_k_postprocessing_matches_torchvision(family):
                                  DetectSettings(settings["score_thresh"], settings["nms_thresh"], 1000, classes=[2]),
                                  settings["topk_candidates"])
     assert len(only) > 0 and (only.labels == 2).all()
+
+
+def test_predict_options_soft_nms_agnostic_and_limits():
+    torch.manual_seed(0)
+    model = FCOS(num_classes=3, backbone="resnet18", min_size=64, max_size=96, score_thresh=0.0).eval()
+    with torch.no_grad():
+        model.head.classification.predictions["cls_logits"].bias.zero_()  # scores near 0.5: many candidates
+        images = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+        hard = model.predict(images, max_detections=50)[0]
+        soft = model.predict(images, soft_nms="gaussian", max_detections=50)[0]
+        agnostic = model.predict(images, agnostic=True, iou_threshold=0.3, max_detections=1000)[0]
+        per_class = model.predict(images, iou_threshold=0.3, max_detections=1000)[0]
+    assert len(hard) == len(soft) == 50
+    assert (soft.scores[:-1] >= soft.scores[1:]).all() and (hard.scores[:-1] >= hard.scores[1:]).all()
+    assert not torch.equal(soft.scores, hard.scores)  # Soft-NMS decays the overlapping neighbours' scores
+    assert 0 < len(agnostic) < len(per_class)  # one NMS over all classes suppresses across them
+    with pytest.raises(ValueError, match="image size"):
+        model.predict(images, [(70, 96)])

@@ -167,27 +167,30 @@ class OneStageDetector(Detector):
     Args:
         num_classes: object classes ``K`` (torchvision's COCO checkpoints: 91, the label being the COCO category
             id; label 0 is unused).
-        head: ``levels -> {name: per-level maps [B, A * V, H, W]}`` with ``"cls_logits"`` and ``"bbox_regression"``.
+        make_head: ``channels -> head``, the head mapping the levels to ``{name: per-level maps [B, A * V, H, W]}``
+            with at least ``"cls_logits"`` and ``"bbox_regression"``.
+        output_values: ``V`` of each head output (``{"cls_logits": K, "bbox_regression": 4, ...}``).
         anchor_generator: the anchors of the five levels.
         backbone, backbone_weights, trainable_backbone_layers, frozen_batch_norm, pretrained, in_channels: as
             :class:`~cvzoo.models.detection.rcnn.faster_rcnn.FasterRCNN` (frozen batch norm and 3 trainable
             stages when the model starts from trained weights, unless ``frozen_batch_norm`` says otherwise).
         extra_block: ``"p6p7"`` (P6 from P5) or ``"p6p7_c5"`` (P6 from C5).
         min_size, max_size: the resize (shorter side, cap on the longer).
-        score_thresh, nms_thresh, detections_per_img, topk_candidates: inference settings.
+        settings: the model's own inference thresholds (``predict`` overrides them per call).
+        topk_candidates: (location, class) pairs kept per level before NMS.
+        in_channels: image channels.
     """
 
     input_policy: ClassVar[InputPolicy] = InputPolicy("model", size_divisible=32)
     loss_reduction: ClassVar[str] = "mean"  # type: ignore[assignment]
     default_recipe: ClassVar[dict[str, Any]] = ONE_STAGE_RECIPE
     exportable: ClassVar[bool] = True
-    # Values per anchor of each head output, in the order of ``flatten_anchor_maps``.
-    output_values: ClassVar[dict[str, int]] = {}
 
     def __init__(
         self,
         num_classes: int,
         make_head: Callable[[int], nn.Module],
+        output_values: dict[str, int],
         anchor_generator: AnchorGenerator,
         backbone: str,
         backbone_weights: str | None,
@@ -211,6 +214,7 @@ class OneStageDetector(Detector):
                                      in_channels, strides=PYRAMID_STRIDES[:3], extra_block=extra_block)
         self.anchor_generator = anchor_generator
         self.head = make_head(self.backbone.out_channels)
+        self.output_values = dict(output_values)
         self.detect_settings = settings
         self.topk_candidates = topk_candidates
 
@@ -305,9 +309,9 @@ class OneStageDetector(Detector):
             losses = {"loss": sum(losses.values()), **{k: v.detach() for k, v in losses.items()}}
         detections: list[Detections] = []
         if settings is not None:
-            level_anchors = _split(anchors, counts, 0)
+            level_anchors = anchors.split(counts)
             for i, (new, old) in enumerate(zip(resized, sizes)):
-                levels = [dict(zip(outputs, parts)) for parts in zip(*(_split(o[i], counts, 0) for o in outputs.values()))]
+                levels = [dict(zip(outputs, parts)) for parts in zip(*(o[i].split(counts) for o in outputs.values()))]
                 found = select_top_detections([self.level_scores(level) for level in levels],
                                               [level["bbox_regression"] for level in levels], level_anchors,
                                               self.decode, new, settings, self.topk_candidates)
@@ -316,7 +320,3 @@ class OneStageDetector(Detector):
         return losses, detections
 
 
-
-def _split(tensor: torch.Tensor, counts: Sequence[int], dim: int) -> Sequence[torch.Tensor]:
-    """``tensor`` split into the levels' ``counts`` along ``dim``."""
-    return tensor.split(list(counts), dim)

@@ -89,11 +89,11 @@ class FCOS(OneStageDetector):
         # One stride-sized square per cell: its centre is the location, its side the unit of the distances.
         anchors = AnchorGenerator(tuple((s,) for s in PYRAMID_STRIDES), ((1.0,),) * len(PYRAMID_STRIDES))
         super().__init__(
-            num_classes, lambda channels: FCOSHead(channels, num_classes), anchors, backbone, backbone_weights,
+            num_classes, lambda channels: FCOSHead(channels, num_classes),
+            {"cls_logits": num_classes, "bbox_regression": 4, "bbox_ctrness": 1}, anchors, backbone, backbone_weights,
             trainable_backbone_layers, frozen_batch_norm, pretrained, "p6p7", min_size, max_size,
             DetectSettings(score_thresh, nms_thresh, detections_per_img), topk_candidates, in_channels,
         )
-        self.output_values = {"cls_logits": num_classes, "bbox_regression": 4, "bbox_ctrness": 1}
         self.center_sampling_radius = center_sampling_radius
 
     def level_scores(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -81,7 +81,6 @@ class RetinaNet(OneStageDetector):
     """
 
     recipe_name: ClassVar[str] = "torchvision RetinaNet"
-    output_values: ClassVar[dict[str, int]] = {}
 
     def __init__(
         self,
@@ -113,12 +112,12 @@ class RetinaNet(OneStageDetector):
         anchors = AnchorGenerator(anchor_sizes, [tuple(aspect_ratios)] * len(anchor_sizes))
         num_anchors = anchors.num_anchors_per_location()[0]
         super().__init__(
-            num_classes, lambda channels: RetinaNetHead(channels, num_anchors, num_classes, group_norm), anchors,
+            num_classes, lambda channels: RetinaNetHead(channels, num_anchors, num_classes, group_norm),
+            {"cls_logits": num_classes, "bbox_regression": 4}, anchors,
             backbone, backbone_weights, trainable_backbone_layers, frozen_batch_norm, pretrained,
             "p6p7_c5" if p6_from_c5 else "p6p7", min_size, max_size,
             DetectSettings(score_thresh, nms_thresh, detections_per_img), topk_candidates, in_channels,
         )
-        self.output_values = {"cls_logits": num_classes, "bbox_regression": 4}
         self.box_loss = box_loss
         self.matcher = IoUMatcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=True)
         self.box_coder = DeltaBoxCoder((1.0, 1.0, 1.0, 1.0))
