@@ -217,3 +217,15 @@ def test_predict_options_soft_nms_agnostic_and_limits():
     assert 0 < len(agnostic) < len(per_class)  # one NMS over all classes suppresses across them
     with pytest.raises(ValueError, match="image size"):
         model.predict(images, [(70, 96)])
+
+
+@pytest.mark.parametrize(("name", "published"), [("retinanet_resnet50_fpn", 34_014_999),
+                                                 ("retinanet_resnet50_fpn_v2", 38_198_935),
+                                                 ("fcos_resnet50_fpn", 32_269_600)])
+def test_parameter_counts_are_torchvisions_published_ones(name, published):
+    """The ``num_params`` of torchvision's COCO weights, counted as its builders build them for those weights
+    (frozen batch norms hold buffers, not parameters, in v1 and FCOS)."""
+    from cvzoo.models import create_model
+
+    model = create_model(name, num_classes=91, pretrained=True)
+    assert sum(p.numel() for p in model.parameters()) == published
