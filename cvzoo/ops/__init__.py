@@ -3,7 +3,13 @@ box coders, matchers and assigners; COCO run-length encoded masks and polygons (
 (imports torch, torchvision, numpy and scipy only)."""
 
 from cvzoo.ops._checks import ShapeError
-from cvzoo.ops.anchors import AnchorGenerator, make_grid_points, ssd_default_boxes, ssd_scales
+from cvzoo.ops.anchors import (
+    AnchorGenerator,
+    flatten_anchor_maps,
+    make_grid_points,
+    ssd_default_boxes,
+    ssd_scales,
+)
 from cvzoo.ops.assigners import TaskAlignedAssigner, TaskAlignedTargets
 from cvzoo.ops.box_coders import (
     DeltaBoxCoder,
@@ -83,6 +89,7 @@ __all__ = [
     "fcos_center_sampling",
     "fcos_centerness",
     "fcos_size_ranges",
+    "flatten_anchor_maps",
     "generalized_box_iou",
     "generalized_box_iou_elementwise",
     "make_grid_points",

@@ -146,6 +146,21 @@ class AnchorGenerator(nn.Module):
         return f"sizes={self.sizes}, aspect_ratios={self.aspect_ratios}"
 
 
+def flatten_anchor_maps(maps: Sequence[torch.Tensor], values_per_anchor: int) -> torch.Tensor:
+    """Per-level head maps ``[B, A * V, H, W]`` -> ``[B, sum_l H_l W_l A, V]``, rows in the order of
+    :class:`AnchorGenerator`'s anchors (level, cell row-major, anchor); ``V`` values per anchor (4 box
+    deltas, ``K`` class logits, 1 objectness). The RPN, RetinaNet and FCOS heads all predict this layout."""
+    flat = []
+    for level, m in enumerate(maps):
+        if m.ndim != 4 or m.shape[1] % values_per_anchor:
+            raise ShapeError(f"flatten_anchor_maps: maps[{level}] must be [B, A * {values_per_anchor}, H, W], "
+                             f"got {list(m.shape)}")
+        batch, channels, height, width = m.shape
+        m = m.view(batch, channels // values_per_anchor, values_per_anchor, height, width)
+        flat.append(m.permute(0, 3, 4, 1, 2).reshape(batch, -1, values_per_anchor))
+    return torch.cat(flat, dim=1)
+
+
 def ssd_scales(num_levels: int, min_ratio: float = 0.2, max_ratio: float = 0.9) -> list[float]:
     """SSD box scales ``s_k = s_min + (s_max - s_min)(k - 1)/(m - 1)``, k = 1..m, plus ``s_{m+1} = 1``."""
     if num_levels < 1:

@@ -203,7 +203,10 @@ def fcos_center_sampling(
     """Whether each point lies in the centre region of each GT -> ``[A, M]`` bool.
 
     The region is the GT centre ``+- radius * stride`` clipped to the GT box (the "center sampling"
-    of the FCOS follow-up, which replaced "anywhere inside the box" and improved AP).
+    of the FCOS follow-up, which replaced "anywhere inside the box" and improved AP): a point is in it when
+    ``max(|x - c_x|, |y - c_y|) < radius * stride`` and all of ``(l, t, r, b)`` are positive. Written in
+    these terms (distances to the centre, not clipped corners) it gives torchvision's FCOS the same
+    floating-point values at the region's edges.
 
     Args:
         points: ``[A, 2]`` ``(x, y)`` pixels.
@@ -212,12 +215,9 @@ def fcos_center_sampling(
         radius: half-size of the region in strides.
     """
     _check_points(points, strides, gt_boxes, "fcos_center_sampling")
-    centres = (gt_boxes[:, :2] + gt_boxes[:, 2:]) * 0.5
-    half = radius * strides[:, None, None]  # [A, 1, 1]
-    top_left = torch.maximum(centres[None] - half, gt_boxes[None, :, :2])  # [A, M, 2]
-    bottom_right = torch.minimum(centres[None] + half, gt_boxes[None, :, 2:])
-    p = points[:, None, :]
-    return ((p > top_left) & (p < bottom_right)).all(dim=-1)
+    centres = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
+    near = (points[:, None, :] - centres[None]).abs().max(dim=-1).values < radius * strides[:, None]
+    return near & (_point_box_distances(points, gt_boxes).min(dim=-1).values > 0)
 
 
 def fcos_centerness(distances: torch.Tensor) -> torch.Tensor:
@@ -240,12 +240,15 @@ def fcos_assign(
     """FCOS assignment (Tian et al. 2019, sec. 3.1-3.2): the GT index of each point, -1 for background.
 
     A point is a candidate for a GT when it lies inside the box (or its centre region when ``radius`` is
-    given) and ``max(l, t, r, b)`` falls in its level's ``size_ranges``; among several candidates the GT
-    of minimal area wins.
+    given) and ``max(l, t, r, b)`` falls strictly inside its level's ``size_ranges``; among several
+    candidates the GT of minimal area wins. Same semantics as torchvision's FCOS, including two details
+    that decide its training targets: the range bounds are open (the paper writes them closed; a maximal
+    distance exactly on a bound belongs to neither level), and the areas are ranked as the float32 values
+    ``1e8 - area``, so two areas closer than the float32 spacing near 1e8 (8 px^2) tie and the first GT wins.
 
     Args:
         points: ``[A, 2]`` ``(x, y)`` pixels.
-        strides: ``[A]`` stride of each point.
+        strides: ``[A]`` stride of each point (the centre region's unit).
         gt_boxes: ``[M, 4]`` xyxy pixels.
         size_ranges: ``[A, 2]`` from :func:`fcos_size_ranges`.
         radius: centre-sampling radius in strides, or None to use the whole box.
@@ -260,19 +263,23 @@ def fcos_assign(
         )
     if gt_boxes.shape[0] == 0:
         return torch.full((points.shape[0],), -1, dtype=torch.int64, device=points.device)
-    ltrb = torch.cat(
-        (points[:, None] - gt_boxes[None, :, :2], gt_boxes[None, :, 2:] - points[:, None]), dim=-1
-    )
+    ltrb = _point_box_distances(points, gt_boxes)
     if radius is None:
-        inside = ltrb.min(dim=-1).values > 0
+        candidate = ltrb.min(dim=-1).values > 0
     else:
-        inside = fcos_center_sampling(points, strides, gt_boxes, radius)
+        candidate = fcos_center_sampling(points, strides, gt_boxes, radius)
     max_dist = ltrb.max(dim=-1).values
-    in_range = (max_dist >= size_ranges[:, :1]) & (max_dist <= size_ranges[:, 1:])
-    areas = box_area(gt_boxes)[None].expand(points.shape[0], -1)
-    areas = torch.where(inside & in_range, areas, torch.full_like(areas, math.inf))
-    min_area, matched = areas.min(dim=1)
-    return torch.where(torch.isinf(min_area), torch.full_like(matched, -1), matched)
+    candidate &= (max_dist > size_ranges[:, :1]) & (max_dist < size_ranges[:, 1:])
+    rank = candidate.to(torch.float32) * (1e8 - box_area(gt_boxes).to(torch.float32))[None]
+    best, matched = rank.max(dim=1)
+    return torch.where(best > 0, matched, torch.full_like(matched, -1))
+
+
+def _point_box_distances(points: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
+    """``[A, M, 4]`` distances ``(l, t, r, b)`` of every point to the sides of every box."""
+    x, y = points[:, None, 0], points[:, None, 1]
+    return torch.stack((x - gt_boxes[None, :, 0], y - gt_boxes[None, :, 1],
+                        gt_boxes[None, :, 2] - x, gt_boxes[None, :, 3] - y), dim=-1)
 
 
 def _check_points(points: torch.Tensor, strides: torch.Tensor, gt_boxes: torch.Tensor, where: str) -> None:

@@ -115,3 +115,18 @@ def test_fcos_assign_scale_and_min_area():
 def test_fcos_centerness():
     ltrb = torch.tensor([[5.0, 5.0, 5.0, 5.0], [2.0, 1.0, 8.0, 4.0]])
     torch.testing.assert_close(fcos_centerness(ltrb), torch.tensor([1.0, math.sqrt(0.25 * 0.25)]))
+
+
+def test_fcos_assign_bounds_are_open_and_areas_rank_as_torchvision():
+    """torchvision's FCOS semantics: a maximal distance exactly on a level bound matches neither level, and
+    areas tying in float32 as ``1e8 - area`` (259 and 256 px^2) go to the first box."""
+    points = torch.tensor([[20.0, 20.0]])
+    strides = torch.tensor([8.0])
+    exactly = torch.tensor([[0.0, 0.0, 40.0, 40.0]])  # max(l, t, r, b) = 20
+    assert fcos_assign(points, strides, exactly, torch.tensor([[0.0, 20.0]]), radius=None).item() == -1
+    assert fcos_assign(points, strides, exactly, torch.tensor([[20.0, 40.0]]), radius=None).item() == -1
+    assert fcos_assign(points, strides, exactly, torch.tensor([[0.0, 20.5]]), radius=None).item() == 0
+    tied = torch.tensor([[12.0, 12.0, 28.0, 28.1875], [12.0, 12.0, 28.0, 28.0]])
+    assert fcos_assign(points, strides, tied, torch.tensor([[0.0, 64.0]]), radius=None).item() == 0
+    distinct = torch.tensor([[12.0, 12.0, 28.0, 29.0], [12.0, 12.0, 28.0, 28.0]])  # 272 vs 256: the smaller
+    assert fcos_assign(points, strides, distinct, torch.tensor([[0.0, 64.0]]), radius=None).item() == 1

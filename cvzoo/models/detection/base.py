@@ -12,8 +12,9 @@ needs); ``image_sizes`` gives each image's true ``(height, width)`` inside the p
 ``None`` meaning every image fills the batch. What depends on the model is the model's: its loss
 reduction, parameter groups, input policy and default recipe (class attributes and methods below).
 
-Dense detectors (YOLO; SSD, RetinaNet, FCOS to come) build both entry points from a raw forward, a
-criterion and decode + NMS: ``cvzoo.models.detection.dense.DenseDetector``.
+Dense detectors (YOLO; SSD to come) build both entry points from a raw forward, a
+criterion and decode + NMS: ``cvzoo.models.detection.dense.DenseDetector``. RetinaNet and FCOS resize their
+own images as R-CNN does: ``cvzoo.models.detection.onestage.common.OneStageDetector``.
 
 Targets are the canonical per-image dicts: ``{"boxes": float32 [N, 4] xyxy absolute pixels of the
 network input, "labels": int64 [N] 0-based}`` and, for instance segmentation, ``"masks": uint8

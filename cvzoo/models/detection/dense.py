@@ -1,4 +1,6 @@
-"""Dense detectors: one prediction per anchor / grid point, then decode + NMS (YOLO; SSD, RetinaNet, FCOS).
+"""Dense detectors: one prediction per anchor / grid point, then decode + NMS (YOLO; SSD). RetinaNet and FCOS
+resize their own images and keep torchvision's per-(location, class) selection instead
+(:mod:`cvzoo.models.detection.onestage.common`).
 
 A dense detector writes three pieces and gets the :class:`~cvzoo.models.detection.base.Detector`
 contract from them:

@@ -2,7 +2,8 @@
 
 ResNets (and any registered classifier with stages at strides 4..32) give C2..C5, which the FPN turns into
 P2..P5 plus P6 (a stride-2 subsample of P5, "pool"), all with 256 channels; the RPN sees P2..P6 and the
-RoI heads pool from P2..P5. MobileNet v3 gives the two maps torchvision's mobile detectors use: the output
+RoI heads pool from P2..P5. The one-stage detectors (RetinaNet, FCOS) tap C3..C5 only and add P6/P7 by
+two stride-2 convs (``strides=(8, 16, 32)``, ``extra_block="p6p7"`` or ``"p6p7_c5"``). MobileNet v3 gives the two maps torchvision's mobile detectors use: the output
 of the last strided block and of the final 1x1 conv (both stride 32), pyramid "P5a, P5b" plus the pool.
 
 Fine-tuning a detector from a pretrained backbone freezes its first stages (``trainable_layers``: how
@@ -64,23 +65,25 @@ class FPNBackbone(nn.Module):
         in_channels: channels of the tapped maps.
         out_channels: FPN width (256).
         norm_layer: norm of the FPN convs (the v2 recipe's batch norm), or None.
+        extra_block: the FPN's extra levels (:class:`~cvzoo.models.necks.FeaturePyramidNetwork`).
 
     Attributes:
         out_channels: channels of every output level.
-        num_pooled_levels: the levels the RoI heads pool from (all but the extra "pool" level).
+        num_pooled_levels: the levels the RoI heads pool from (all but the extra levels).
     """
 
     def __init__(self, body: nn.Module, taps: StageTaps | MobileNetV3Taps, in_channels: Sequence[int],
-                 out_channels: int = 256, norm_layer: type[nn.Module] | None = None) -> None:
+                 out_channels: int = 256, norm_layer: type[nn.Module] | None = None,
+                 extra_block: str = "pool") -> None:
         super().__init__()
         self.body = body
         self.taps = taps
-        self.fpn = FeaturePyramidNetwork(in_channels, out_channels, extra_block="pool", norm_layer=norm_layer)
+        self.fpn = FeaturePyramidNetwork(in_channels, out_channels, extra_block=extra_block, norm_layer=norm_layer)
         self.out_channels = out_channels
         self.num_pooled_levels = len(in_channels)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """``[B, 3, H, W]`` -> levels ``[B, out_channels, H_l, W_l]``, finest first, the "pool" level last."""
+        """``[B, 3, H, W]`` -> levels ``[B, out_channels, H_l, W_l]``, finest first, the extra levels last."""
         return self.fpn(self.taps(self.body, images))
 
 
@@ -136,6 +139,8 @@ def fpn_backbone(
     frozen_batch_norm: bool = True,
     fpn_norm: type[nn.Module] | None = None,
     in_channels: int = 3,
+    strides: Sequence[int] = FPN_STRIDES,
+    extra_block: str = "pool",
 ) -> FPNBackbone:
     """The registered classifier ``name`` with an FPN, as torchvision's ``_resnet_fpn_extractor`` /
     ``_mobilenet_extractor(fpn=True)`` build it.
@@ -148,20 +153,26 @@ def fpn_backbone(
         frozen_batch_norm: replace the classifier's batch norms by frozen ones (v1 models).
         fpn_norm: norm in the FPN (v2: ``nn.BatchNorm2d``), or None.
         in_channels: image channels.
+        strides: the strides of the classifier's maps the FPN takes (ResNet-like classifiers; R-CNN: 4..32
+            = C2..C5, RetinaNet / FCOS: 8..32 = C3..C5, torchvision's ``returned_layers=[2, 3, 4]``).
+        extra_block: the FPN's extra levels: ``"pool"`` (R-CNN), ``"p6p7"`` / ``"p6p7_c5"`` (RetinaNet, FCOS).
     """
     model = create_backbone(name, in_channels, weights)
     drop_classifier(model)
     if isinstance(model, MobileNetV3):
+        if tuple(strides) != FPN_STRIDES:
+            raise ValueError(f"fpn_backbone: MobileNet v3 taps its two stride-32 maps; strides={tuple(strides)} "
+                             "applies to ResNet-like classifiers only")
         last_strided = strided_blocks(model)[-1]
         taps: StageTaps | MobileNetV3Taps = MobileNetV3Taps(last_strided)
         channels = [model.blocks[last_strided].project.out_channels, model.head_conv.out_channels]
         stages = mobilenet_v3_stages(model)
     else:
-        indices = tuple(stride_indices(model.feature_info, FPN_STRIDES, name))
+        indices = tuple(stride_indices(model.feature_info, tuple(strides), name))
         taps = StageTaps(indices)
         channels = [model.feature_info[i].channels for i in indices]
         stages = resnet_stages(model) if isinstance(model, ResNet) else feature_stages(model)
     freeze_stages(model, stages, trainable_layers)
     if frozen_batch_norm:
         freeze_batch_norm(model)
-    return FPNBackbone(model, taps, channels, 256, fpn_norm)
+    return FPNBackbone(model, taps, channels, 256, fpn_norm, extra_block)

@@ -25,7 +25,9 @@ class FeaturePyramidNetwork(nn.Module):
     the running map is upsampled (nearest, to the finer map's size) and added to the finer lateral; a 3x3
     conv then smooths every merged map. ``extra_block`` adds coarser levels: ``"pool"`` a stride-2
     1x1 max pool of the last output (Faster R-CNN's P6), ``"p6p7"`` two stride-2 3x3 convs on the last
-    output with a ReLU between them (RetinaNet's P6/P7, Lin et al. 2017b).
+    output with a ReLU between them (RetinaNet's P6/P7, Lin et al. 2017b); ``"p6p7_c5"`` the same two convs
+    with P6 computed from the last *input* map (C5), as the RetinaNet paper does (sec. 4, "P6 is obtained
+    via a 3x3 stride-2 conv on C5"; torchvision's RetinaNet v2) rather than from P5 (torchvision's v1, FCOS).
 
     With ``norm_layer`` every lateral and output conv is followed by that norm (and has no bias), as in
     the v2 R-CNN recipe (Li et al. 2021, "Benchmarking Detection Transfer Learning with Vision
@@ -34,15 +36,16 @@ class FeaturePyramidNetwork(nn.Module):
     Args:
         in_channels: channels of the input maps, finest first.
         out_channels: channels of every output map.
-        extra_block: ``None``, ``"pool"`` or ``"p6p7"``.
+        extra_block: ``None``, ``"pool"``, ``"p6p7"`` or ``"p6p7_c5"``.
         norm_layer: norm after each lateral / output conv (e.g. ``nn.BatchNorm2d``), or None.
     """
 
     def __init__(self, in_channels: Sequence[int], out_channels: int = 256, extra_block: str | None = None,
                  norm_layer: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__()
-        if extra_block not in (None, "pool", "p6p7"):
-            raise ValueError(f"FeaturePyramidNetwork: extra_block must be None, 'pool' or 'p6p7', got {extra_block!r}")
+        if extra_block not in (None, "pool", "p6p7", "p6p7_c5"):
+            raise ValueError("FeaturePyramidNetwork: extra_block must be None, 'pool', 'p6p7' or 'p6p7_c5', "
+                             f"got {extra_block!r}")
 
         def conv(channels: int, kernel_size: int) -> nn.Module:
             if norm_layer is None:
@@ -52,8 +55,9 @@ class FeaturePyramidNetwork(nn.Module):
         self.laterals = nn.ModuleList(conv(c, 1) for c in in_channels)
         self.outputs = nn.ModuleList(conv(out_channels, 3) for _ in in_channels)
         self.extra_block = extra_block
-        if extra_block == "p6p7":
-            self.p6 = nn.Conv2d(out_channels, out_channels, 3, stride=2, padding=1)
+        if extra_block in ("p6p7", "p6p7_c5"):
+            p6_in = in_channels[-1] if extra_block == "p6p7_c5" else out_channels
+            self.p6 = nn.Conv2d(p6_in, out_channels, 3, stride=2, padding=1)
             self.p7 = nn.Conv2d(out_channels, out_channels, 3, stride=2, padding=1)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -71,8 +75,8 @@ class FeaturePyramidNetwork(nn.Module):
             results.insert(0, self.outputs[level](running))
         if self.extra_block == "pool":
             results.append(F.max_pool2d(results[-1], kernel_size=1, stride=2))
-        elif self.extra_block == "p6p7":
-            p6 = self.p6(results[-1])
+        elif self.extra_block in ("p6p7", "p6p7_c5"):
+            p6 = self.p6(features[-1] if self.extra_block == "p6p7_c5" else results[-1])
             results += [p6, self.p7(F.relu(p6))]
         return results
 

@@ -45,6 +45,22 @@ from cvzoo.ops import AnchorGenerator
 
 Target = dict[str, torch.Tensor]
 
+# The augmentation of torchvision's detection references (R-CNN, RetinaNet, FCOS, SSD aside): the model's own
+# min/max-side resize and a horizontal flip; the YOLO-only augmentations (mosaic, mixup, HSV, affine) off.
+NO_YOLO_AUGMENTATION: dict[str, Any] = {
+    "detect.augment.hflip": 0.5,
+    "detect.augment.mosaic": 0.0,
+    "detect.augment.close_mosaic": 0,
+    "detect.augment.mixup": 0.0,
+    "detect.augment.hsv_h": 0.0,
+    "detect.augment.hsv_s": 0.0,
+    "detect.augment.hsv_v": 0.0,
+    "detect.augment.degrees": 0.0,
+    "detect.augment.translate": 0.0,
+    "detect.augment.affine_scale": 0.0,
+    "detect.augment.shear": 0.0,
+}
+
 # torchvision's detection reference (references/detection, 26 epochs, lr 0.02 for 16 images, drops at
 # epochs 16 and 22, linear warm-up from 0.001) for one device: 4 images per batch, lr scaled linearly.
 # The drops are fractions of the run, so a shorter run keeps the schedule's shape. data.img_size (the
@@ -64,17 +80,7 @@ RCNN_RECIPE: dict[str, Any] = {
     "scheduler.gamma": 0.1,
     "scheduler.warmup_epochs": 1.0,
     "scheduler.warmup_start_factor": 0.001,
-    "detect.augment.hflip": 0.5,
-    "detect.augment.mosaic": 0.0,
-    "detect.augment.close_mosaic": 0,
-    "detect.augment.mixup": 0.0,
-    "detect.augment.hsv_h": 0.0,
-    "detect.augment.hsv_s": 0.0,
-    "detect.augment.hsv_v": 0.0,
-    "detect.augment.degrees": 0.0,
-    "detect.augment.translate": 0.0,
-    "detect.augment.affine_scale": 0.0,
-    "detect.augment.shear": 0.0,
+    **NO_YOLO_AUGMENTATION,
 }
 
 FPN_ANCHOR_SIZES = ((32,), (64,), (128,), (256,), (512,))
@@ -261,7 +267,8 @@ class FasterRCNN(Detector):
 
 
 class RCNNExport(nn.Module):
-    """Export wrapper of an R-CNN: ``images [1, 3, H, W]`` float in [0, 1], any ``H`` and ``W`` -> the image's
+    """Export wrapper of an R-CNN (and of RetinaNet / FCOS, which resize their images the same way):
+    ``images [1, 3, H, W]`` float in [0, 1], any ``H`` and ``W`` -> the image's
     detections with the model's own thresholds (``box_score_thresh``, ``box_nms_thresh``,
     ``box_detections_per_img``), by decreasing score:
 
@@ -279,7 +286,7 @@ class RCNNExport(nn.Module):
     # that for the MobileNet models). The export check allows 1e-2 (pixels, scores, mask probabilities).
     parity_atol = 1e-2
 
-    def __init__(self, model: FasterRCNN) -> None:
+    def __init__(self, model: Detector) -> None:
         super().__init__()
         self.model = model
         masks = getattr(model, "predicts_masks", False)
@@ -291,7 +298,7 @@ class RCNNExport(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if images.ndim != 4 or images.shape[0] != 1:
-            raise ValueError(f"an R-CNN exports for one image [1, 3, H, W], got {list(images.shape)}")
+            raise ValueError(f"{type(self.model).__name__} exports for one image [1, 3, H, W], got {list(images.shape)}")
         detections = self.model.predict(images)[0]
         outputs = (detections.boxes, detections.scores, detections.labels)
         return outputs + ((detections.masks,) if "masks" in self.output_names else ())

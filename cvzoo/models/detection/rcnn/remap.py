@@ -39,7 +39,8 @@ StateDict = dict[str, torch.Tensor]
 _BODY = "backbone.body."
 
 
-def _fpn_rules(normed: bool) -> list[tuple[str, str]]:
+def fpn_rules(normed: bool) -> list[tuple[str, str]]:
+    """Renaming rules of torchvision's FPN keys (``inner_blocks`` / ``layer_blocks``, with or without a norm)."""
     conv = ".conv" if normed else ""
     rules = []
     for theirs, ours in (("inner_blocks", "laterals"), ("layer_blocks", "outputs")):
@@ -88,7 +89,7 @@ def torchvision_rcnn_to_cvzoo(state: StateDict) -> StateDict:
         body = remap_torchvision_mobilenet_v3({f"features.{k}": v for k, v in body.items()})
     out = {_BODY + k: v for k, v in body.items()}
     normed_fpn = any(re.match(r"^backbone\.fpn\.inner_blocks\.\d+\.1\.", k) for k in state)
-    rules = _fpn_rules(normed_fpn) + _HEAD_RULES
+    rules = fpn_rules(normed_fpn) + _HEAD_RULES
     for key, value in state.items():
         if not key.startswith(_BODY):
             out[_rename(key, rules)] = value

@@ -28,6 +28,7 @@ from cvzoo.ops import (
     batched_nms,
     box_iou,
     clip_boxes,
+    flatten_anchor_maps,
     remove_small_boxes,
 )
 
@@ -61,17 +62,6 @@ class RPNHead(nn.Module):
             objectness.append(self.objectness(x))
             deltas.append(self.deltas(x))
         return objectness, deltas
-
-
-def flatten_anchor_maps(maps: Sequence[torch.Tensor], values_per_anchor: int) -> torch.Tensor:
-    """Per-level maps ``[B, A * V, H, W]`` -> ``[B, sum_l H_l W_l A, V]`` in the anchors' order (level, cell
-    row-major, anchor)."""
-    flat = []
-    for m in maps:
-        batch, channels, height, width = m.shape
-        m = m.view(batch, channels // values_per_anchor, values_per_anchor, height, width)
-        flat.append(m.permute(0, 3, 4, 1, 2).reshape(batch, -1, values_per_anchor))
-    return torch.cat(flat, dim=1)
 
 
 @dataclass(frozen=True)
