@@ -9,13 +9,13 @@ One 800x1067 random image (min_size 800, max_size 1333). The detections are comp
 difference of boxes and scores), then calls alternate A B, B A after a warm-up; the figure is the median of
 the per-pair ratios cvzoo / torchvision (target <= 1.0).
 
-    /opt/cvzoo-venv/bin/python benchmarks/bench_onestage.py latency
-    /opt/cvzoo-venv/bin/python benchmarks/bench_onestage.py latency --models fcos_resnet50_fpn --repeats 4
+    .venv/bin/python benchmarks/bench_onestage.py latency
+    .venv/bin/python benchmarks/bench_onestage.py latency --models fcos_resnet50_fpn --repeats 4
 
 ``profile``: self CPU time and call count per operator of ``--repeats`` eval calls of each side (400x533
 image, min_size 400), for telling a real difference from the machine's noise.
 
-    /opt/cvzoo-venv/bin/python benchmarks/bench_onestage.py profile --models retinanet_resnet50_fpn --repeats 3
+    .venv/bin/python benchmarks/bench_onestage.py profile --models retinanet_resnet50_fpn --repeats 3
 """
 
 from __future__ import annotations
