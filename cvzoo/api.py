@@ -282,7 +282,6 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
     test-time augmentation (detection, torch backend).
     """
     dev = select_device(device, key="device")
-    files = expand_sources(source)
     if Path(weights).suffix.lower() == ".onnx":  # an exported file on its own: the task from its metadata
         if augment:
             raise ValueError("test-time augmentation needs the torch model: an exported graph has a fixed input size")
@@ -300,6 +299,7 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
         else:
             # Inference only from here: BatchNorm folded into the convs, channels-last weights on the CPU.
             prepare_for_inference(model, dev)
+    files = expand_sources(source)
     if options.get("classes") is not None:
         options["classes"] = class_indices(options["classes"], getattr(task, "class_names", None) or [])
     results, failed = predict_each(task, model, files, dev, options)
