@@ -108,3 +108,24 @@ def test_any_registered_classifier_serves_as_backbone():
     levels = backbone(torch.rand(1, 3, 64, 96))
     assert [tuple(x.shape[-2:]) for x in levels] == [(16, 24), (8, 12), (4, 6), (2, 3), (1, 2)]
     assert all(x.shape[1] == 256 for x in levels) and backbone.num_pooled_levels == 4
+
+
+def test_no_proposal_left_gives_empty_detections_not_an_error():
+    # An RPN whose score floor nothing reaches (sigmoid scores stay below 1) keeps no proposal: what an
+    # untrained or diverging model can do on a whole validation batch.
+    from cvzoo.models import create_model
+
+    for name in ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn"):
+        model = create_model(name, num_classes=2, min_size=64, max_size=96, rpn_score_thresh=1.5).eval()
+        images = torch.rand(2, 3, 64, 80)
+        with torch.no_grad():
+            detections = model.predict(images)
+            target = {"boxes": torch.tensor([[4.0, 4.0, 30.0, 30.0]]), "labels": torch.tensor([1])}
+            if model.predicts_masks:
+                target["masks"] = torch.zeros(1, 64, 80, dtype=torch.uint8)
+            losses, validated = model.validate(images, [target, target])
+        for found in (detections, validated):
+            assert [len(d) for d in found] == [0, 0]
+            if model.predicts_masks:
+                assert all(d.masks is not None and d.masks.shape[0] == 0 for d in found)
+        assert torch.isfinite(losses["loss"])

@@ -103,7 +103,7 @@ def fast_rcnn_loss(class_logits: torch.Tensor, box_deltas: torch.Tensor, labels:
     """
     classification = F.cross_entropy(class_logits, labels)
     positive = torch.where(labels > 0)[0]
-    per_class = box_deltas.reshape(len(box_deltas), -1, 4)
+    per_class = box_deltas.reshape(len(box_deltas), box_deltas.shape[1] // 4, 4)
     box_loss = F.smooth_l1_loss(per_class[positive, labels[positive]], regression_targets[positive], beta=1 / 9,
                                 reduction="sum") / labels.numel()
     return classification, box_loss
@@ -206,7 +206,9 @@ class RoIHeads(nn.Module):
         """Per image ``{"boxes": [D, 4] xyxy (resized-image pixels), "scores": [D], "labels": [D]}`` with head
         labels (1..K), by decreasing score."""
         class_logits, box_deltas = self.classify(features, proposals, image_sizes)
-        boxes = self.box_coder.decode(box_deltas.reshape(box_deltas.shape[0], -1, 4), torch.cat(list(proposals))[:, None])
+        # Classes from the layer, not -1: a batch whose RPN kept no proposal has 0 rows (torchvision guards it too).
+        per_class = box_deltas.reshape(box_deltas.shape[0], box_deltas.shape[1] // 4, 4)
+        boxes = self.box_coder.decode(per_class, torch.cat(list(proposals))[:, None])
         scores = F.softmax(class_logits, -1)
         if len(proposals) == 1:  # no split: traced for ONNX export, its count would become a constant
             return [select_detections(boxes, scores, image_sizes[0], settings)]
