@@ -105,7 +105,8 @@ INFERENCE_KEYS = ("epoch", "best_fitness", "metrics", "config", "model_name", "t
 def inference_state(state: dict[str, Any]) -> dict[str, Any]:
     """A training state reduced to what inference needs (ultralytics strips its best.pt the same way):
     the weights that validated (the EMA's when the run has one) in ``model``, the config and the task's
-    extras; no optimizer, scheduler, RNG or history. A YOLOv8n best.pt shrinks about 6x."""
+    extras; no optimizer, scheduler, RNG or history. A YOLOv8n best.pt is 12.2 MB beside a 36.6 MB last.pt
+    (float32 weights kept: ultralytics' 6 MB also halves them to float16)."""
     weights = state["ema"]["module"] if state.get("ema") else state["model"]
     return {"model": weights, "ema": None, **{key: state[key] for key in INFERENCE_KEYS}}
 

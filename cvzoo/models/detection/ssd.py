@@ -36,7 +36,8 @@ from torch.func import functional_call
 
 from cvzoo.losses import smooth_l1_loss
 from cvzoo.models.backbones import create_backbone
-from cvzoo.models.detection.base import Detections, Detector, InputPolicy, image_sizes_or_full
+from cvzoo.models.detection.base import Detections, InputPolicy, image_sizes_or_full
+from cvzoo.models.detection.one_pass import DetectSettings, OnePassDetector
 from cvzoo.models.detection.transform import DetectorTransform, resize_boxes
 from cvzoo.models.registry import register_model
 from cvzoo.ops import IoUMatcher, SSDBoxCoder, box_iou, ssd_default_boxes
@@ -270,7 +271,7 @@ def to_head_target(target: Target, device: torch.device) -> Target:
 # ------------------------------------------------------------------------------------------------ model
 
 
-class SSD(Detector):
+class SSD(OnePassDetector):
     """SSD300 with a VGG-16 backbone (torchvision's ``ssd300_vgg16``).
 
     Args:
@@ -342,8 +343,8 @@ class SSD(Detector):
         self.box_coder = SSDBoxCoder()
         self.iou_thresh = iou_thresh
         self.neg_to_pos = (1.0 - positive_fraction) / positive_fraction
-        self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
-        self.detections_per_img, self.topk_candidates = detections_per_img, topk_candidates
+        self.detect_settings = DetectSettings(score_thresh, nms_thresh, detections_per_img)
+        self.topk_candidates = topk_candidates
         self.check_input_size()
 
     def build_backbone(self, weights: str | None, trainable_layers: int | None, trained: bool,
@@ -390,45 +391,6 @@ class SSD(Detector):
 
     # ------------------------------------------------------------------------------------- entry points
 
-    def forward(self, images: torch.Tensor, targets: Sequence[Target] | None = None,
-                image_sizes: Sequence[tuple[int, int]] | None = None) -> Any:
-        """With ``targets`` the losses ``{"loss", "bbox_regression", "classification"}`` (torchvision's parts),
-        else the detections with the model's thresholds (``list[Detections]``)."""
-        if targets is None:
-            return self._run(images, image_sizes, None, self.settings())[1]
-        return self._run(images, image_sizes, targets, None)[0]
-
-    def predict(
-        self,
-        images: torch.Tensor,
-        image_sizes: Sequence[tuple[int, int]] | None = None,
-        conf_threshold: float | None = None,
-        iou_threshold: float | None = None,
-        max_detections: int | None = None,
-        classes: Sequence[int] | None = None,
-        soft_nms: str | None = None,
-        agnostic: bool = False,
-    ) -> list[Detections]:
-        """Detections per image in the pixels of ``images``; a threshold left None is the model's own
-        (SSD300: score 0.01, NMS 0.45, 200 per image)."""
-        settings = self.settings(conf_threshold, iou_threshold, max_detections, classes, soft_nms, agnostic)
-        return self._run(images, image_sizes, None, settings)[1]
-
-    def validate(self, images: torch.Tensor, targets: Sequence[Target],
-                 image_sizes: Sequence[tuple[int, int]] | None = None,
-                 **settings: Any) -> tuple[dict[str, torch.Tensor], list[Detections]]:
-        """Losses and detections of one pass (call in eval mode)."""
-        return self._run(images, image_sizes, targets, self.settings(**settings))
-
-    def settings(self, conf_threshold: float | None = None, iou_threshold: float | None = None,
-                 max_detections: int | None = None, classes: Sequence[int] | None = None,
-                 soft_nms: str | None = None, agnostic: bool = False) -> dict[str, Any]:
-        """Inference settings, the model's own where an argument is None."""
-        return {"score_thresh": self.score_thresh if conf_threshold is None else conf_threshold,
-                "nms_thresh": self.nms_thresh if iou_threshold is None else iou_threshold,
-                "detections_per_img": self.detections_per_img if max_detections is None else max_detections,
-                "classes": classes, "soft_nms": soft_nms, "agnostic": agnostic}
-
     def export_module(self) -> nn.Module:
         """One image ``[1, 3, H, W]`` (any size, [0, 1]) -> its detections with the model's thresholds."""
         if not self.exportable:
@@ -440,7 +402,7 @@ class SSD(Detector):
     # ---------------------------------------------------------------------------------------- pipeline
 
     def _run(self, images: torch.Tensor, image_sizes: Sequence[tuple[int, int]] | None,
-             targets: Sequence[Target] | None, settings: dict[str, Any] | None
+             targets: Sequence[Target] | None, settings: DetectSettings | None
              ) -> tuple[dict[str, torch.Tensor], list[Detections]]:
         if torch.onnx.is_in_onnx_export() and image_sizes is None:
             sizes = [(image.shape[-2], image.shape[-1]) for image in images]  # traced: no int()
@@ -460,7 +422,7 @@ class SSD(Detector):
         if settings is not None:
             detections = [
                 Detections(resize_boxes(d.boxes, new, old), d.scores, d.labels)
-                for d, new, old in zip(self.postprocess(outputs, boxes, resized, **settings), resized, sizes)
+                for d, new, old in zip(self.postprocess(outputs, boxes, resized, **vars(settings)), resized, sizes)
             ]
         return losses, detections
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cvzoo.models.detection.one_pass import DetectSettings
 from cvzoo.models.detection.onestage.common import HeadBranch, select_top_detections
 from cvzoo.models.detection.onestage.fcos import FCOS, FCOSHead
 from cvzoo.models.detection.onestage.remap import torchvision_onestage_to_cvzoo
 from cvzoo.models.detection.onestage.retinanet import RetinaNet, RetinaNetHead, retinanet_anchor_sizes
-from cvzoo.models.detection.rcnn.roi_heads import DetectSettings
 from cvzoo.models.necks import FeaturePyramidNetwork
 from cvzoo.ops import AnchorGenerator, flatten_anchor_maps
 

@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from cvzoo.layers import ConvNormAct
-from cvzoo.models.detection.base import Detections, Detector, InputPolicy, image_sizes_or_full
+from cvzoo.models.detection.base import Detections, InputPolicy, image_sizes_or_full
 from cvzoo.models.detection.fpn_backbone import fpn_backbone
+from cvzoo.models.detection.one_pass import DetectSettings, OnePassDetector
 from cvzoo.models.detection.rcnn.faster_rcnn import NO_YOLO_AUGMENTATION, RCNNExport
-from cvzoo.models.detection.rcnn.roi_heads import DetectSettings
 from cvzoo.models.detection.transform import DetectorTransform, resize_boxes
 from cvzoo.ops import AnchorGenerator, batched_nms, clip_boxes, flatten_anchor_maps, soft_nms
 
@@ -160,7 +160,7 @@ def _top_count(values: torch.Tensor, k: int) -> int | torch.Tensor:
     return min(k, values.shape[0])
 
 
-class OneStageDetector(Detector):
+class OneStageDetector(OnePassDetector):
     """RetinaNet / FCOS skeleton: resize + normalise, backbone with FPN P3-P7, head, anchors; then the losses
     (:meth:`compute_loss`) or the detections (:meth:`level_scores`, :meth:`decode`, :func:`select_top_detections`).
 
@@ -219,47 +219,6 @@ class OneStageDetector(Detector):
         self.topk_candidates = topk_candidates
 
     # ------------------------------------------------------------------------------------- entry points
-
-    def forward(self, images: torch.Tensor, targets: Sequence[Target] | None = None,
-                image_sizes: Sequence[tuple[int, int]] | None = None) -> Any:
-        """With ``targets`` the losses ``{"loss", **named parts}`` (torchvision's names), else the detections with
-        the model's thresholds (``list[Detections]``)."""
-        if targets is None:
-            return self._run(images, image_sizes, None, self.detect_settings)[1]
-        return self._run(images, image_sizes, targets, None)[0]
-
-    def predict(
-        self,
-        images: torch.Tensor,
-        image_sizes: Sequence[tuple[int, int]] | None = None,
-        conf_threshold: float | None = None,
-        iou_threshold: float | None = None,
-        max_detections: int | None = None,
-        classes: Sequence[int] | None = None,
-        soft_nms: str | None = None,
-        agnostic: bool = False,
-    ) -> list[Detections]:
-        """Detections per image in the pixels of ``images``; a threshold left None is the model's own."""
-        settings = self.settings(conf_threshold, iou_threshold, max_detections, classes, soft_nms, agnostic)
-        return self._run(images, image_sizes, None, settings)[1]
-
-    def validate(self, images: torch.Tensor, targets: Sequence[Target],
-                 image_sizes: Sequence[tuple[int, int]] | None = None,
-                 **settings: Any) -> tuple[dict[str, torch.Tensor], list[Detections]]:
-        """Losses and detections from one pass of the backbone and the head."""
-        return self._run(images, image_sizes, targets, self.settings(**settings))
-
-    def settings(self, conf_threshold: float | None = None, iou_threshold: float | None = None,
-                 max_detections: int | None = None, classes: Sequence[int] | None = None,
-                 soft_nms: str | None = None, agnostic: bool = False) -> DetectSettings:
-        """The inference settings, the model's own where an argument is None."""
-        own = self.detect_settings
-        return DetectSettings(
-            own.score_thresh if conf_threshold is None else conf_threshold,
-            own.nms_thresh if iou_threshold is None else iou_threshold,
-            own.detections_per_img if max_detections is None else max_detections,
-            classes, agnostic, soft_nms,
-        )
 
     def export_module(self) -> nn.Module:
         """One image ``[1, 3, H, W]`` (any size, [0, 1]) -> its detections with the model's thresholds

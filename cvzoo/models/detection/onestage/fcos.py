@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvzoo.losses import iou_loss, sigmoid_focal_loss
+from cvzoo.models.detection.one_pass import DetectSettings
 from cvzoo.models.detection.onestage.common import PYRAMID_STRIDES, HeadBranch, OneStageDetector, prior_bias
-from cvzoo.models.detection.rcnn.roi_heads import DetectSettings
 from cvzoo.models.registry import register_model
 from cvzoo.ops import AnchorGenerator, bbox2dist, dist2bbox, fcos_assign, fcos_centerness, fcos_size_ranges
 

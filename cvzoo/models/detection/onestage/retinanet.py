@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvzoo.losses import iou_loss, sigmoid_focal_loss
+from cvzoo.models.detection.one_pass import DetectSettings
 from cvzoo.models.detection.onestage.common import (
     ONE_STAGE_RECIPE,
     PYRAMID_STRIDES,
@@ -35,7 +36,6 @@ from cvzoo.models.detection.onestage.common import (
     OneStageDetector,
     prior_bias,
 )
-from cvzoo.models.detection.rcnn.roi_heads import DetectSettings
 from cvzoo.models.registry import register_model
 from cvzoo.ops import AnchorGenerator, DeltaBoxCoder, IoUMatcher, box_iou
 

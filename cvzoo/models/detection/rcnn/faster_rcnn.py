@@ -29,11 +29,11 @@ from torch import nn
 
 from cvzoo.models.detection.base import Detections, Detector, InputPolicy, image_sizes_or_full
 from cvzoo.models.detection.fpn_backbone import fpn_backbone
+from cvzoo.models.detection.one_pass import DetectSettings, OnePassDetector
 from cvzoo.models.detection.rcnn.poolers import MultiScaleRoIAlign
 from cvzoo.models.detection.rcnn.roi_heads import (
     BoxPredictor,
     ConvFCHead,
-    DetectSettings,
     RoIHeads,
     SampledProposals,
     TwoMLPHead,
@@ -86,7 +86,7 @@ RCNN_RECIPE: dict[str, Any] = {
 FPN_ANCHOR_SIZES = ((32,), (64,), (128,), (256,), (512,))
 
 
-class FasterRCNN(Detector):
+class FasterRCNN(OnePassDetector):
     """Faster R-CNN with an FPN backbone.
 
     Args:
@@ -179,51 +179,6 @@ class FasterRCNN(Detector):
         self.detect_settings = DetectSettings(box_score_thresh, box_nms_thresh, box_detections_per_img)
 
     # ------------------------------------------------------------------------------------- entry points
-
-    def forward(self, images: torch.Tensor, targets: Sequence[Target] | None = None,
-                image_sizes: Sequence[tuple[int, int]] | None = None) -> Any:
-        """With ``targets`` the losses ``{"loss", "loss_classifier", "loss_box_reg", "loss_objectness",
-        "loss_rpn_box_reg"}`` (each a mean, as torchvision's), else the detections with the model's
-        thresholds (``list[Detections]``)."""
-        if targets is None:
-            return self._run(images, image_sizes, None, self.detect_settings)[1]
-        return self._run(images, image_sizes, targets, None)[0]
-
-    def predict(
-        self,
-        images: torch.Tensor,
-        image_sizes: Sequence[tuple[int, int]] | None = None,
-        conf_threshold: float | None = None,
-        iou_threshold: float | None = None,
-        max_detections: int | None = None,
-        classes: Sequence[int] | None = None,
-        soft_nms: str | None = None,
-        agnostic: bool = False,
-    ) -> list[Detections]:
-        """Detections per image in the pixels of ``images``; a threshold left None is the model's own
-        (``box_score_thresh`` 0.05, ``box_nms_thresh`` 0.5, ``box_detections_per_img`` 100)."""
-        settings = self.settings(conf_threshold, iou_threshold, max_detections, classes, soft_nms, agnostic)
-        return self._run(images, image_sizes, None, settings)[1]
-
-    def validate(self, images: torch.Tensor, targets: Sequence[Target],
-                 image_sizes: Sequence[tuple[int, int]] | None = None,
-                 **settings: Any) -> tuple[dict[str, torch.Tensor], list[Detections]]:
-        """Losses and detections from one pass of the backbone and the RPN (call in eval mode)."""
-        return self._run(images, image_sizes, targets, self.settings(**settings))
-
-    def settings(self, conf_threshold: float | None = None, iou_threshold: float | None = None,
-                 max_detections: int | None = None, classes: Sequence[int] | None = None,
-                 soft_nms: str | None = None, agnostic: bool = False) -> DetectSettings:
-        """The box head's inference settings, the model's own where an argument is None."""
-        own = self.detect_settings
-        return DetectSettings(
-            own.score_thresh if conf_threshold is None else conf_threshold,
-            own.nms_thresh if iou_threshold is None else iou_threshold,
-            own.detections_per_img if max_detections is None else max_detections,
-            classes, agnostic, soft_nms,
-        )
-
-    # ------------------------------------------------------------------------------------------ pipeline
 
     def _run(self, images: torch.Tensor, image_sizes: Sequence[tuple[int, int]] | None,
              targets: Sequence[Target] | None, settings: DetectSettings | None

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvzoo.layers import ConvNormAct
+from cvzoo.models.detection.one_pass import DetectSettings
 from cvzoo.models.detection.rcnn.poolers import MultiScaleRoIAlign
 from cvzoo.models.detection.rcnn.sampler import BalancedSampler
 from cvzoo.ops import (
@@ -123,18 +124,6 @@ class SampledProposals:
         """Per image the positive proposals' boxes and their ground truths' indices (the mask branch's input)."""
         keep = [torch.where(labels > 0)[0] for labels in self.labels]
         return [b[k] for b, k in zip(self.boxes, keep)], [m[k] for m, k in zip(self.matched, keep)]
-
-
-@dataclass
-class DetectSettings:
-    """Inference thresholds of the box head (``predict`` may override them per call)."""
-
-    score_thresh: float = 0.05
-    nms_thresh: float = 0.5
-    detections_per_img: int = 100
-    classes: Sequence[int] | None = None  # object classes (0-based) to keep; None keeps all
-    agnostic: bool = False
-    soft_nms: str | None = None
 
 
 class RoIHeads(nn.Module):
