@@ -16,6 +16,7 @@ survive under two classes. Parity with the checkpoints needs the latter (:func:`
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, ClassVar
@@ -227,19 +228,19 @@ class OneStageDetector(OnePassDetector):
 
     # ------------------------------------------------------------------------------------ family pieces
 
+    @abstractmethod
     def compute_loss(self, outputs: dict[str, torch.Tensor], anchors: torch.Tensor, counts: Sequence[int],
                      targets: Sequence[Target]) -> dict[str, torch.Tensor]:
         """The family's losses: ``outputs`` ``{name: [B, N, V]}``, ``anchors [N, 4]`` xyxy (resized pixels),
         ``counts`` the anchors per level, ``targets`` in resized pixels with 0-based labels."""
-        raise NotImplementedError
 
+    @abstractmethod
     def level_scores(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Class probabilities ``[N, K]`` of one image's level from its outputs ``{name: [N, V]}``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decode(self, regression: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         """Box offsets ``[n, 4]`` at ``anchors [n, 4]`` -> xyxy boxes."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------------------------------ pipeline
 
