@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from cvzoo.models.detection.base import Detections, Detector
+from cvzoo.models.detection.base import Detections, Detector, image_sizes_or_full
 
 Target = dict[str, torch.Tensor]
 
@@ -44,6 +44,17 @@ class OnePassDetector(Detector):
              targets: Sequence[Target] | None, settings: DetectSettings | None
              ) -> tuple[dict[str, torch.Tensor], list[Detections]]:
         """Losses (``{}`` without targets) and detections (``[]`` without settings) of one pass."""
+
+    @staticmethod
+    def image_crops(images: torch.Tensor, image_sizes: Sequence[tuple[int, int]] | None
+                    ) -> tuple[list[tuple[int, int]], list[torch.Tensor]]:
+        """Each image's true ``(H, W)`` and the image without its padding. While tracing for ONNX the sizes
+        come from the tensor's shape (an ``int`` would freeze the traced image's size into the graph)."""
+        if torch.onnx.is_in_onnx_export() and image_sizes is None:
+            sizes = [(image.shape[-2], image.shape[-1]) for image in images]
+        else:
+            sizes = image_sizes_or_full(images, image_sizes)
+        return sizes, [image[:, :h, :w] for image, (h, w) in zip(images, sizes)]
 
     def forward(self, images: torch.Tensor, targets: Sequence[Target] | None = None,
                 image_sizes: Sequence[tuple[int, int]] | None = None) -> Any:

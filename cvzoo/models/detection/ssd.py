@@ -36,7 +36,7 @@ from torch.func import functional_call
 
 from cvzoo.losses import smooth_l1_loss
 from cvzoo.models.backbones import create_backbone
-from cvzoo.models.detection.base import Detections, InputPolicy, image_sizes_or_full
+from cvzoo.models.detection.base import Detections, InputPolicy
 from cvzoo.models.detection.one_pass import DetectSettings, OnePassDetector
 from cvzoo.models.detection.transform import DetectorTransform, resize_boxes
 from cvzoo.models.registry import register_model
@@ -404,11 +404,7 @@ class SSD(OnePassDetector):
     def _run(self, images: torch.Tensor, image_sizes: Sequence[tuple[int, int]] | None,
              targets: Sequence[Target] | None, settings: DetectSettings | None
              ) -> tuple[dict[str, torch.Tensor], list[Detections]]:
-        if torch.onnx.is_in_onnx_export() and image_sizes is None:
-            sizes = [(image.shape[-2], image.shape[-1]) for image in images]  # traced: no int()
-        else:
-            sizes = image_sizes_or_full(images, image_sizes)
-        crops = [image[:, :h, :w] for image, (h, w) in zip(images, sizes)]
+        sizes, crops = self.image_crops(images, image_sizes)
         head_targets = None if targets is None else [to_head_target(t, images.device) for t in targets]
         batch, resized, head_targets = self.transform(crops, head_targets)
         maps = self.backbone(batch)

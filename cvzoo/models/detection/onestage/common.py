@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from cvzoo.layers import ConvNormAct
-from cvzoo.models.detection.base import Detections, InputPolicy, image_sizes_or_full
+from cvzoo.models.detection.base import Detections, InputPolicy
 from cvzoo.models.detection.fpn_backbone import fpn_backbone
 from cvzoo.models.detection.one_pass import DetectSettings, OnePassDetector
-from cvzoo.models.detection.rcnn.faster_rcnn import NO_YOLO_AUGMENTATION, RCNNExport
+from cvzoo.models.detection.rcnn.faster_rcnn import RCNN_RECIPE, RCNNExport
 from cvzoo.models.detection.transform import DetectorTransform, resize_boxes
 from cvzoo.ops import AnchorGenerator, batched_nms, clip_boxes, flatten_anchor_maps, soft_nms
 
@@ -41,23 +41,7 @@ PYRAMID_STRIDES = (8, 16, 32, 64, 128)
 # torchvision's detection references train RetinaNet and FCOS for 26 epochs, SGD lr 0.01 for 16 images,
 # momentum 0.9, weight decay 1e-4, drops at epochs 16 and 22, linear warm-up (references/detection/README.md).
 # For one device: 4 images per batch, the lr scaled linearly (0.0025), as the R-CNN recipe scales its 0.02.
-ONE_STAGE_RECIPE: dict[str, Any] = {
-    "data.batch_size": 4,
-    "optim.name": "sgd",
-    "optim.lr": 0.0025,
-    "optim.momentum": 0.9,
-    "optim.nesterov": False,
-    "optim.weight_decay": 1e-4,
-    "train.epochs": 26,
-    "train.ema": False,
-    "train.nominal_batch_size": 0,
-    "scheduler.name": "multistep",
-    "scheduler.milestone_fractions": (16 / 26, 22 / 26),
-    "scheduler.gamma": 0.1,
-    "scheduler.warmup_epochs": 1.0,
-    "scheduler.warmup_start_factor": 0.001,
-    **NO_YOLO_AUGMENTATION,
-}
+ONE_STAGE_RECIPE: dict[str, Any] = {**RCNN_RECIPE, "optim.lr": 0.0025}
 
 
 def prior_bias(probability: float = 0.01) -> float:
@@ -247,11 +231,7 @@ class OneStageDetector(OnePassDetector):
     def _run(self, images: torch.Tensor, image_sizes: Sequence[tuple[int, int]] | None,
              targets: Sequence[Target] | None, settings: DetectSettings | None
              ) -> tuple[dict[str, torch.Tensor], list[Detections]]:
-        if torch.onnx.is_in_onnx_export() and image_sizes is None:
-            sizes = [(image.shape[-2], image.shape[-1]) for image in images]  # traced: no int()
-        else:
-            sizes = image_sizes_or_full(images, image_sizes)
-        crops = [image[:, :h, :w] for image, (h, w) in zip(images, sizes)]
+        sizes, crops = self.image_crops(images, image_sizes)
         moved = None if targets is None else [
             {"boxes": t["boxes"].to(device=images.device, dtype=torch.float32),
              "labels": t["labels"].to(device=images.device, dtype=torch.int64)} for t in targets]

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from cvzoo.models.detection.base import Detections, Detector, InputPolicy, image_sizes_or_full
+from cvzoo.models.detection.base import Detections, Detector, InputPolicy
 from cvzoo.models.detection.fpn_backbone import fpn_backbone
 from cvzoo.models.detection.one_pass import DetectSettings, OnePassDetector
 from cvzoo.models.detection.rcnn.poolers import MultiScaleRoIAlign
@@ -183,11 +183,7 @@ class FasterRCNN(OnePassDetector):
     def _run(self, images: torch.Tensor, image_sizes: Sequence[tuple[int, int]] | None,
              targets: Sequence[Target] | None, settings: DetectSettings | None
              ) -> tuple[dict[str, torch.Tensor], list[Detections]]:
-        if torch.onnx.is_in_onnx_export() and image_sizes is None:
-            sizes = [(image.shape[-2], image.shape[-1]) for image in images]  # traced: no int()
-        else:
-            sizes = image_sizes_or_full(images, image_sizes)
-        crops = [image[:, :h, :w] for image, (h, w) in zip(images, sizes)]
+        sizes, crops = self.image_crops(images, image_sizes)
         head_targets = None if targets is None else [to_head_target(t, images.device) for t in targets]
         batch, resized, head_targets = self.transform(crops, head_targets)
         features = self.backbone(batch)
