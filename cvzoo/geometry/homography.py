@@ -71,8 +71,9 @@ def find_homography(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     A[1::2, 5] = -1.0
     A[1::2, 6:8] = d[:, 1:2] * s
     A[1::2, 8] = d[:, 1]
-    # full_matrices: with exactly 4 points A is [8, 9] and the null vector is the 9th row of V^T.
-    _, sv, Vt = np.linalg.svd(A, full_matrices=True)
+    # With exactly 4 points A is [8, 9]: full_matrices gives the null vector as the 9th row of V^T. With more,
+    # the thin SVD has all 9 rows of V^T and skips the [2N, 2N] U nobody reads.
+    _, sv, Vt = np.linalg.svd(A, full_matrices=len(A) < 9)
     # A unique solution needs rank 8 (a one-dimensional null space): the 8th singular value must be
     # clearly non-zero (collinear points leave a larger null space).
     if sv[7] < 1e-9 * sv[0]:

@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from cvzoo.geometry.distortion import distort_with_jacobians
-from cvzoo.geometry.rotation import rodrigues, rodrigues_jacobian
+from cvzoo.geometry.rotation import (
+    rodrigues,
+    rodrigues_batch,
+    rodrigues_jacobian,
+    rodrigues_jacobian_batch,
+    skew,
+    skew_batch,
+)
 
 # Order of the intrinsic parameters in the optimisation vector.
 INTRINSIC_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")
@@ -26,27 +33,23 @@ NUM_INTRINSIC = len(INTRINSIC_NAMES)
 POSE_SIZE = 6
 
 
-def view_residuals_and_jacobians(
-    intrinsics: np.ndarray, pose: np.ndarray, object_points: np.ndarray, image_points: np.ndarray
+def camera_point_residuals(
+    intrinsics: np.ndarray, camera_points: np.ndarray, image_points: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Residuals of one view and their Jacobians.
+    """Residuals of points given in the camera's frame, with their Jacobians.
 
     Args:
         intrinsics: ``[9]`` ``(fx, fy, cx, cy, k1, k2, p1, p2, k3)``.
-        pose: ``[6]`` ``(rvec, tvec)``.
-        object_points: ``[N, 3]`` board points.
+        camera_points: ``[N, 3]`` points in the camera frame (``Xc = R X + t``).
         image_points: ``[N, 2]`` observed pixels.
 
     Returns:
-        ``(residuals [2N], d_intrinsics [2N, 9], d_pose [2N, 6])``, residuals = projected - observed,
-        interleaved ``(u0, v0, u1, v1, ...)``.
+        ``(residuals [2N], d_intrinsics [2N, 9], d_camera_points [N, 2, 3])``, residuals = projected -
+        observed, interleaved ``(u0, v0, u1, v1, ...)``.
     """
     fx, fy, cx, cy = intrinsics[:4]
-    rvec, tvec = pose[:3], pose[3:]
-    rotated = object_points @ rodrigues(rvec).T
-    Xc = rotated + tvec
-    inv_z = 1.0 / Xc[:, 2]
-    xy = Xc[:, :2] * inv_z[:, None]
+    inv_z = 1.0 / camera_points[:, 2]
+    xy = camera_points[:, :2] * inv_z[:, None]
     xy_d, d_xy, d_coeffs = distort_with_jacobians(xy, intrinsics[4:])
     n = len(xy)
     proj = np.stack([fx * xy_d[:, 0] + cx, fy * xy_d[:, 1] + cy], axis=1)
@@ -65,15 +68,39 @@ def view_residuals_and_jacobians(
     d_persp[:, 0, 0] = inv_z
     d_persp[:, 1, 1] = inv_z
     d_persp[:, :, 2] = -xy * inv_z[:, None]
-    # d(Xc)/d(rvec)[:, :, i] = w_i x (R X); d(Xc)/d(tvec) = I.
-    W = rodrigues_jacobian(rvec)
-    d_Xc = np.empty((n, 3, POSE_SIZE))
-    for i in range(3):
-        d_Xc[:, :, i] = np.cross(W[i], rotated)
-    d_Xc[:, :, 3:] = np.eye(3)
     d_pixel_d_xy = focal[None, :, None] * d_xy  # diag(fx, fy) @ d(x_d)/d(x)
-    d_pose = d_pixel_d_xy @ d_persp @ d_Xc
-    return residuals, d_int.reshape(2 * n, NUM_INTRINSIC), d_pose.reshape(2 * n, POSE_SIZE)
+    return residuals, d_int.reshape(2 * n, NUM_INTRINSIC), d_pixel_d_xy @ d_persp
+
+
+def rotation_derivatives(rvec: np.ndarray, rotated: np.ndarray) -> np.ndarray:
+    """``[N, 3, 3]``: column ``k`` is ``d(R X)/d(rvec_k) = w_k x (R X)`` for ``rotated = R X`` (Gallego &
+    Yezzi 2015, with ``w_k`` the rows of ``rodrigues_jacobian``)."""
+    generators = np.stack([skew(w) for w in rodrigues_jacobian(rvec)])  # [3, 3, 3]: [w_k]x
+    return np.einsum("kij,nj->nik", generators, rotated)
+
+
+def view_residuals_and_jacobians(
+    intrinsics: np.ndarray, pose: np.ndarray, object_points: np.ndarray, image_points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Residuals of one view and their Jacobians.
+
+    Args:
+        intrinsics: ``[9]`` ``(fx, fy, cx, cy, k1, k2, p1, p2, k3)``.
+        pose: ``[6]`` ``(rvec, tvec)``.
+        object_points: ``[N, 3]`` board points.
+        image_points: ``[N, 2]`` observed pixels.
+
+    Returns:
+        ``(residuals [2N], d_intrinsics [2N, 9], d_pose [2N, 6])``, residuals = projected - observed,
+        interleaved ``(u0, v0, u1, v1, ...)``.
+    """
+    rvec, tvec = pose[:3], pose[3:]
+    rotated = object_points @ rodrigues(rvec).T
+    residuals, d_int, d_camera = camera_point_residuals(intrinsics, rotated + tvec, image_points)
+    # d(Xc)/d(rvec) by the rotation derivative; d(Xc)/d(tvec) = I.
+    d_Xc = np.concatenate([rotation_derivatives(rvec, rotated), np.broadcast_to(np.eye(3), (len(rotated), 3, 3))], 2)
+    d_pose = d_camera @ d_Xc
+    return residuals, d_int, d_pose.reshape(-1, POSE_SIZE)
 
 
 @dataclass
@@ -97,6 +124,46 @@ class RefineResult:
     intrinsic_std: np.ndarray
 
 
+def views_residuals_and_jacobians(
+    intrinsics: np.ndarray, poses: np.ndarray, object_points: Sequence[np.ndarray], image_points: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[slice]]:
+    """:func:`view_residuals_and_jacobians` for every view at once (one projection of all the points).
+
+    Returns:
+        ``(residuals [2P], d_intrinsics [2P, 9], d_poses [2P, 6], rows)`` over the ``P`` points of all views in
+        order; ``rows[i]`` is view ``i``'s slice of the ``2P`` rows (its pose block of ``d_poses``).
+    """
+    poses = np.asarray(poses, dtype=np.float64).reshape(-1, POSE_SIZE)
+    rotated, d_rotation = rotate_points_batch(poses[:, :3], object_points)
+    view_of_point = np.repeat(np.arange(len(poses)), [len(points) for points in object_points])
+    camera = rotated + poses[view_of_point, 3:]
+    residuals, d_int, d_camera = camera_point_residuals(intrinsics, camera, np.concatenate(image_points))
+    # d(Xc)/d(tvec) = I, so the translation columns are d_camera itself.
+    d_poses = np.concatenate([d_camera @ d_rotation, d_camera], axis=2).reshape(-1, POSE_SIZE)
+    bounds = np.cumsum([0] + [2 * len(points) for points in object_points])
+    return residuals, d_int, d_poses, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def rotate_points_batch(rvecs: np.ndarray, point_sets: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Every set's points rotated by its own rotation vector, and the derivatives of that.
+
+    Args:
+        rvecs: ``[M, 3]``, one per point set.
+        point_sets: ``M`` arrays ``[N_i, 3]``.
+
+    Returns:
+        ``(rotated [P, 3], d_rotated [P, 3, 3])`` over the ``P`` points in order; ``d_rotated[n, :, k] =
+        w_k x (R X_n)`` as in :func:`rotation_derivatives`.
+    """
+    counts = [len(points) for points in point_sets]
+    R = rodrigues_batch(rvecs)
+    view_of_point = np.repeat(np.arange(len(counts)), counts)
+    points = np.concatenate([np.asarray(p, dtype=np.float64) for p in point_sets])
+    rotated = np.einsum("nij,nj->ni", R[view_of_point], points)
+    generators = skew_batch(rodrigues_jacobian_batch(rvecs, R).reshape(-1, 3)).reshape(len(counts), 3, 3, 3)
+    return rotated, np.einsum("nkij,nj->nik", generators[view_of_point], rotated)
+
+
 def _normal_equations(
     intrinsics: np.ndarray,
     poses: np.ndarray,
@@ -109,28 +176,21 @@ def _normal_equations(
     size = NUM_INTRINSIC + POSE_SIZE * m
     JtJ = np.zeros((size, size))
     Jtr = np.zeros(size)
-    cost = 0.0
-    residuals = []
-    for i in range(m):
-        r, J_int, J_pose = view_residuals_and_jacobians(
-            intrinsics, poses[i], object_points[i], image_points[i]
-        )
-        if aspect is not None:
-            # fy = fx / aspect is tied to fx: fold the fy column into fx.
-            J_int = J_int.copy()
-            J_int[:, 0] += J_int[:, 1] / aspect
-            J_int[:, 1] = 0.0
+    r, J_int, J_pose, rows = views_residuals_and_jacobians(intrinsics, poses, object_points, image_points)
+    if aspect is not None:
+        # fy = fx / aspect is tied to fx: fold the fy column into fx.
+        J_int[:, 0] += J_int[:, 1] / aspect
+        J_int[:, 1] = 0.0
+    JtJ[:NUM_INTRINSIC, :NUM_INTRINSIC] = J_int.T @ J_int
+    Jtr[:NUM_INTRINSIC] = J_int.T @ r
+    for i, view in enumerate(rows):
         sl = slice(NUM_INTRINSIC + POSE_SIZE * i, NUM_INTRINSIC + POSE_SIZE * (i + 1))
-        JtJ[:NUM_INTRINSIC, :NUM_INTRINSIC] += J_int.T @ J_int
-        cross = J_int.T @ J_pose
+        cross = J_int[view].T @ J_pose[view]
         JtJ[:NUM_INTRINSIC, sl] = cross
         JtJ[sl, :NUM_INTRINSIC] = cross.T
-        JtJ[sl, sl] = J_pose.T @ J_pose
-        Jtr[:NUM_INTRINSIC] += J_int.T @ r
-        Jtr[sl] = J_pose.T @ r
-        cost += 0.5 * float(r @ r)
-        residuals.append(r.reshape(-1, 2))
-    return JtJ, Jtr, cost, residuals
+        JtJ[sl, sl] = J_pose[view].T @ J_pose[view]
+        Jtr[sl] = J_pose[view].T @ r[view]
+    return JtJ, Jtr, 0.5 * float(r @ r), [r[view].reshape(-1, 2) for view in rows]
 
 
 @dataclass

@@ -57,6 +57,39 @@ def rodrigues(rvec: np.ndarray) -> np.ndarray:
     return np.eye(3) + (np.sin(theta) / theta) * K + ((1.0 - np.cos(theta)) / theta**2) * (K @ K)
 
 
+def skew_batch(vectors: np.ndarray) -> np.ndarray:
+    """``[M, 3] -> [M, 3, 3]`` cross-product matrices (``skew`` of each row)."""
+    x, y, z = vectors[:, 0], vectors[:, 1], vectors[:, 2]
+    zero = np.zeros_like(x)
+    return np.stack([np.stack([zero, -z, y], 1), np.stack([z, zero, -x], 1), np.stack([-y, x, zero], 1)], 1)
+
+
+def rodrigues_batch(rvecs: np.ndarray) -> np.ndarray:
+    """``[M, 3]`` axis-angle vectors -> ``[M, 3, 3]`` rotations: :func:`rodrigues` of each, in one pass (the
+    calibration solvers need every view's rotation at every iteration)."""
+    r = np.asarray(rvecs, dtype=np.float64).reshape(-1, 3)
+    theta2 = (r * r).sum(1)
+    theta = np.sqrt(theta2)
+    small = theta < _SMALL_ANGLE
+    safe = np.where(small, 1.0, theta)
+    a = np.where(small, 1.0 - theta2 / 6.0, np.sin(safe) / safe)
+    b = np.where(small, 0.5 - theta2 / 24.0, (1.0 - np.cos(safe)) / safe**2)
+    K = skew_batch(r)
+    return np.eye(3) + a[:, None, None] * K + b[:, None, None] * (K @ K)
+
+
+def rodrigues_jacobian_batch(rvecs: np.ndarray, rotations: np.ndarray | None = None) -> np.ndarray:
+    """:func:`rodrigues_jacobian` of each row of ``[M, 3]`` -> ``[M, 3, 3]`` (row ``i`` of each is ``w_i``)."""
+    r = np.asarray(rvecs, dtype=np.float64).reshape(-1, 3)
+    R = rodrigues_batch(r) if rotations is None else rotations
+    theta2 = (r * r).sum(1)
+    small = theta2 < _SMALL_ANGLE**2
+    W = (r[:, :, None] * r[:, None, :] + np.swapaxes(skew_batch(r) @ (np.eye(3) - R), 1, 2)) / np.where(
+        small, 1.0, theta2)[:, None, None]
+    W[small] = np.eye(3)
+    return W
+
+
 def rotation_to_rvec(R: np.ndarray) -> np.ndarray:
     """Axis-angle vector of a rotation matrix (inverse of :func:`rodrigues`), angle in ``[0, pi]``.
 
@@ -120,5 +153,5 @@ def rodrigues_jacobian(rvec: np.ndarray) -> np.ndarray:
         return np.eye(3)
     R = rodrigues(r)
     I_minus_R = np.eye(3) - R
-    rows = [(r[i] * r + np.cross(r, I_minus_R[:, i])) / theta2 for i in range(3)]
-    return np.stack(rows)
+    # Row i: (r_i r + r x ((I - R) e_i)) / |r|^2; the cross products are the columns of [r]x (I - R).
+    return (np.outer(r, r) + (skew(r) @ I_minus_R).T) / theta2

@@ -20,12 +20,13 @@ homogeneous 3-D points in the rectified left camera frame.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cvzoo.geometry._validate import as_dist_coeffs
 from cvzoo.geometry.calibration import (
     calibrate_from_points,
     check_pattern_size,
@@ -33,9 +34,14 @@ from cvzoo.geometry.calibration import (
     detect_board_in_images,
     list_images,
 )
-from cvzoo.geometry.camera import project_points
 from cvzoo.geometry.errors import CalibrationError
-from cvzoo.geometry.refine import levenberg_marquardt
+from cvzoo.geometry.refine import (
+    camera_point_residuals,
+    levenberg_marquardt,
+    rotate_points_batch,
+    rotation_derivatives,
+    views_residuals_and_jacobians,
+)
 from cvzoo.geometry.result import CalibrationResult
 from cvzoo.geometry.rotation import rodrigues, rotation_to_rvec, skew
 
@@ -148,22 +154,47 @@ def _initial_rig(left_poses: np.ndarray, right_poses: np.ndarray) -> np.ndarray:
     return np.concatenate([np.median(rvecs, axis=0), np.median(tvecs, axis=0)])
 
 
-def _numeric_normal_equations(
-    residual_fn: Callable[[np.ndarray], np.ndarray],
-) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, float, np.ndarray]]:
-    """``J^T J``, ``J^T r``, ``sum r^2 / 2`` and ``r`` with the Jacobian by central differences: the rig
-    problem has only ``6 + 6 M`` unknowns, so that costs ``2 (6 + 6 M)`` cheap residual evaluations."""
+def _rig_normal_equations(
+    x: np.ndarray,
+    object_points: Sequence[np.ndarray],
+    left_points: Sequence[np.ndarray],
+    right_points: Sequence[np.ndarray],
+    left_intrinsics: np.ndarray,
+    right_intrinsics: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """``J^T J``, ``J^T r``, ``sum r^2 / 2`` and ``r`` of the rig problem, with the analytic Jacobian.
 
-    def normal_equations(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
-        r = residual_fn(x)
-        J = np.empty((len(r), len(x)))
-        for i in range(len(x)):
-            step = np.zeros_like(x)
-            step[i] = 1e-6 * max(1.0, abs(x[i]))
-            J[:, i] = (residual_fn(x + step) - residual_fn(x - step)) / (2 * step[i])
-        return J.T @ J, J.T @ r, 0.5 * float(r @ r), r
-
-    return normal_equations
+    Unknowns ``x = (rig rvec, rig t, (rvec_i, t_i) per view)``; the intrinsics stay fixed. A view's left
+    residuals depend on its pose only; its right residuals, of ``Xc = R_rig (R_i X + t_i) + t_rig``, on its
+    pose and the rig. ``J^T J`` is assembled block by block (the rig block, the rig-view blocks, one diagonal
+    block per view) without forming ``J``. Residuals are ordered left, right per view.
+    """
+    count = len(object_points)
+    rig_r, rig_t, poses = x[:3], x[3:6], x[6:].reshape(count, 6)
+    R_rig = rodrigues(rig_r)
+    r_left, _, J_left, rows = views_residuals_and_jacobians(left_intrinsics, poses, object_points, left_points)
+    rotated, d_view_rotation = rotate_points_batch(poses[:, :3], object_points)
+    in_left = rotated + np.repeat(poses[:, 3:], [len(board) for board in object_points], axis=0)
+    in_right_rotated = in_left @ R_rig.T
+    r_right, _, d_camera = camera_point_residuals(right_intrinsics, in_right_rotated + rig_t, np.concatenate(right_points))
+    # d(Xc)/d(rig rvec) by the rotation derivative, d(Xc)/d(rig t) = I; d(Xc)/d(view pose) = R_rig d(X_left)/d(pose).
+    J_rig = np.concatenate([d_camera @ rotation_derivatives(rig_r, in_right_rotated), d_camera], 2).reshape(-1, 6)
+    d_camera_rig = d_camera @ R_rig
+    J_right = np.concatenate([d_camera_rig @ d_view_rotation, d_camera_rig], 2).reshape(-1, 6)
+    size = 6 + 6 * count
+    JtJ, Jtr = np.zeros((size, size)), np.zeros(size)
+    JtJ[:6, :6] = J_rig.T @ J_rig
+    Jtr[:6] = J_rig.T @ r_right
+    parts = []
+    for i, view in enumerate(rows):
+        block = slice(6 + 6 * i, 12 + 6 * i)
+        JtJ[:6, block] = J_rig[view].T @ J_right[view]
+        JtJ[block, :6] = JtJ[:6, block].T
+        JtJ[block, block] = J_left[view].T @ J_left[view] + J_right[view].T @ J_right[view]
+        Jtr[block] = J_left[view].T @ r_left[view] + J_right[view].T @ r_right[view]
+        parts += [r_left[view], r_right[view]]
+    r = np.concatenate(parts)
+    return JtJ, Jtr, 0.5 * float(r @ r), r
 
 
 def stereo_calibrate_from_points(
@@ -203,17 +234,14 @@ def stereo_calibrate_from_points(
     def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return x[:3], x[3:6], x[6:].reshape(count, 6)
 
-    def residuals(x: np.ndarray) -> np.ndarray:
-        rig_r, rig_t, poses = unpack(x)
-        parts = []
-        for board, seen_left, seen_right, pose in zip(object_points, left_points, right_points, poses):
-            parts.append(project_points(board, pose[:3], pose[3:], left.K, left.dist) - seen_left)
-            right_r, right_t = compose_pose(rig_r, rig_t, pose[:3], pose[3:])
-            parts.append(project_points(board, right_r, right_t, right.K, right.dist) - seen_right)
-        return np.concatenate([p.reshape(-1) for p in parts])
-
-    solution = levenberg_marquardt(_numeric_normal_equations(residuals),
-                                   np.concatenate([start, np.asarray(left_poses).reshape(-1)]), max_iter=max_iter)
+    boards = [np.asarray(board, dtype=np.float64) for board in object_points]
+    seen_left = [np.asarray(points, dtype=np.float64) for points in left_points]
+    seen_right = [np.asarray(points, dtype=np.float64) for points in right_points]
+    intrinsics = [np.concatenate([camera.K[[0, 1, 0, 1], [0, 1, 2, 2]], as_dist_coeffs(camera.dist)])
+                  for camera in (left, right)]
+    solution = levenberg_marquardt(
+        lambda x: _rig_normal_equations(x, boards, seen_left, seen_right, *intrinsics),
+        np.concatenate([start, np.asarray(left_poses).reshape(-1)]), max_iter=max_iter)
     rig_r, rig_t, poses = unpack(solution.params)
     flat, per_view, start_index = solution.extra, [], 0
     for board in object_points:

@@ -69,3 +69,20 @@ def test_rodrigues_jacobian_matches_finite_differences(rvec):
         d[i] = eps
         numeric = (rodrigues(rvec + d) @ X - rodrigues(rvec - d) @ X) / (2 * eps)
         np.testing.assert_allclose(np.cross(W[i], rodrigues(rvec) @ X), numeric, atol=1e-8)
+
+
+def test_batched_rotations_and_jacobians_equal_the_single_ones():
+    from cvzoo.geometry.refine import rotate_points_batch, rotation_derivatives
+    from cvzoo.geometry.rotation import rodrigues_batch, rodrigues_jacobian, rodrigues_jacobian_batch
+
+    rng = np.random.default_rng(0)
+    rvecs = np.concatenate([rng.normal(0, 1.0, (4, 3)), [[1e-9, 0, 0], [0, 0, 0], [0, np.pi - 1e-6, 0]]])
+    np.testing.assert_allclose(rodrigues_batch(rvecs), np.stack([rodrigues(r) for r in rvecs]), atol=1e-15)
+    np.testing.assert_allclose(rodrigues_jacobian_batch(rvecs), np.stack([rodrigues_jacobian(r) for r in rvecs]),
+                               atol=1e-12)
+    point_sets = [rng.normal(0, 1, (n, 3)) for n in (3, 5, 1, 4, 2, 2, 6)]
+    rotated, derivatives = rotate_points_batch(rvecs, point_sets)
+    np.testing.assert_allclose(rotated, np.concatenate([p @ rodrigues(r).T for r, p in zip(rvecs, point_sets)]),
+                               atol=1e-14)
+    expected = np.concatenate([rotation_derivatives(r, p @ rodrigues(r).T) for r, p in zip(rvecs, point_sets)])
+    np.testing.assert_allclose(derivatives, expected, atol=1e-12)

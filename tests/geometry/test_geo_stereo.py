@@ -150,3 +150,36 @@ def test_stereo_bad_input_names_the_pairs(assets, tmp_path):
         stereo_calibrate(left_paths, [*right_paths[:3], str(small)])
     result = stereo_calibrate(left_paths, [*right_paths[:3], str(blank)])  # 3 pairs are enough by default
     assert result.rejected_pairs == [(left_paths[3], str(blank))] and len(result.pairs) == 3
+
+
+def test_the_rig_jacobian_is_the_derivative_of_the_residuals():
+    """The analytic ``J^T J`` / ``J^T r`` of the rig problem against central differences of its residuals, and
+    the right residuals against projecting through the composed pose."""
+    from cvzoo.geometry.stereo import _rig_normal_equations
+
+    rng = np.random.default_rng(0)
+    board = chessboard_points((6, 4), 0.03)
+    left = np.array([800.0, 790, 320, 240, -0.2, 0.05, 1e-3, -1e-3, 0.01])
+    right = left * 1.01
+    views = 3
+    x = np.concatenate([[0.01, -0.02, 0.005, -0.1, 0.002, 0.001]] + [
+        np.concatenate([rng.normal(0, 0.2, 3), [-0.05, -0.03, 0.5 + 0.1 * i]]) for i in range(views)])
+    seen_left = [rng.normal(320, 50, (len(board), 2)) for _ in range(views)]
+    seen_right = [rng.normal(320, 50, (len(board), 2)) for _ in range(views)]
+
+    def residuals(params):
+        return _rig_normal_equations(params, [board] * views, seen_left, seen_right, left, right)[3]
+
+    JtJ, Jtr, cost, r = _rig_normal_equations(x, [board] * views, seen_left, seen_right, left, right)
+    J = np.empty((len(r), len(x)))
+    for i in range(len(x)):
+        step = np.zeros_like(x)
+        step[i] = 1e-6 * max(1.0, abs(x[i]))
+        J[:, i] = (residuals(x + step) - residuals(x - step)) / (2 * step[i])
+    np.testing.assert_allclose(JtJ, J.T @ J, rtol=0, atol=1e-8 * np.abs(JtJ).max())
+    np.testing.assert_allclose(Jtr, J.T @ r, rtol=0, atol=1e-8 * np.abs(Jtr).max())
+    assert cost == pytest.approx(0.5 * r @ r)
+    rvec, tvec = compose_pose(x[:3], x[3:6], x[6:9], x[9:12])
+    K = np.array([[right[0], 0, right[2]], [0, right[1], right[3]], [0, 0, 1]])
+    expected = project_points(board, rvec, tvec, K, right[4:]) - seen_right[0]
+    np.testing.assert_allclose(r[2 * len(board):4 * len(board)], expected.reshape(-1), atol=1e-9)
