@@ -606,6 +606,10 @@ class Trainer:
                 progress=self.dist.is_main and cfg.run.progress,
             )
             fitness = self.task.fitness(progress.last_metrics)
+            if self.dist.is_main and cfg.run.plots:
+                images = self.task.epoch_images(self.run_dir, epoch + 1, progress.last_metrics)
+                if images and loop.tb_logger is not None and cfg.train.log_images:
+                    loop.tb_logger.log_epoch_images(images, epoch + 1)
         else:
             fitness = -train_logs.get("loss", math.inf)
         improved = fitness > progress.best_fitness

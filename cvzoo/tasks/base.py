@@ -95,6 +95,9 @@ class Task(ABC):
     # the nominal batch). True: the loss is a sum over the batch's images (YOLOv5/v8 multiply the mean by the
     # batch size and tune lr=0.01 for it), so the batches' losses are added, as YOLO's training loop does.
     loss_is_batch_sum: bool = False
+    # The task's models generate images rather than predict on them (GANs): ``cvzoo predict`` takes no
+    # source and calls ``generate``.
+    generates: bool = False
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -227,6 +230,15 @@ class Task(ABC):
     def sample_images(self, batch: Any) -> torch.Tensor | None:
         """A few input images ``[N, C, H, W]`` in [0, 1] for the TensorBoard grid, or None."""
         return None
+
+    def epoch_images(self, run_dir: Path, epoch: int, metrics: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """After each validation (main process, with ``run.plots``): write the epoch's pictures under
+        ``run_dir`` and return them by name, ``[C, H, W]`` in [0, 1], for TensorBoard (a GAN's sample grid)."""
+        return {}
+
+    def generate(self, model: nn.Module, device: torch.device, save_dir: Path | None, **options: Any) -> list[dict]:
+        """Generate images (a task that ``generates``), writing them to ``save_dir``; one dict per image."""
+        raise ValueError(f"the {self.name!r} task predicts on images; it does not generate them")
 
     def save_artifacts(self, run_dir: Path, metrics: dict[str, Any]) -> list[Path]:
         """Write task-specific plots/tables (confusion matrix, PR curves...) after validation."""

@@ -113,6 +113,15 @@ def dcgan_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+# The optimizer settings of DCGAN (Radford et al. 2016, sec. 4: Adam, lr 2e-4, beta1 0.5) for both networks.
+DCGAN_RECIPE = {f"gan.{part}.{key}": value for part in ("generator", "discriminator")
+                for key, value in (("lr", 2e-4), ("betas", (0.5, 0.999)))} | {"gan.n_critic": 1}
+# WGAN-GP (Gulrajani et al. 2017, Alg. 1: alpha 1e-4, beta1 0, beta2 0.9, n_critic 5; lambda 10 is the model's
+# gp_weight).
+WGAN_GP_RECIPE = {f"gan.{part}.{key}": value for part in ("generator", "discriminator")
+                  for key, value in (("lr", 1e-4), ("betas", (0.0, 0.9)))} | {"gan.n_critic": 5}
+
+
 class GAN(nn.Module):
     """A generator and a discriminator with their loss: ``forward(real, labels, part)`` returns the loss of
     the discriminator's or the generator's step, so one (DDP-wrapped) module serves both optimizers.
@@ -128,6 +137,9 @@ class GAN(nn.Module):
         critic_norm: the discriminator's normalisation: ``batch`` (DCGAN), ``layer`` (WGAN-GP) or ``none``.
         gp_weight: weight of the gradient penalty in the discriminator's loss (WGAN-GP's lambda; 0 = off).
     """
+
+    recipe_name = "DCGAN (Radford et al. 2016)"
+    default_recipe = DCGAN_RECIPE
 
     def __init__(self, img_size: int = 64, in_channels: int = 3, latent_dim: int = 100, width: int = 64,
                  num_classes: int = 10, conditional: bool = False, loss: str = "nonsaturating",
@@ -180,14 +192,25 @@ class GAN(nn.Module):
         raise ValueError(f"part={part!r}: 'discriminator' or 'generator'")
 
 
-# DCGAN's recipe (Radford et al. 2016, sec. 4): Adam lr 2e-4, beta1 0.5. WGAN-GP's (Gulrajani et al. 2017,
-# Alg. 1): Adam lr 1e-4, betas (0, 0.9), n_critic 5, lambda 10. The gan task applies them (gan.recipe).
+class WGANGP(GAN):
+    """WGAN-GP (Gulrajani et al. 2017): the DCGAN networks with a layer-normalised critic, the Wasserstein
+    loss and a gradient penalty of weight 10, trained with its own recipe."""
+
+    recipe_name = "WGAN-GP (Gulrajani et al. 2017)"
+    default_recipe = WGAN_GP_RECIPE
+
+    def __init__(self, img_size: int = 64, in_channels: int = 3, latent_dim: int = 100, width: int = 64,
+                 num_classes: int = 10, conditional: bool = False, loss: str = "wasserstein",
+                 critic_norm: str = "layer", gp_weight: float = 10.0) -> None:
+        super().__init__(img_size, in_channels, latent_dim, width, num_classes, conditional, loss, critic_norm,
+                         gp_weight)
+
+
 def _register(size: int) -> None:
     shape = (1 if size == 28 else 3, size, size)  # 28 px: MNIST-style grey images
     register_model(f"dcgan_{size}", GAN, task="gan", input_size=shape, img_size=size)
     register_model(f"cdcgan_{size}", GAN, task="gan", input_size=shape, img_size=size, conditional=True)
-    register_model(f"wgan_gp_{size}", GAN, task="gan", input_size=shape, img_size=size, loss="wasserstein",
-                   critic_norm="layer", gp_weight=10.0)
+    register_model(f"wgan_gp_{size}", WGANGP, task="gan", input_size=shape, img_size=size)
 
 
 for _size in (28, 32, 64):
