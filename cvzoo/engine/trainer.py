@@ -414,7 +414,8 @@ class Trainer:
             return progress
         loop.bare_model.load_state_dict(state["model"])
         names = list(loop.optimizers)
-        saved = {key: _by_name(state[key], names, key, self.resume_path) for key in ("optimizer", "scheduler", "scaler")}
+        saved = {key: _by_name(state.get(key), names, key, self.resume_path)
+                 for key in ("optimizer", "scheduler", "scaler")}
         for name, opt in loop.optimizers.items():
             opt.optimizer.load_state_dict(saved["optimizer"][name])
             opt.scheduler.load_state_dict(saved["scheduler"][name])

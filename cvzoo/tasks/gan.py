@@ -51,6 +51,7 @@ class GanEvaluator(Evaluator):
         self.sums = {"d_real": 0.0, "d_fake": 0.0, "cas_hits": 0.0, "cas_count": 0.0, "count": 0.0}
         self.kid_subset_size = kid_subset_size
         self.grid: torch.Tensor | None = None  # the fixed-noise sample grid of this validation
+        self.noise: torch.Generator | None = None  # the samples' noise, the same sequence every validation
 
     def update(self, outputs: dict[str, Any], batch: Any) -> None:
         for key in ("d_real", "d_fake"):
@@ -157,8 +158,7 @@ class GanTask(Task):
             self.classes, self.channels = list(info.classes), info.channels
             native = info.image_size[0] if info.image_size else info.native_side
             self.img_size = data.img_size or native
-        base = dataset
-        if isinstance(base, ArrayClassificationDataset) and tuple(base.images.shape[-2:]) == (self.img_size,) * 2:
+        if isinstance(dataset, ArrayClassificationDataset) and tuple(dataset.images.shape[-2:]) == (self.img_size,) * 2:
             dataset.transform = None  # already uint8 at the size: batches go to the device as they are
         else:
             from torchvision.transforms import v2
@@ -201,8 +201,13 @@ class GanTask(Task):
 
             load_weights(model, self.config.model.weights, strict=self.config.model.weights_strict)
         if self.config.gan.features:  # loaded before training starts: a wrong file fails at once
-            self.features = FeatureExtractor(self.config.gan.features)
+            self._load_features()
         return model
+
+    def _load_features(self) -> None:
+        self.features = FeatureExtractor(self.config.gan.features)
+        print(f"gan.features: FID / KID in cvzoo-{self.features.name} features ({self.config.gan.features}), "
+              "not Inception's: they compare only with figures from the same classifier")
 
     def optimizers(self, model: nn.Module) -> dict[str, OptimizerSpec]:
         """Adam for each network with its own ``gan.<part>`` settings; the discriminator first on every
@@ -247,7 +252,7 @@ class GanTask(Task):
 
     def build_evaluator(self) -> Evaluator:
         if self.config.gan.features and self.features is None:  # val / predict: no build_model before
-            self.features = FeatureExtractor(self.config.gan.features)
+            self._load_features()
         return GanEvaluator()
 
     def _grid_inputs(self, model: nn.Module, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None, int]:
@@ -268,9 +273,11 @@ class GanTask(Task):
             z, grid_labels, columns = self._grid_inputs(model, real.device)
             evaluator.grid = _grid(model.generate(z, grid_labels), columns)
         # Samples with the real batch's labels (a conditional GAN's samples then have the data's classes);
-        # the noise comes from a generator seeded by the batch's first label sum, the same every epoch.
-        gen = torch.Generator(device=real.device).manual_seed(int(labels.sum()) + len(labels))
-        z = torch.randn(len(real), model.latent_dim, device=real.device, generator=gen)
+        # their noise is one seeded sequence per validation (per rank), so every epoch is judged on the same z.
+        if evaluator.noise is None:
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            evaluator.noise = torch.Generator(device=real.device).manual_seed(GRID_SEED + 1 + rank)
+        z = torch.randn(len(real), model.latent_dim, device=real.device, generator=evaluator.noise)
         fake = model.generate(z, labels)
         conditional = labels if model.conditional else None
         outputs: dict[str, Any] = {"d_real": model.discriminator(real, conditional).float().sum(),
@@ -294,15 +301,24 @@ class GanTask(Task):
         return float(self.epoch)
 
     def epoch_images(self, run_dir: Path, epoch: int, metrics: dict[str, Any]) -> dict[str, torch.Tensor]:
+        path = self._save_grid(metrics, run_dir / "samples" / f"epoch{epoch}.png")
+        return {} if path is None else {"samples": metrics["samples"]}
+
+    def save_artifacts(self, run_dir: Path, metrics: dict[str, Any]) -> list[Path]:
+        """The last validation's fixed-noise grid as ``samples.png`` (end of training, ``cvzoo val``)."""
+        path = self._save_grid(metrics, run_dir / "samples.png")
+        return [] if path is None else [path]
+
+    @staticmethod
+    def _save_grid(metrics: dict[str, Any], path: Path) -> Path | None:
         grid = metrics.get("samples")
         if grid is None:
-            return {}
+            return None
         from torchvision.utils import save_image
 
-        path = run_dir / "samples" / f"epoch{epoch}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, path)
-        return {"samples": grid}
+        return path
 
     def sample_images(self, batch: Any) -> torch.Tensor:
         return (self._real(batch)[0][:16].float().cpu() + 1) / 2

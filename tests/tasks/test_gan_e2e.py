@@ -19,7 +19,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("gan")
     assert main(["train", "--model", "lenet_mnist", "--data", "fashion_mnist_sample", "--epochs", "1", "--batch",
                  "32", "--project", str(root), "--name", "judge", "--set", "run.plots=false",
-                 "--set", "data.limit_train=256", *COMMON]) == 0
+                 "--set", "run.tensorboard=false", "--set", "data.limit_train=256", *COMMON]) == 0
     judge = root / "classify" / "judge" / "weights" / "best.pt"
     assert main(["train", "--task", "gan", "--model", "cdcgan_28", "--data", "fashion_mnist_sample", "--epochs", "2",
                  "--batch", "32", "--project", str(root), "--name", "e2e", "--set", "data.limit_train=128",
@@ -38,6 +38,7 @@ def test_train_alternates_two_optimizers_and_writes_sample_grids(runs):
     assert float(rows[0]["lr/generator_pg0"]) == pytest.approx(2e-4)  # DCGAN's recipe, constant
     assert 0 <= float(rows[-1]["metrics/cas"]) <= 1 and float(rows[-1]["metrics/fid"]) > 0
     assert (runs / "samples" / "epoch1.png").exists() and (runs / "samples" / "epoch2.png").exists()
+    assert (runs / "samples.png").exists() and list(runs.glob("events.out.tfevents.*"))
     state = load_checkpoint(runs / "weights" / "last.pt")
     assert set(state["optimizer"]) == {"discriminator", "generator"}
     assert state["optimizer"]["generator"]["param_groups"][0]["betas"] == (0.5, 0.999)
@@ -49,6 +50,7 @@ def test_train_alternates_two_optimizers_and_writes_sample_grids(runs):
 def test_val_reports_fid_and_predict_generates(runs, tmp_path):
     metrics = evaluate(runs / "weights" / "best.pt", device="cpu", save_dir=tmp_path / "val")
     assert metrics["fid"] > 0 and "kid" in metrics and "cas" in metrics
+    assert (tmp_path / "val" / "samples.png").exists()
     results = predict(runs / "weights" / "best.pt", [], device="cpu", save_dir=tmp_path / "out", samples=6)
     assert len(results) == 6 and all(r["class"] for r in results)
     for name in ("samples.png", "class_grid.png", "interpolation.png", "sample_0005.png"):
