@@ -143,6 +143,7 @@ class GanTask(Task):
                         f"gan.{part}.{key}: not set; the gan task trains two optimizers (generator and "
                         f"discriminator) and each needs its lr and betas (the registered GAN models' recipes "
                         f"set both: DCGAN lr 2e-4, betas [0.5, 0.999]; WGAN-GP lr 1e-4, betas [0.0, 0.9])")
+        _reject_generic_optim(config)
         self.classes: list[str] = []
         self.channels = 1
         self.img_size = 0
@@ -328,6 +329,10 @@ class GanTask(Task):
         size = imgsz or self.img_size
         return torch.randn(batch, self.channels, size, size)
 
+    def export_module(self, model: nn.Module) -> nn.Module:
+        raise ValueError("exporting a GAN checkpoint (its generator, from latent vectors) is not available yet; "
+                         "`cvzoo predict` generates images from it")
+
     def predict_files(self, model: Any, files: list[Path], device: torch.device, **options: Any) -> list[dict]:
         raise ValueError("a GAN checkpoint generates images and takes no input files: run `cvzoo predict "
                          "WEIGHTS --samples N --save DIR` without a source")
@@ -370,6 +375,23 @@ class GanTask(Task):
 
     def save_predictions(self, results: list[dict], save_dir: Path) -> list[Path]:
         return sorted(save_dir.glob("*.png"))  # ``generate`` wrote them
+
+
+def _reject_generic_optim(config: Config) -> None:
+    """The run-wide ``optim`` settings and ``train.clip_grad_norm`` are not read by the gan task (its two
+    optimizers have their own): set away from their defaults they are an error, not silently unused."""
+    from dataclasses import fields
+
+    from cvzoo.config import OptimConfig
+
+    default = OptimConfig()
+    changed = [f"optim.{f.name}" for f in fields(OptimConfig) if getattr(config.optim, f.name) != getattr(default, f.name)]
+    if config.train.clip_grad_norm:
+        changed.append("train.clip_grad_norm")
+    if changed:
+        key = changed[0]
+        raise ConfigError(f"{key}: the gan task does not read it; its two optimizers have their own settings, "
+                          f"gan.generator.* and gan.discriminator.* (lr, betas, clip_grad_norm)")
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cvzoo.api import build_config, evaluate, predict
+from cvzoo.api import build_config, evaluate, export, predict
 from cvzoo.cli.main import main
 from cvzoo.config import Config, ConfigError, apply_overrides
 from cvzoo.engine.checkpoint import load_checkpoint
@@ -57,6 +57,8 @@ def test_val_reports_fid_and_predict_generates(runs, tmp_path):
         assert (tmp_path / "out" / name).exists(), name
     with pytest.raises(ValueError, match="generates images and takes no source"):
         predict(runs / "weights" / "best.pt", ["x.png"], device="cpu")
+    with pytest.raises(ValueError, match="exporting a GAN checkpoint .* is not available yet"):
+        export(runs / "weights" / "best.pt", out=tmp_path / "gan.onnx")
 
 
 def test_recipes_and_a_missing_optimizer_setting():
@@ -72,9 +74,25 @@ def test_recipes_and_a_missing_optimizer_setting():
 
     with pytest.raises(ConfigError, match=r"gan\.discriminator\.lr: not set"):
         build_task(half)
+    # The run-wide optimizer settings (--lr) would be unused: an error pointing to the GAN's own.
+    with pytest.raises(ConfigError, match=r"optim\.lr: the gan task does not read it; .* gan\.generator\.\*"):
+        build_task(build_config(overrides=["task=gan", "optim.lr=0.001"]))
 
 
 def test_predict_without_source_on_a_classifier_says_what_is_missing(runs):
     judge = Path(runs).parents[1] / "classify" / "judge" / "weights" / "best.pt"
     with pytest.raises(ValueError, match="no images given"):
         predict(judge, [], device="cpu")
+
+
+def test_slerp_runs_along_the_great_circle():
+    import torch
+
+    from cvzoo.tasks.gan import slerp
+
+    a, b = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 2.0])
+    path = slerp(a, b, 5)
+    torch.testing.assert_close(path[0], a)
+    torch.testing.assert_close(path[-1], b)
+    torch.testing.assert_close(path.norm(dim=1), torch.full((5,), 2.0))  # a straight line would dip to 1.41
+    torch.testing.assert_close(path[2], torch.tensor([2 ** 0.5, 2 ** 0.5]))
