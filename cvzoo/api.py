@@ -293,6 +293,12 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
         task, model = load_exported(weights)
     else:
         task, model, _ = load_trained(weights, dev)
+        if task.generates:  # a GAN: no input images; samples, class grid and interpolation
+            if source:
+                raise ValueError(f"{weights} is a {task.name} checkpoint: it generates images and takes no source "
+                                 f"(got {source!r}); give the number of images with samples=N (--samples N)")
+            wanted = {k: options.pop(k) for k in ("samples", "seed") if options.get(k) is not None}
+            return task.generate(model, dev, None if save_dir is None else Path(save_dir), **wanted)
         if augment:
             enable_augment(task)
         if backend == "onnxruntime":
@@ -306,6 +312,8 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
     if imgsz is not None:
         task.set_predict_size(imgsz, model)
     files = expand_sources(source)
+    if not files:
+        raise ValueError("no images given: name image files, folders or globs to predict on")
     if options.get("classes") is not None:
         options["classes"] = class_indices(options["classes"], getattr(task, "class_names", None) or [])
     results, failed = predict_each(task, model, files, dev, options)

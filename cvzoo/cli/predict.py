@@ -18,7 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("weights", help="a cvzoo training checkpoint, or an ONNX file cvzoo exported (runs in "
                                         "onnxruntime; task, classes and preprocessing from its metadata)")
-    parser.add_argument("source", nargs="+", help="image file(s), folder(s) or glob(s)")
+    parser.add_argument("source", nargs="*", help="image file(s), folder(s) or glob(s) (none for a GAN checkpoint, "
+                                                  "which generates images)")
+    parser.add_argument("--samples", type=int, help="GAN: images to generate (default 64)")
+    parser.add_argument("--seed", type=int, help="GAN: seed of the latent vectors (default 0)")
     parser.add_argument("--topk", type=int, default=5, help="classification: classes per image")
     parser.add_argument("--conf", type=float, help="detection: confidence threshold")
     parser.add_argument("--iou", type=float, help="detection: NMS IoU threshold")
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from cvzoo.cli.main import CliError
 
     options = {"topk": args.topk}
-    for key in ("conf", "iou", "onnx", "max_det", "imgsz", "slice"):
+    for key in ("conf", "iou", "onnx", "max_det", "imgsz", "slice", "samples", "seed"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     if args.slice is not None:

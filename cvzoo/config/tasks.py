@@ -133,6 +133,30 @@ class SiameseConfig:
     augment: SiameseAugment = field(default_factory=SiameseAugment)
 
 
+# -------------------------------------------------------------------------------------------- gan
+@dataclass
+class GanOptimizer:
+    """The Adam settings of one of the GAN's two optimizers. ``None``: not set; the model's recipe sets
+    them (DCGAN's for dcgan_* / cdcgan_*, WGAN-GP's for wgan_gp_*), and a config without them is an error."""
+
+    lr: float | None = None
+    betas: tuple[float, float] | None = None
+    clip_grad_norm: float = 0.0  # 0 = off
+
+
+@dataclass
+class GanConfig:
+    """Generative adversarial networks (``task: gan``)."""
+
+    generator: GanOptimizer = field(default_factory=GanOptimizer)
+    discriminator: GanOptimizer = field(default_factory=GanOptimizer)
+    # Discriminator (critic) steps per generator step: 1 for DCGAN, 5 for WGAN-GP (Gulrajani et al. 2017).
+    n_critic: int = 1
+    # A cvzoo classify checkpoint trained on the same data: its pooled features give FID / KID in
+    # validation and its predictions a conditional GAN's classification accuracy score. None: neither.
+    features: str | None = None
+
+
 # --------------------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class TaskSpec:
@@ -166,6 +190,13 @@ TASKS: dict[str, TaskSpec] = {
     "siamese": TaskSpec("cvzoo.tasks.siamese:SiameseTask", "siamese", {
         "model.name": "resnet20_cifar", "optim.lr": 0.05,
     }),
+    # The optimizers' settings come from the model's recipe (``GAN.default_recipe``: DCGAN's Adam 2e-4,
+    # betas (0.5, 0.999); WGAN-GP's 1e-4, (0, 0.9), n_critic 5); both papers keep the lr constant and
+    # the EMA of the generator (Yazici et al. 2019) is what validates and predicts.
+    "gan": TaskSpec("cvzoo.tasks.gan:GanTask", "gan", {
+        "model.name": "dcgan_28", "scheduler.name": "constant", "data.batch_size": 64, "train.epochs": 20,
+        "train.ema": True, "train.ema_decay": 0.999, "train.ema_tau": 200.0, "data.val_batch_size": 250,
+    }),
 }
 
 
@@ -180,9 +211,10 @@ class TaskSections:
     detect: DetectConfig = field(default_factory=DetectConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     siamese: SiameseConfig = field(default_factory=SiameseConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
 
 
 __all__ = [
     "TASKS", "TaskSections", "ClassifyAugment", "ClassifyConfig", "DetectAugment", "DetectConfig", "SegmentAugment",
-    "SegmentConfig", "SiameseAugment", "SiameseConfig", "TaskSpec",
+    "SegmentConfig", "SiameseAugment", "SiameseConfig", "TaskSpec", "GanConfig", "GanOptimizer",
 ]

@@ -97,6 +97,11 @@ class TensorBoardLogger(Callback):
         self.writer.add_image("train/batch", grid, step)
         self._images_logged = True
 
+    def log_epoch_images(self, images: dict[str, torch.Tensor], epoch: int) -> None:
+        """A task's pictures of an epoch (``Task.epoch_images``), ``[C, H, W]`` in [0, 1] by name."""
+        for name, image in images.items():
+            self.writer.add_image(f"epoch/{name}", image, epoch)
+
     def on_train_batch_end(self, trainer: Any, step: int, logs: dict[str, float]) -> None:
         for key, value in logs.items():
             self.writer.add_scalar(f"step/{key}", value, step)

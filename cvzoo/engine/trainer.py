@@ -67,7 +67,7 @@ from cvzoo.engine.run_dir import make_run_dir
 from cvzoo.engine.sampler import ResumableSampler
 from cvzoo.engine.stop import ForcedStop, StopRequests
 from cvzoo.engine.workers import auto_workers
-from cvzoo.tasks.base import Task
+from cvzoo.tasks.base import OptimizerSpec, Task
 
 
 class NonFiniteLossError(RuntimeError):
@@ -124,20 +124,33 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 @dataclass
+class _Optimizer:
+    """One of the task's optimizers (``Task.optimizers``) with its schedule and gradient scaler."""
+
+    spec: OptimizerSpec
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    warmup_batches: int
+
+    def params(self, model: nn.Module) -> list[nn.Parameter]:
+        """Its parameters in the model's order (the order clipping sums the norms in)."""
+        mine = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+        return [p for p in model.parameters() if id(p) in mine]
+
+
+@dataclass
 class _Loop:
     """What ``_prepare`` builds once and every epoch uses."""
 
     model: nn.Module  # what the forward runs: the model, or its DDP / compiled wrapper
     bare_model: nn.Module  # the parameters: checkpoints, EMA and validation use these
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
+    optimizers: dict[str, _Optimizer]  # by name, in the order their steps run on a batch
     ema: ModelEMA | None
     train_ds: Dataset
     train_loader: DataLoader
     val_loader: DataLoader | None
     batches_per_epoch: int
-    warmup_batches: int
     accumulate_at: Callable[[int], int]
     callbacks: list[cb.Callback]
     tb_logger: cb.TensorBoardLogger | None
@@ -155,13 +168,19 @@ class _Progress:
     best_fitness: float = -math.inf
     patience: int = 0
     # The epoch's running sums of the logged losses over ``seen`` batches, and the seconds it has taken:
-    # saved in a mid-epoch checkpoint so the resumed epoch's row averages over all its batches.
+    # saved in a mid-epoch checkpoint so the resumed epoch's row averages over all its batches. ``counts``:
+    # the batches each sum has, where an optimizer (a GAN's generator) skips batches; absent = ``seen``.
     sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
     seen: int = 0
     epoch_time: float = 0.0
     # The same at the last optimizer step: where a KeyboardInterrupt raised by code resumes.
     sums_at_step: dict[str, float] = field(default_factory=dict)
+    counts_at_step: dict[str, int] = field(default_factory=dict)
     seen_at_step: int = 0
+    # An optimizer has stepped on the batch in progress (several optimizers): the weights are no longer
+    # those of a batch boundary, so a KeyboardInterrupt here cannot be saved as one.
+    stepped_in_batch: bool = False
     last_metrics: dict[str, Any] = field(default_factory=dict)
     rng_to_restore: dict[str, Any] | None = None
 
@@ -314,9 +333,14 @@ class Trainer:
             else:  # PyTorch's SyncBatchNorm has no CPU kernel
                 self.log("train.sync_bn ignored: SyncBatchNorm needs CUDA devices")
         bare_model = model
+        specs = self.task.optimizers(bare_model)
+        _check_optimizer_specs(specs, cfg)
         if self.dist.enabled:
+            # Several optimizers: each step's forward uses part of the model (a GAN's discriminator step
+            # leaves the generator without gradients), so DDP must look for the unused parameters.
             model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=len(specs) > 1,
             )
         if cfg.train.compile:
             # Compiles lazily on the first batch (minutes on a small CPU); checkpoints, EMA and
@@ -344,14 +368,8 @@ class Trainer:
                 return nominal_accumulate(nominal, global_batch_size, batch_index, warmup_batches)
             return cfg.train.accumulate
 
-        groups = self.task.param_groups(bare_model)
-        for group in groups:
-            group["weight_decay"] = group.get("weight_decay", cfg.optim.weight_decay) * weight_decay_scale
-        optimizer = build_optimizer(groups, cfg.optim)
-        scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.train.epochs, batches_per_epoch)
-        if self.resume_state is None:
-            apply_warmup_overrides(optimizer, scheduler, warmup_batches, cfg.scheduler, cfg.optim.momentum)
-        scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp and self.device.type == "cuda")
+        optimizers = {name: self._build_optimizer(spec, batches_per_epoch, weight_decay_scale)
+                      for name, spec in specs.items()}
         ema = ModelEMA(bare_model, cfg.train.ema_decay, cfg.train.ema_tau) if cfg.train.ema else None
 
         callbacks: list[cb.Callback] = []
@@ -362,9 +380,21 @@ class Trainer:
                 tb_logger = cb.TensorBoardLogger(self.run_dir, cfg.train.log_images)
                 callbacks.append(tb_logger)
             callbacks.extend(self.extra_callbacks)
-        loop = _Loop(model, bare_model, optimizer, scheduler, scaler, ema, train_ds, train_loader, val_loader,
-                     batches_per_epoch, warmup_batches, accumulate_at, callbacks, tb_logger, workers)
+        loop = _Loop(model, bare_model, optimizers, ema, train_ds, train_loader, val_loader,
+                     batches_per_epoch, accumulate_at, callbacks, tb_logger, workers)
         return loop, self._restore(loop)
+
+    def _build_optimizer(self, spec: OptimizerSpec, batches_per_epoch: int, weight_decay_scale: float) -> _Optimizer:
+        """An optimizer of ``spec`` with its schedule (warm-up counted in batches) and gradient scaler."""
+        for group in spec.param_groups:
+            group["weight_decay"] = group.get("weight_decay", spec.optim.weight_decay) * weight_decay_scale
+        optimizer = build_optimizer(spec.param_groups, spec.optim)
+        scheduler = build_scheduler(optimizer, spec.scheduler, self.config.train.epochs, batches_per_epoch)
+        warmup_batches = int(round(spec.scheduler.warmup_epochs * batches_per_epoch))
+        if self.resume_state is None:
+            apply_warmup_overrides(optimizer, scheduler, warmup_batches, spec.scheduler, spec.optim.momentum)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.config.train.amp and self.device.type == "cuda")
+        return _Optimizer(spec, optimizer, scheduler, scaler, warmup_batches)
 
     def _restore(self, loop: _Loop) -> _Progress:
         """The progress of a new run, or the saved state of a resumed one loaded into ``loop``."""
@@ -373,18 +403,24 @@ class Trainer:
         if state is None:
             return progress
         loop.bare_model.load_state_dict(state["model"])
-        loop.optimizer.load_state_dict(state["optimizer"])
-        loop.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            loop.scaler.load_state_dict(state["scaler"])
+        names = list(loop.optimizers)
+        saved = {key: _by_name(state.get(key), names, key, self.resume_path)
+                 for key in ("optimizer", "scheduler", "scaler")}
+        for name, opt in loop.optimizers.items():
+            opt.optimizer.load_state_dict(saved["optimizer"][name])
+            opt.scheduler.load_state_dict(saved["scheduler"][name])
+            if saved["scaler"].get(name):
+                opt.scaler.load_state_dict(saved["scaler"][name])
         if loop.ema is not None and state.get("ema"):
             loop.ema.load_state_dict(state["ema"])
         progress.epoch, progress.step_in_epoch = state["epoch"], state.get("step_in_epoch", 0)
         progress.best_fitness, progress.patience = state["best_fitness"], state.get("patience", 0)
         progress.sums = dict(state.get("epoch_sums") or {})
+        progress.counts = dict(state.get("epoch_counts") or {})
         progress.seen = state.get("epoch_seen", 0)
         progress.epoch_time = state.get("epoch_time", 0.0)
         progress.sums_at_step, progress.seen_at_step = dict(progress.sums), progress.seen
+        progress.counts_at_step = dict(progress.counts)
         progress.global_step = progress.epoch * loop.batches_per_epoch + progress.step_in_epoch
         progress.last_step_batch = progress.global_step - 1
         progress.rng_to_restore = state["rng"]
@@ -446,14 +482,15 @@ class Trainer:
 
             iterator = tqdm(loop.train_loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", dynamic_ncols=True,
                             leave=False, initial=skip, total=loop.batches_per_epoch)
-        loop.optimizer.zero_grad(set_to_none=True)
+        _zero_grads(loop)
+        first = next(iter(loop.optimizers.values())).optimizer
         for step_in_epoch, batch in enumerate(iterator, start=skip):
             logs = self._train_batch(loop, progress, batch, step_in_epoch)
             progress.step_in_epoch = step_in_epoch + 1
             progress.epoch_time = time.time() - started
             if self.dist.is_main and cfg.run.progress:
-                iterator.set_postfix(loss=f"{progress.sums['loss'] / progress.seen:.4f}",
-                                     lr=f"{loop.optimizer.param_groups[0]['lr']:.2e}")
+                means = {k: f"{v:.4f}" for k, v in _epoch_means(progress, progress.sums).items() if k.endswith("loss")}
+                iterator.set_postfix(**means, lr=f"{first.param_groups[0]['lr']:.2e}")
             if progress.global_step % 50 == 0:
                 for callback in loop.callbacks:
                     callback.on_train_batch_end(self, progress.global_step, logs)
@@ -480,41 +517,66 @@ class Trainer:
             self._plot_train_batch(batch)
         autocast = (torch.autocast(self.device.type, dtype=autocast_dtype(self.device)) if cfg.train.amp
                     else contextlib.nullcontext())
-        with autocast:
-            out = self.task.training_step(loop.model, batch)
-        loss = out["loss"]
-        if not torch.isfinite(loss).all():
-            parts = {k: float(v.detach()) for k, v in out.items()}
-            raise NonFiniteLossError(
-                f"loss became {float(loss.detach())} at epoch {progress.epoch + 1}, batch {step_in_epoch} "
-                f"({parts}); stopped. The last good checkpoint is kept at {self.weights_dir / 'last.pt'}. "
-                "Try a lower optim.lr, train.clip_grad_norm, or train.amp=false."
-            )
         accumulate = loop.accumulate_at(progress.global_step)
-        loop.scaler.scale(loss if self.task.loss_is_batch_sum else loss / accumulate).backward()
-        logs = {k: float(v.detach()) for k, v in out.items()}
+        end_of_epoch = step_in_epoch + 1 == loop.batches_per_epoch
+        window_closes = progress.global_step - progress.last_step_batch >= accumulate or end_of_epoch
+        several = len(loop.optimizers) > 1
+        logs: dict[str, float] = {}
+        # Each optimizer whose turn it is: its forward and loss, backward, and (when the accumulation window
+        # closes; always with several optimizers) its step, before the next optimizer's forward sees the
+        # updated weights (a GAN's generator step scores its samples with the just-updated discriminator).
+        for name, opt in loop.optimizers.items():
+            if progress.global_step % opt.spec.every:
+                continue
+            with autocast:
+                out = opt.spec.step(loop.model, batch)
+            loss = out["loss"]
+            if not torch.isfinite(loss).all():
+                parts = {k: float(v.detach()) for k, v in out.items()}
+                which = f" of optimizer {name!r}" if several else ""
+                raise NonFiniteLossError(
+                    f"loss{which} became {float(loss.detach())} at epoch {progress.epoch + 1}, batch {step_in_epoch} "
+                    f"({parts}); stopped. The last good checkpoint is kept at {self.weights_dir / 'last.pt'}. "
+                    "Try a lower optim.lr, train.clip_grad_norm, or train.amp=false."
+                )
+            opt.scaler.scale(loss if self.task.loss_is_batch_sum else loss / accumulate).backward()
+            # With several optimizers each one's parts are logged under its name: ``<name>_loss``.
+            logs.update({f"{name}_{k}" if several else k: float(v.detach()) for k, v in out.items()})
+            if window_closes:
+                self._optimizer_step(loop, opt)
+                progress.stepped_in_batch = True
         for key, value in logs.items():
             progress.sums[key] = progress.sums.get(key, 0.0) + value
+            progress.counts[key] = progress.counts.get(key, 0) + 1
         progress.seen += 1
-        end_of_epoch = step_in_epoch + 1 == loop.batches_per_epoch
-        if progress.global_step - progress.last_step_batch >= accumulate or end_of_epoch:
-            self._optimizer_step(loop, progress)
+        if window_closes:
+            self._advance_schedules(loop, progress)
         progress.global_step += 1
+        progress.stepped_in_batch = False
         return logs
 
-    def _optimizer_step(self, loop: _Loop, progress: _Progress) -> None:
-        cfg = self.config
-        if cfg.train.clip_grad_norm > 0:
-            loop.scaler.unscale_(loop.optimizer)
-            nn.utils.clip_grad_norm_(loop.bare_model.parameters(), cfg.train.clip_grad_norm)
-        loop.scaler.step(loop.optimizer)
-        loop.scaler.update()
-        loop.optimizer.zero_grad(set_to_none=True)
-        while loop.scheduler.last_epoch <= progress.global_step:  # one scheduler step per batch consumed
-            loop.scheduler.step()
-        apply_warmup_overrides(loop.optimizer, loop.scheduler, loop.warmup_batches, cfg.scheduler, cfg.optim.momentum)
+    def _optimizer_step(self, loop: _Loop, opt: _Optimizer) -> None:
+        """Clip (its own parameters), step and clear every gradient: another optimizer's backward may have
+        left some on this one's parameters (a generator loss reaches the discriminator) and must not carry
+        them into its next step."""
+        if opt.spec.clip_grad_norm > 0:
+            opt.scaler.unscale_(opt.optimizer)
+            nn.utils.clip_grad_norm_(opt.params(loop.bare_model), opt.spec.clip_grad_norm)
+        opt.scaler.step(opt.optimizer)
+        opt.scaler.update()
+        _zero_grads(loop)
+
+    def _advance_schedules(self, loop: _Loop, progress: _Progress) -> None:
+        """After the optimizer steps of a closed window: every schedule (also those of optimizers that did
+        not step on this batch) counts the batches consumed; then the EMA follows the weights."""
+        for opt in loop.optimizers.values():
+            while opt.scheduler.last_epoch <= progress.global_step:  # one scheduler step per batch consumed
+                opt.scheduler.step()
+            apply_warmup_overrides(opt.optimizer, opt.scheduler, opt.warmup_batches, opt.spec.scheduler,
+                                   opt.spec.optim.momentum)
         progress.last_step_batch = progress.global_step
         progress.sums_at_step, progress.seen_at_step = dict(progress.sums), progress.seen
+        progress.counts_at_step = dict(progress.counts)
         if loop.ema is not None:
             loop.ema.update(loop.bare_model)
 
@@ -523,7 +585,7 @@ class Trainer:
         """Validate, append the epoch's row to the history and commit it (``_commit``)."""
         cfg = self.config
         epoch = progress.epoch
-        train_logs = all_reduce_mean({k: v / max(1, progress.seen) for k, v in progress.sums.items()}, self.device)
+        train_logs = all_reduce_mean(_epoch_means(progress, progress.sums), self.device)
         train_time = progress.epoch_time
         started = time.time() - train_time
         val_losses: dict[str, float] = {}
@@ -535,6 +597,10 @@ class Trainer:
                 progress=self.dist.is_main and cfg.run.progress,
             )
             fitness = self.task.fitness(progress.last_metrics)
+            if self.dist.is_main and cfg.run.plots:
+                images = self.task.epoch_images(self.run_dir, epoch + 1, progress.last_metrics)
+                if images and loop.tb_logger is not None and cfg.train.log_images:
+                    loop.tb_logger.log_epoch_images(images, epoch + 1)
         else:
             fitness = -train_logs.get("loss", math.inf)
         improved = fitness > progress.best_fitness
@@ -547,11 +613,13 @@ class Trainer:
         row.update({f"train/{k}": v for k, v in train_logs.items()})
         row.update({f"val/{k}": v for k, v in val_losses.items()})
         row.update({f"metrics/{k}": float(v) for k, v in progress.last_metrics.items() if isinstance(v, (int, float))})
-        row.update({f"lr/pg{i}": g["lr"] for i, g in enumerate(loop.optimizer.param_groups)})
+        for name, opt in loop.optimizers.items():  # lr/pg<i>, or lr/<name>_pg<i> with several optimizers
+            prefix = f"lr/{name}_" if len(loop.optimizers) > 1 else "lr/"
+            row.update({f"{prefix}pg{i}": g["lr"] for i, g in enumerate(opt.optimizer.param_groups)})
         self.history.append(row)
         progress.epoch, progress.step_in_epoch = epoch + 1, 0
-        progress.sums, progress.seen, progress.epoch_time = {}, 0, 0.0
-        progress.sums_at_step, progress.seen_at_step = {}, 0
+        progress.sums, progress.counts, progress.seen, progress.epoch_time = {}, {}, 0, 0.0
+        progress.sums_at_step, progress.counts_at_step, progress.seen_at_step = {}, {}, 0
         if self.dist.is_main:
             self._commit(loop, progress, row, improved)
             self.log(_epoch_line(row, train_time, self.task.headline_metrics))
@@ -575,12 +643,15 @@ class Trainer:
         return {
             "model": loop.bare_model.state_dict(),
             "ema": loop.ema.state_dict() if loop.ema is not None else None,
-            "optimizer": loop.optimizer.state_dict(),
-            "scheduler": loop.scheduler.state_dict(),
-            "scaler": loop.scaler.state_dict() if loop.scaler.is_enabled() else None,
+            # By optimizer name (``Task.optimizers``): {"model": ...} for a task with one.
+            "optimizer": {name: opt.optimizer.state_dict() for name, opt in loop.optimizers.items()},
+            "scheduler": {name: opt.scheduler.state_dict() for name, opt in loop.optimizers.items()},
+            "scaler": {name: opt.scaler.state_dict() if opt.scaler.is_enabled() else None
+                       for name, opt in loop.optimizers.items()},
             "epoch": progress.epoch,
             "step_in_epoch": progress.step_in_epoch,
             "epoch_sums": dict(progress.sums),
+            "epoch_counts": dict(progress.counts),
             "epoch_seen": progress.seen,
             "epoch_time": progress.epoch_time,
             "best_fitness": progress.best_fitness,
@@ -611,9 +682,14 @@ class Trainer:
         batch after it, never before the epoch's first batch."""
         if progress.epoch >= self.config.train.epochs or (progress.step_in_epoch == 0 and progress.seen == 0):
             return  # between epochs: the epoch's own last.pt is the right checkpoint
+        if progress.stepped_in_batch:
+            self.log("not saved: the interrupt came between two optimizers' steps on one batch, where no "
+                     "resumable state exists; weights/last.pt keeps the last save")
+            return
         start = progress.epoch * loop.batches_per_epoch
         progress.step_in_epoch = max(0, progress.last_step_batch + 1 - start)
         progress.sums, progress.seen = progress.sums_at_step, progress.seen_at_step
+        progress.counts = progress.counts_at_step
         self._save_checkpoint(loop, progress, self.weights_dir / "last.pt")
 
     def _interrupt_message(self, progress: _Progress) -> str:
@@ -622,6 +698,48 @@ class Trainer:
                  else f"at epoch {progress.epoch + 1}, batch {progress.step_in_epoch}")
         return (f"training interrupted {where}; resumable checkpoint {last} "
                 f"(resume with `cvzoo train --resume {last}`)")
+
+
+def _check_optimizer_specs(specs: Mapping[str, OptimizerSpec], cfg: Config) -> None:
+    """A task's optimizers: at least one, and gradient accumulation only with one (with several, each step
+    changes the weights the next optimizer's loss is computed with, so there is no window to accumulate)."""
+    if not specs:
+        raise ValueError("the task declares no optimizer (Task.optimizers returned none)")
+    bad = [name for name, spec in specs.items() if spec.every < 1]
+    if bad:
+        raise ValueError(f"optimizer {bad[0]!r}: every={specs[bad[0]].every}; it must be >= 1")
+    if len(specs) > 1 and (cfg.train.accumulate > 1 or cfg.train.nominal_batch_size > 0):
+        key = "train.accumulate" if cfg.train.accumulate > 1 else "train.nominal_batch_size"
+        raise ValueError(f"{key}: gradient accumulation needs a task with one optimizer; this task has "
+                         f"{len(specs)} ({', '.join(specs)}), each stepping on every batch it trains")
+
+
+# A key each state of the one-optimizer checkpoint layout has (before ``Task.optimizers``).
+_UNNAMED_LAYOUT = {"optimizer": "param_groups", "scheduler": "last_epoch", "scaler": "scale"}
+
+
+def _by_name(saved: Any, names: list[str], key: str, path: Path | None) -> dict[str, Any]:
+    """A checkpoint's ``optimizer`` / ``scheduler`` / ``scaler`` entry by optimizer name. Checkpoints
+    written before tasks could have several optimizers hold the one state itself (``None`` for a disabled
+    scaler): it is the only optimizer's."""
+    if isinstance(saved, dict) and set(saved) == set(names):
+        return saved
+    unnamed = saved is None if key == "scaler" else False
+    unnamed = unnamed or (isinstance(saved, dict) and _UNNAMED_LAYOUT[key] in saved)
+    if unnamed and len(names) == 1:
+        return {names[0]: saved}
+    held = sorted(saved) if isinstance(saved, dict) and not unnamed else "one, unnamed"
+    raise ValueError(f"{path}: its {key} states are those of the optimizers {held}; this task has {names}")
+
+
+def _zero_grads(loop: _Loop) -> None:
+    for opt in loop.optimizers.values():
+        opt.optimizer.zero_grad(set_to_none=True)
+
+
+def _epoch_means(progress: _Progress, sums: Mapping[str, float]) -> dict[str, float]:
+    """The epoch's mean of each logged loss over the batches it was logged on."""
+    return {k: v / max(1, progress.counts.get(k, progress.seen)) for k, v in sums.items()}
 
 
 def _epoch_line(row: dict[str, float], train_time: float, headline: tuple[str, ...] = ()) -> str:

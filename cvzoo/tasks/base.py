@@ -8,7 +8,8 @@ optimisation, checkpoints, logging and distribution.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, default_collate
 
-from cvzoo.config import Config, ConfigError
+from cvzoo.config import Config, ConfigError, OptimConfig, SchedulerConfig
 from cvzoo.config.moved import moved_hint
 from cvzoo.models.registry import ModelArgumentError, UnknownModelError, check_model_kwargs
 from cvzoo.models.transfer import param_groups
@@ -25,6 +26,32 @@ from cvzoo.models.transfer import param_groups
 def bare(model: nn.Module) -> nn.Module:
     """The model inside a DistributedDataParallel wrapper, whose methods (``loss``) the wrapper hides."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+@dataclass
+class OptimizerSpec:
+    """One of a task's optimizers: what it trains, how, and the step that computes its loss.
+
+    A task with one optimizer (every task but the GAN) has one spec, ``Task.optimizers``' default. With
+    several (a GAN's generator and discriminator) the trainer runs, on each batch, the step of every spec
+    whose turn it is, in the mapping's order, each followed by its own backward pass and optimizer step.
+
+    Attributes:
+        param_groups: the optimizer's parameter groups (``cvzoo.models.transfer.param_groups``).
+        optim: its optimizer settings (``build_optimizer``).
+        scheduler: its lr schedule (``build_scheduler``; stepped once per batch, as every schedule is).
+        step: ``step(model, batch) -> {"loss": scalar, ...parts}``: the forward and loss of this optimizer.
+        clip_grad_norm: clip the gradient norm of its parameters to this before a step (0 = off).
+        every: step on the batches whose index over the run is a multiple of ``every`` (a WGAN-GP
+            generator steps once per ``n_critic`` critic steps, Gulrajani et al. 2017, Alg. 1).
+    """
+
+    param_groups: list[dict[str, Any]]
+    optim: OptimConfig
+    scheduler: SchedulerConfig
+    step: Callable[[nn.Module, Any], dict[str, torch.Tensor]]
+    clip_grad_norm: float = 0.0
+    every: int = 1
 
 
 class Evaluator(ABC):
@@ -50,8 +77,12 @@ class Task(ABC):
     """Base class of the classify / detect / segment / siamese tasks."""
 
     name: str = ""
-    # Default metric that decides best.pt and early stopping (higher is better).
+    # Default metric that decides best.pt and early stopping (higher is better, unless it is named in
+    # ``lower_is_better``).
     fitness_metric: str = ""
+    # Metrics that improve as they fall (FID, KID): ``fitness`` negates them, so any of them (the task's
+    # or ``train.fitness_metric``) can choose best.pt.
+    lower_is_better: tuple[str, ...] = ()
     # The metrics results.png plots (names without ``metrics/``); empty = every metric column.
     headline_metrics: tuple[str, ...] = ()
     # Optional inference features. The API checks these flags before switching a feature on (by setting
@@ -64,6 +95,9 @@ class Task(ABC):
     # the nominal batch). True: the loss is a sum over the batch's images (YOLOv5/v8 multiply the mean by the
     # batch size and tune lr=0.01 for it), so the batches' losses are added, as YOLO's training loop does.
     loss_is_batch_sum: bool = False
+    # The task's models generate images rather than predict on them (GANs): ``cvzoo predict`` takes no
+    # source and calls ``generate``.
+    generates: bool = False
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -147,6 +181,14 @@ class Task(ABC):
         return param_groups(model, optim.lr, weight_decay=optim.weight_decay,
                             no_decay_norm_bias=optim.no_decay_norm_bias, split="none")
 
+    def optimizers(self, model: nn.Module) -> dict[str, OptimizerSpec]:
+        """The optimizers the trainer builds, by name (their states are saved under these names). Default:
+        one, ``"model"``, over ``param_groups`` with the run's ``optim`` / ``scheduler`` / clipping settings
+        and ``training_step`` as its step."""
+        cfg = self.config
+        return {"model": OptimizerSpec(self.param_groups(model), cfg.optim, cfg.scheduler, self.training_step,
+                                       cfg.train.clip_grad_norm)}
+
     def collate(self, samples: list[Any]) -> Any:
         return default_collate(samples)
 
@@ -188,6 +230,15 @@ class Task(ABC):
     def sample_images(self, batch: Any) -> torch.Tensor | None:
         """A few input images ``[N, C, H, W]`` in [0, 1] for the TensorBoard grid, or None."""
         return None
+
+    def epoch_images(self, run_dir: Path, epoch: int, metrics: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """After each validation (main process, with ``run.plots``): write the epoch's pictures under
+        ``run_dir`` and return them by name, ``[C, H, W]`` in [0, 1], for TensorBoard (a GAN's sample grid)."""
+        return {}
+
+    def generate(self, model: nn.Module, device: torch.device, save_dir: Path | None, **options: Any) -> list[dict]:
+        """Generate images (a task that ``generates``), writing them to ``save_dir``; one dict per image."""
+        raise ValueError(f"the {self.name!r} task predicts on images; it does not generate them")
 
     def save_artifacts(self, run_dir: Path, metrics: dict[str, Any]) -> list[Path]:
         """Write task-specific plots/tables (confusion matrix, PR curves...) after validation."""
@@ -255,4 +306,4 @@ class Task(ABC):
         key = self.config.train.fitness_metric or self.fitness_metric
         if key not in metrics:
             raise KeyError(f"fitness metric {key!r} not among the validation metrics {sorted(metrics)}")
-        return float(metrics[key])
+        return -float(metrics[key]) if key in self.lower_is_better else float(metrics[key])

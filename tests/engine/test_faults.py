@@ -22,7 +22,7 @@ from cvzoo.engine import callbacks as cb
 from cvzoo.engine.checkpoint import load_checkpoint
 from cvzoo.engine.trainer import Trainer, TrainingInterrupted
 from tests.engine.test_trainer import make_config
-from tests.engine.toy_task import ToyTask
+from tests.engine.toy_task import ToyTask, ToyTwoOptimizerTask
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -294,3 +294,45 @@ def test_run_header_says_what_the_run_will_do(tmp_path):
     assert "model resnet20_cifar: 451 parameters, 0.000704 MFLOPs at 8 (2 per multiply-add)" in text
     assert "data fashion_mnist_sample: train 256, val 64" in text
     assert "settings: --set: run.project=" in text and "train.epochs=1" in text
+
+
+class TwoOptimizersSignalledAt(ToyTwoOptimizerTask):
+    """SIGTERM during the discriminator's step of training batch ``at`` (0-based, over the run)."""
+
+    def __init__(self, config, at: int):
+        super().__init__(config)
+        self.at = at
+
+    def discriminator_step(self, model, batch):
+        out = super().discriminator_step(model, batch)
+        if self.steps - 1 == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+
+def test_two_optimizers_resume_to_the_same_run(tmp_path):
+    """A GAN-like task: two named optimizers (one every second batch), two schedules, clipping, EMA and a
+    lower-is-better fitness; stopped mid-epoch and resumed, it ends bit-identical to an uninterrupted run."""
+    at = 10  # epoch 2's third batch, where both optimizers step
+    extra = ["train.ema=true", "train.ema_tau=5"]
+    config = make_config(tmp_path, "run.name=full", *extra)
+    reference = Trainer(config, ToyTwoOptimizerTask(config)).fit().run_dir
+    config = make_config(tmp_path, "run.name=part", *extra)
+    with pytest.raises(TrainingInterrupted) as info:
+        Trainer(config, TwoOptimizersSignalledAt(config, at)).fit()
+    state = load_checkpoint(info.value.checkpoint)
+    assert (state["epoch"], state["step_in_epoch"]) == divmod(at + 1, 8)
+    assert set(state["optimizer"]) == set(state["scheduler"]) == {"discriminator", "generator"}
+    config = make_config(tmp_path, f"run.resume={info.value.checkpoint}", *extra)
+    resumed = Trainer(config, ToyTwoOptimizerTask(config)).fit().run_dir
+    assert_same_run(reference, resumed)
+    a, b = load_checkpoint(reference / "weights" / "last.pt"), load_checkpoint(resumed / "weights" / "last.pt")
+    for name in ("discriminator", "generator"):
+        torch.testing.assert_close(a["optimizer"][name]["state"], b["optimizer"][name]["state"], rtol=0, atol=0)
+        assert a["scheduler"][name] == b["scheduler"][name]
+    torch.testing.assert_close(a["ema"]["module"], b["ema"]["module"], rtol=0, atol=0)
+    header = rows_without_time(reference)[0]
+    assert {"train/discriminator_loss", "train/generator_loss", "lr/generator_pg0", "metrics/gap"} <= set(header)
+    # best.pt is the epoch with the lowest gap.
+    gaps = [float(row["metrics/gap"]) for row in rows_without_time(reference)]
+    assert load_checkpoint(reference / "weights" / "best.pt")["epoch"] == 1 + gaps.index(min(gaps))

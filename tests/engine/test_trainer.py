@@ -341,3 +341,27 @@ def test_epoch_line_shows_losses_and_the_headline_metrics():
     assert "train/loss=0.5" in line and "val/loss=0.6" in line and "metrics/mAP50=0.4" in line
     assert "APl" not in line and "lr/" not in line
     assert "metrics/APl=-1" in _epoch_line(row, 1.0)  # a task without headline metrics shows them all
+
+
+def test_checkpoints_of_the_one_optimizer_layout_still_resume():
+    """Before tasks could have several optimizers a checkpoint held the one state itself; it is the only
+    optimizer's. A layout that does not fit the task's optimizers is an error naming them."""
+    from cvzoo.engine.trainer import _by_name
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    old = optimizer.state_dict()
+    assert _by_name(old, ["model"], "optimizer", None) == {"model": old}
+    assert _by_name(None, ["model"], "scaler", None) == {"model": None}
+    named = {"discriminator": old, "generator": old}
+    assert _by_name(named, ["discriminator", "generator"], "optimizer", None) is named
+    with pytest.raises(ValueError, match=r"last.pt: its optimizer states are those of the optimizers one, unnamed; "
+                                         r"this task has \['discriminator', 'generator'\]"):
+        _by_name(old, ["discriminator", "generator"], "optimizer", "last.pt")
+
+
+def test_accumulation_with_several_optimizers_is_an_error_naming_the_key(tmp_path):
+    from tests.engine.toy_task import ToyTwoOptimizerTask
+
+    config = make_config(tmp_path, "train.accumulate=2")
+    with pytest.raises(ValueError, match="train.accumulate: gradient accumulation needs a task with one optimizer"):
+        Trainer(config, ToyTwoOptimizerTask(config)).fit()
