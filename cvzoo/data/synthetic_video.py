@@ -43,17 +43,20 @@ class MotionConfig:
     Attributes:
         frames: frames per clip.
         size: side of the square canvas, pixels.
-        item_size: ``(min, max)`` side of the 28 px item when drawn, pixels (zoom clips sweep this range).
-        speed: ``(min, max)`` translation per frame, pixels.
-        spin: ``(min, max)`` rotation per frame, degrees.
+        item_size: ``(min, max)`` side of the 28 px item when drawn, pixels.
+        sweep: ``(min, max)`` fraction of the free range that a clip's motion covers: of the canvas left
+            beside the item (translations), of the log-size range ``item_size`` (zooms).
+        turn: ``(min, max)`` rotation over a whole clip, degrees.
         max_angle: static angles and rotation paths stay within +-this many degrees.
+
+    The motions are set per clip, not per frame, so that any number of frames shows the same motions.
     """
 
     frames: int = 8
     size: int = 32
     item_size: tuple[int, int] = (9, 18)
-    speed: tuple[float, float] = (1.5, 2.0)
-    spin: tuple[float, float] = (10.0, 14.0)
+    sweep: tuple[float, float] = (0.7, 1.0)
+    turn: tuple[float, float] = (70.0, 100.0)
     max_angle: float = 60.0
 
     def __post_init__(self) -> None:
@@ -62,10 +65,11 @@ class MotionConfig:
             raise SyntheticConfigError(f"MotionConfig.frames must be >= 2 (a motion needs two frames), got {self.frames}")
         if not 4 <= lo < hi <= self.size:
             raise SyntheticConfigError(f"MotionConfig.item_size must be 4 <= min < max <= size, got {self.item_size}")
-        if self.size - hi < self.speed[1] * (self.frames - 1):
-            raise SyntheticConfigError(
-                f"MotionConfig: a {self.size} px canvas cannot hold {self.frames} frames at {self.speed[1]} px "
-                f"per frame with a {hi} px item; lower speed, frames or item_size, or raise size")
+        if not 0 < self.sweep[0] <= self.sweep[1] <= 1:
+            raise SyntheticConfigError(f"MotionConfig.sweep must be 0 < min <= max <= 1, got {self.sweep}")
+        if not 0 < self.turn[0] <= self.turn[1] <= 2 * self.max_angle:
+            raise SyntheticConfigError(f"MotionConfig.turn must be 0 < min <= max <= 2 * max_angle "
+                                       f"({2 * self.max_angle}), got {self.turn}")
 
 
 def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -105,13 +109,13 @@ def generate_clip(rng: np.random.Generator, label: int, item: np.ndarray, config
     lo_side, hi_side = config.item_size
     if motion.startswith("zoom"):
         # Geometric growth: the same ratio per frame, sides over the item_size range.
-        ratio = (hi_side / lo_side) ** (rng.uniform(0.7, 1.0) / (t - 1))
+        ratio = (hi_side / lo_side) ** (rng.uniform(*config.sweep) / (t - 1))
         logs = _path(rng, np.log(lo_side), np.log(hi_side), np.log(ratio) * (1 if motion == "zoom_in" else -1), t)
         sides = np.exp(logs)
     else:
         sides = np.full(t, rng.uniform(lo_side, hi_side))
     if motion.startswith("rotate"):
-        step = rng.uniform(*config.spin) * (1 if motion == "rotate_cw" else -1)
+        step = rng.uniform(*config.turn) / (t - 1) * (1 if motion == "rotate_cw" else -1)
         angles = _path(rng, -config.max_angle, config.max_angle, step, t)
     else:
         angles = np.full(t, rng.uniform(-config.max_angle, config.max_angle))
@@ -120,7 +124,8 @@ def generate_clip(rng: np.random.Generator, label: int, item: np.ndarray, config
     xs = np.full(t, rng.uniform(margin, size - margin))
     ys = np.full(t, rng.uniform(margin, size - margin))
     if motion in ("left", "right", "up", "down"):
-        step = rng.uniform(*config.speed) * (1 if motion in ("right", "down") else -1)
+        room = size - 2 * margin  # the centre's free range
+        step = rng.uniform(*config.sweep) * room / (t - 1) * (1 if motion in ("right", "down") else -1)
         travel = _path(rng, margin, size - margin, step, t)
         if motion in ("left", "right"):
             xs = travel

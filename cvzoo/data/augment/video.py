@@ -16,6 +16,10 @@ from collections.abc import Sequence
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+# The statistics torchvision's Kinetics-400 video weights were trained with (its VideoClassification preset).
+KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
+KINETICS_STD: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
+
 
 class ClipTransform:
     """Resize (with a random crop when training), flip, scale to [0, 1] and normalise a clip.
@@ -64,4 +68,4 @@ class ClipTransform:
         return (clip - self.mean) / self.std
 
 
-__all__ = ["ClipTransform"]
+__all__ = ["KINETICS_MEAN", "KINETICS_STD", "ClipTransform"]

@@ -42,8 +42,20 @@ from cvzoo.data.images import CorruptVideoError, DatasetError, MissingDataError
 from cvzoo.data.video import count_frames, is_clip_source, read_clip
 
 
-class ClipTooShortError(DatasetError):
-    """A video with fewer frames than one clip spans (names the file, its length and the span needed)."""
+class ClipTooShortError(CorruptVideoError):
+    """A video with fewer frames than one clip spans (names the file, its length and the span needed).
+
+    A ``CorruptVideoError`` for the callers that skip unusable videos (``cvzoo predict`` lists it as skipped).
+    """
+
+    def __init__(self, path: str | Path, length: int, frames: int, stride: int) -> None:
+        self.path, self.length, self.frames, self.stride = str(path), length, frames, stride
+        self.reason = (f"{length} frames, shorter than one clip of {frames} frames {stride} apart "
+                       f"({clip_span(frames, stride)} frames)")
+        DatasetError.__init__(self, f"{self.path}: {self.reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.length, self.frames, self.stride))
 
 
 def clip_span(frames: int, stride: int) -> int:
@@ -68,6 +80,10 @@ class VideoSource:
     labels: list[int]
     classes: list[str]
     arrays: np.ndarray | None = None  # in-memory clips uint8 [N, T, H, W, C]
+
+    @property
+    def targets(self) -> list[int]:
+        return self.labels
 
     def count(self, item: Any) -> int:
         return self.arrays.shape[1] if self.arrays is not None else count_frames(item)
@@ -131,12 +147,13 @@ class VideoClipDataset(Dataset):
             if length is None:
                 continue
             if length < self.span:
-                message = (f"{source.name(item)}: {length} frames, shorter than one clip of {frames} frames "
-                           f"{stride} apart ({self.span} frames); lower video.frames or video.stride")
+                error = ClipTooShortError(source.name(item), length, frames, stride)
                 if short == "error":
-                    raise ClipTooShortError(message + ", or set video.short=skip to leave such videos out")
-                warnings.warn(f"skipping {message}", UserWarning, stacklevel=2)
-                self.skipped.append((source.name(item), "shorter than one clip"))
+                    error.args = (f"{error}; lower video.frames or video.stride, or set video.short=skip to "
+                                  "leave such videos out",)
+                    raise error
+                warnings.warn(f"skipping {error}", UserWarning, stacklevel=2)
+                self.skipped.append((error.path, error.reason))
                 continue
             self.videos.append((item, label, length))
         if self.skipped:
