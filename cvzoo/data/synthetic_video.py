@@ -54,10 +54,10 @@ class MotionConfig:
 
     frames: int = 8
     size: int = 32
-    item_size: tuple[int, int] = (9, 18)
+    item_size: tuple[int, int] = (8, 22)
     sweep: tuple[float, float] = (0.7, 1.0)
-    turn: tuple[float, float] = (70.0, 100.0)
-    max_angle: float = 60.0
+    turn: tuple[float, float] = (120.0, 160.0)
+    max_angle: float = 90.0
 
     def __post_init__(self) -> None:
         lo, hi = self.item_size

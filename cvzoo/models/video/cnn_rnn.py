@@ -7,8 +7,11 @@ checkpoint): built with ``num_classes=0`` it returns its pre-logits vector ``[B,
 (the classification contract), so the frames of a clip ``[B, C, T, H, W]`` become a sequence ``[B, T, D]``.
 
 * ``CnnRnn`` (``cnn_lstm``, ``cnn_gru``): an LSTM (Hochreiter & Schmidhuber 1997) or GRU (Cho et al. 2014)
-  over the sequence. ``readout="mean"`` averages the per-step logits, as LRCN does for activity recognition
-  (sec. 4); ``"last"`` classifies the final hidden state.
+  over the sequence. ``readout="last"`` (default) classifies the final hidden state, the one that has seen
+  every frame; ``"mean"`` averages the per-step logits, as LRCN does for activity recognition (sec. 4),
+  where a single frame already says much about the action. On the generated motion set, where no single
+  frame says anything, ``"last"`` reached 77% top-1 in 6 epochs against 60% for ``"mean"``
+  (``benchmarks/bench_video.py``, LeNet backbone).
 * ``FrameAverage`` (``frame_average``): the mean of the frame features, then a linear layer; it sees
   which frames a clip has but not their order, the control that says what the recurrence adds.
 """
@@ -68,13 +71,13 @@ class CnnRnn(ClipEncoder):
         rnn: ``"lstm"`` or ``"gru"``.
         hidden_size: units of each recurrent layer.
         num_layers: stacked recurrent layers.
-        readout: ``"mean"`` (LRCN's average of the per-step predictions) or ``"last"``.
+        readout: ``"last"`` (the final step's prediction) or ``"mean"`` (LRCN's average over the steps).
         (the others as ``ClipEncoder``)
     """
 
     def __init__(self, num_classes: int = 400, in_channels: int = 3, backbone: str = "resnet18",
                  backbone_weights: str | None = None, dropout: float = 0.0, rnn: str = "lstm",
-                 hidden_size: int = 256, num_layers: int = 1, readout: str = "mean") -> None:
+                 hidden_size: int = 256, num_layers: int = 1, readout: str = "last") -> None:
         super().__init__(num_classes, in_channels, backbone, backbone_weights, dropout)
         if rnn not in ("lstm", "gru"):
             raise ValueError(f"rnn must be 'lstm' or 'gru', got {rnn!r}")
