@@ -40,13 +40,15 @@ def run_accuracy(args: argparse.Namespace) -> None:
                                f"model.backbone={args.backbone}", f"video.synthetic_train={args.train}",
                                f"video.synthetic_val={args.val}", f"video.frames={args.frames}",
                                "run.tensorboard=false", "run.plots=false", "run.progress=false",
+                               f"model.kwargs={{dropout: {args.dropout}}}",
                            ])
             best = max(result.history, key=lambda row: row["metrics/video_top1"])
             last = result.history[-1]
             rows.append((model, last["metrics/top1"], last["metrics/video_top1"], best["metrics/video_top1"],
                          sum(row["time"] for row in result.history)))
     print(f"\nmoving_fashion, backbone {args.backbone}, {args.train} train / {args.val} val clips of {args.frames} "
-          f"frames, {args.epochs} epochs, {args.threads} thread(s); chance 12.5%")
+          f"frames, {args.epochs} epochs, batch {args.batch}, AdamW lr {args.lr}, dropout {args.dropout}, "
+          f"{args.threads} thread(s); chance 12.5%")
     print(f"{'model':<15}{'clip top-1':>12}{'video top-1':>13}{'best video top-1':>18}{'train+val s':>13}")
     for model, clip, video, best, seconds in rows:
         print(f"{model:<15}{clip:>12.4f}{video:>13.4f}{best:>18.4f}{seconds:>13.1f}")
@@ -106,12 +108,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     accuracy = parser.add_argument_group("accuracy")
     accuracy.add_argument("--backbone", default="lenet")
-    accuracy.add_argument("--epochs", type=int, default=10)
-    accuracy.add_argument("--train", type=int, default=2048, help="generated training clips")
+    accuracy.add_argument("--epochs", type=int, default=6)
+    accuracy.add_argument("--train", type=int, default=4096, help="generated training clips")
     accuracy.add_argument("--val", type=int, default=512, help="generated validation clips")
     accuracy.add_argument("--frames", type=int, default=8)
     accuracy.add_argument("--batch", type=int, default=32)
     accuracy.add_argument("--lr", type=float, default=0.003)
+    accuracy.add_argument("--dropout", type=float, default=0.2, help="before the classifier, both models")
     accuracy.add_argument("--seed", type=int, default=0)
     speed = parser.add_argument_group("speed")
     speed.add_argument("--size", type=int, default=112)

@@ -26,7 +26,7 @@ def run(dataset, tmp_path_factory):
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny batches: a second thread only adds barriers on a busy 2-core machine
     try:
-        result = train(task="video", model="cnn_gru", data=str(dataset), epochs=2, batch=8, workers=0,
+        result = train(task="video", model="cnn_gru", data=str(dataset), epochs=1, batch=8, workers=0,
                        project=str(tmp_path_factory.mktemp("runs")), overrides=[
                            "model.backbone=lenet", "video.frames=6", "video.stride=1", "video.clips_per_video=2",
                            "run.tensorboard=false", "run.progress=false"])
@@ -52,18 +52,23 @@ def test_val_reproduces_the_last_validation(run):
 
 
 def test_predict_frame_folders_and_video_files(run, dataset, tmp_path, capsys):
+    from PIL import Image
+
     folder = dataset / "val" / "up"
     clip = sorted(folder.iterdir())[0]
-    frames = np.stack([np.asarray(__import__("PIL.Image").Image.open(p)) for p in sorted(clip.iterdir())])
+    frames = np.stack([np.asarray(Image.open(p)) for p in sorted(clip.iterdir())])
     video = write_video(tmp_path / "up.mp4", frames)
     short = write_video(tmp_path / "short.mp4", frames[:2])
-    results = predict(run.best_checkpoint, [clip, folder, video, short], device="cpu", topk=3)
+    results = predict(run.best_checkpoint, [clip, folder, video, short], device="cpu", topk=len(MOTIONS))
     ok = [r for r in results if "error" not in r]
-    assert [r["image"] for r in ok[:2]] == [str(clip)] * 2  # the folder lists its clip folders
-    assert len(ok) == 3 and all(len(r["topk"]) == 3 for r in ok)
-    assert all(abs(sum(t["prob"] for t in r["topk"]) - 1) < 1 and r["topk"][0]["class"] in MOTIONS for r in ok)
-    # The frame folder and its video are the same frames: the same top class (H.264 is nearly lossless here).
-    assert ok[0]["topk"][0]["class"] == ok[2]["topk"][0]["class"]
+    assert [r["image"] for r in ok] == [str(clip), str(clip), str(video)]  # the folder lists its clip folders
+    for result in ok:
+        assert sorted(t["class"] for t in result["topk"]) == sorted(MOTIONS)
+        assert sum(t["prob"] for t in result["topk"]) == pytest.approx(1, abs=1e-5)
+    # The frame folder and its video hold the same frames (H.264 changes them by a few grey levels).
+    from_frames = {t["class"]: t["prob"] for t in ok[0]["topk"]}
+    from_video = {t["class"]: t["prob"] for t in ok[2]["topk"]}
+    assert max(abs(from_frames[c] - from_video[c]) for c in MOTIONS) < 0.05
     assert results[-1]["image"] == str(short) and "2 frames, shorter than one clip of 6 frames" in results[-1]["error"]
     assert main(["predict", str(run.best_checkpoint), str(clip), "--format", "json", "--device", "cpu"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["rows"][0]["video"] == str(clip)
