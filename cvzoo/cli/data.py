@@ -1,5 +1,6 @@
 """``cvzoo data check``: find problems in a detection dataset and summarise it; ``cvzoo data synth``: write
 generated scenes (real Fashion-MNIST objects on textures, exact boxes and masks) in a dataset layout;
+``cvzoo data synth-video``: generated motion clips (the class is the motion) for ``--task video``;
 ``cvzoo data from-labels``: instance label images (microscopy) -> a COCO instance-segmentation dataset."""
 
 from __future__ import annotations

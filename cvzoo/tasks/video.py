@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from cvzoo.config import ConfigError
 from cvzoo.data.augment.video import KINETICS_MEAN, KINETICS_STD, ClipTransform
 from cvzoo.data.datasets.video import (
     ClipTooShortError,
@@ -34,7 +35,7 @@ from cvzoo.data.datasets.video import (
 )
 from cvzoo.data.synthetic_video import SOURCE_NAME
 from cvzoo.data.video import count_frames, read_clip
-from cvzoo.models.registry import create_model
+from cvzoo.models.registry import create_model, get_entry
 from cvzoo.tasks.base import Evaluator, Task
 from cvzoo.tasks.classification import ClassificationTask, _EvaluatorAdapter, _stratified_head
 
@@ -150,6 +151,17 @@ class VideoTask(ClassificationTask):
         return train, val
 
     # --- model -----------------------------------------------------------------------------------
+    @classmethod
+    def check_model_config(cls, config: Any) -> None:
+        """Also, before any work: ``model.name`` is a video model (a classifier goes in ``model.backbone``)."""
+        super().check_model_config(config)
+        entry = get_entry(config.model.name)
+        if entry.task != "video":
+            hint = (f"; to run it on every frame use --model cnn_lstm --set model.backbone={entry.name}"
+                    if entry.task == "classify" else "")
+            raise ConfigError(f"model.name: {config.model.name!r} is a {entry.task} model, not a video model; see "
+                              f"`cvzoo models --task video`{hint}")
+
     def _create(self, inference: bool = False) -> nn.Module:
         kwargs = {**self.model_kwargs(), "num_classes": len(self.classes), "in_channels": self.model_channels}
         if inference:  # the checkpoint holds the backbone's trained weights

@@ -79,6 +79,17 @@ def test_export_onnx_matches(run):
     assert path.suffix == ".onnx" and path.stat().st_size > 0
 
 
+def test_a_classifier_as_model_name_says_where_it_goes():
+    from cvzoo.api import build_config
+    from cvzoo.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.name: 'lenet' is a classify model, not a video model.*"
+                                          r"model.backbone=lenet"):
+        build_config(task="video", model="lenet")
+    with pytest.raises(ConfigError, match="model.backbone: .*r3d_18"):
+        build_config(task="video", model="r3d_18", overrides=["model.backbone=lenet"])
+
+
 def test_video_evaluator_averages_clips_per_video():
     evaluator = VideoEvaluator(3, ["a", "b", "c"])
     # Video 0 (label 0): clip 1 wrong but confident-ish, clip 2 right and sure -> the video is right.
