@@ -10,8 +10,8 @@ training throughput (clips/s of forward + backward + SGD step), alternating A B 
 and the median ratio (cvzoo / torchvision: latency <= 1.0 and throughput >= 1.0 are the targets).
 
     .venv/bin/python benchmarks/bench_video.py                       # both parts
-    .venv/bin/python benchmarks/bench_video.py accuracy --epochs 15 --train 2048
-    .venv/bin/python benchmarks/bench_video.py speed --frames 16 --size 112 --threads 2
+    .venv/bin/python benchmarks/bench_video.py accuracy --epochs 6 --train 4096
+    .venv/bin/python benchmarks/bench_video.py speed --frames-speed 16 --size 112 --threads 2
 """
 
 from __future__ import annotations
@@ -119,14 +119,15 @@ def main() -> None:
     speed = parser.add_argument_group("speed")
     speed.add_argument("--size", type=int, default=112)
     speed.add_argument("--classes", type=int, default=400)
-    speed.add_argument("--steps", type=int, default=2, help="training steps per measurement")
+    speed.add_argument("--steps", type=int, default=1, help="training steps per measurement")
     speed.add_argument("--repeats", type=int, default=5)
-    speed.add_argument("--speed-batch", dest="batch_speed", type=int, default=4)
+    speed.add_argument("--frames-speed", dest="frames_speed", type=int, default=16, help="clip length of the speed part")
+    speed.add_argument("--speed-batch", dest="batch_speed", type=int, default=2)
     args = parser.parse_args()
     if args.part in ("all", "accuracy"):
         run_accuracy(args)
     if args.part in ("all", "speed"):
-        speed_args = argparse.Namespace(**{**vars(args), "batch": args.batch_speed})
+        speed_args = argparse.Namespace(**{**vars(args), "batch": args.batch_speed, "frames": args.frames_speed})
         run_speed(speed_args)
 
 

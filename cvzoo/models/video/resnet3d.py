@@ -73,7 +73,9 @@ class BasicBlock3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv2(self.conv1(x)) + shortcut)
+        out = self.conv2(self.conv1(x))
+        out += shortcut  # in place, as the reference: one feature map less to allocate per block
+        return self.relu(out)
 
 
 def make_stem(kind: str, in_channels: int) -> nn.Sequential:
