@@ -105,15 +105,14 @@ class VideoTask(ClassificationTask):
 
     def _set_info(self, source: VideoSource) -> None:
         self.classes = list(source.classes)
-        mode = source.mode()
+        mode, side = source.probe()
         self.data_channels = 1 if mode == "L" else 3
         self.model_channels = self.config.model.kwargs.get("in_channels", self.data_channels)
         mean, std = (KINETICS_MEAN, KINETICS_STD) if self.model_channels == 3 else (
             (float(np.mean(KINETICS_MEAN)),), (float(np.mean(KINETICS_STD)),))
         self.mean, self.std = list(mean), list(std)
-        first = source.read(source.items[0], [0], mode)
         # Clips at their own size up to 112 px, the input of the 3-D CNNs (Tran et al. 2018); frames are squared.
-        self.img_size = self.config.data.img_size or min(max(first.shape[1:3]), 112)
+        self.img_size = self.config.data.img_size or min(side, 112)
 
     def _mode(self) -> str:
         return "L" if self.model_channels == 1 else "RGB"

@@ -70,7 +70,7 @@ def test_each_class_is_the_motion_it_names():
 def test_frame_folder_layout_and_uniform_val_clips(frames_root):
     source = video_folder_split(frames_root, "val")
     assert source.classes == sorted(MOTIONS) and len(source.items) == 8
-    assert source.mode() == "L"
+    assert source.probe() == ("L", 32)
     dataset = VideoClipDataset(source, frames=3, stride=2, clips_per_video=2, mode="L")
     assert len(dataset) == 16 and dataset.span == 5
     assert dataset.starts(0) == [0, 3]  # evenly spaced over 8 frames: first at 0, last at 8 - 5

@@ -94,17 +94,21 @@ class VideoSource:
             return np.repeat(frames, 3, axis=-1) if mode == "RGB" and frames.shape[-1] == 1 else frames
         return read_clip(item, indices, mode)
 
-    def mode(self) -> str:
-        """"L" when the first frame of the first clip is grey (equal channels), else "RGB"."""
+    def probe(self) -> tuple[str, int]:
+        """``(mode, side)`` of the first decodable frame of the clips: ``"L"`` when it is grey (equal
+        channels) else ``"RGB"``, and its longer side in pixels. Undecodable clips are passed over here
+        (``VideoClipDataset`` reports them)."""
         if self.arrays is not None:
-            return "L" if self.arrays.shape[-1] == 1 else "RGB"
+            return ("L" if self.arrays.shape[-1] == 1 else "RGB"), max(self.arrays.shape[2:4])
         for item in self.items:
             try:
-                frame = read_clip(item, [0], "RGB")
+                frame = read_clip(item, [0], "RGB")[0]
             except CorruptVideoError:
-                continue  # reported when the dataset opens it
-            return "L" if (frame[..., 0] == frame[..., 1]).all() and (frame[..., 1] == frame[..., 2]).all() else "RGB"
-        return "RGB"
+                continue
+            grey = (frame[..., 0] == frame[..., 1]).all() and (frame[..., 1] == frame[..., 2]).all()
+            return ("L" if grey else "RGB"), max(frame.shape[:2])
+        raise DatasetError(f"none of the {len(self.items)} clips has a decodable first frame "
+                           f"(first: {self.name(self.items[0])})")
 
     def name(self, item: Any) -> str:
         return f"clip {item}" if self.arrays is not None else str(item)
