@@ -14,6 +14,7 @@ from cvzoo.data.augment.video import ClipTransform
 from cvzoo.data.datasets.video import (
     ClipTooShortError,
     VideoClipDataset,
+    VideoSource,
     clip_starts,
     generated_source,
     video_folder_split,
@@ -128,6 +129,8 @@ def test_undecodable_video_is_named_skipped_and_counted(mp4_root, tmp_path):
         assert len(dataset) == len(source.items) - 1 and [s[0] for s in dataset.skipped] == [str(bad)]
         with pytest.raises(CorruptVideoError, match="broken.mp4"):
             VideoClipDataset(source, frames=4, strict=True)
+        first_broken = VideoSource([bad, *source.items], [0, *source.labels], source.classes)
+        assert first_broken.probe() == ("L", 32)  # the task's probe passes over it; the dataset reports it
     finally:
         bad.unlink()
 
