@@ -83,7 +83,7 @@ def main() -> None:
     for name, data in ((f"{args.pairs} synthetic pairs", synthetic_pairs(args.pairs)), ("4 MRPT pairs", real_pairs())):
         answers = {}
 
-        def timed(side, fn):
+        def timed(side, fn, data=data, answers=answers):
             def go():
                 answers[side] = fn(*data)
             return go

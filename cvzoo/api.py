@@ -31,6 +31,7 @@ from cvzoo.data.images import (
     DatasetError,
     MissingDataError,
 )
+from cvzoo.data.video import is_clip_source
 from cvzoo.engine.checkpoint import load_checkpoint
 from cvzoo.engine.device import select_device
 from cvzoo.engine.evaluate import run_validation
@@ -240,8 +241,12 @@ def evaluate(weights: str | Path, data: str | None = None, batch: int | None = N
     return metrics
 
 
-def expand_sources(sources: str | Path | list[str | Path]) -> list[Path]:
-    """Image files from a file, a folder (sorted, non-recursive) or a glob; errors name what is missing."""
+def expand_sources(sources: str | Path | list[str | Path], clip_folders: bool = False) -> list[Path]:
+    """Image files from a file, a folder (sorted, non-recursive) or a glob; errors name what is missing.
+
+    ``clip_folders`` (a task that ``predicts_clip_folders``): a folder of frame images is one input, and
+    a folder of such folders lists them (with the videos beside them).
+    """
     if isinstance(sources, (str, Path)):
         sources = [sources]
     files: list[Path] = []
@@ -250,12 +255,15 @@ def expand_sources(sources: str | Path | list[str | Path]) -> list[Path]:
         path = Path(text)
         if any(ch in text for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            matches = [p for p in matches if p.suffix.lower() in MEDIA_EXTENSIONS]
+            matches = [p for p in matches if p.suffix.lower() in MEDIA_EXTENSIONS or (clip_folders and is_clip_source(p))]
             if not matches:
                 raise FileNotFoundError(f"no images match {text!r}")
             files.extend(matches)
+        elif path.is_dir() and clip_folders and is_clip_source(path):
+            files.append(path)
         elif path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in MEDIA_EXTENSIONS)
+            matches = sorted(p for p in path.iterdir()
+                             if p.suffix.lower() in MEDIA_EXTENSIONS or (clip_folders and p.is_dir() and is_clip_source(p)))
             if not matches:
                 raise FileNotFoundError(f"no images in folder {path}")
             files.extend(matches)
@@ -311,7 +319,7 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
     imgsz = options.pop("imgsz", None)
     if imgsz is not None:
         task.set_predict_size(imgsz, model)
-    files = expand_sources(source)
+    files = expand_sources(source, clip_folders=task.predicts_clip_folders)
     if not files:
         raise ValueError("no images given: name image files, folders or globs to predict on")
     if options.get("classes") is not None:

@@ -1,5 +1,6 @@
 """``cvzoo data check``: find problems in a detection dataset and summarise it; ``cvzoo data synth``: write
 generated scenes (real Fashion-MNIST objects on textures, exact boxes and masks) in a dataset layout;
+``cvzoo data synth-video``: generated motion clips (the class is the motion) for ``--task video``;
 ``cvzoo data from-labels``: instance label images (microscopy) -> a COCO instance-segmentation dataset."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from cvzoo.cli.main import CliError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="dataset tools (check, synth, from-labels)")
+    parser = subparsers.add_parser("data", help="dataset tools (check, synth, synth-video, from-labels)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = actions.add_parser(
         "check", help="report missing files, bad boxes, unknown classes and statistics",
@@ -38,6 +39,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="scene side, or MIN MAX for sides drawn per scene")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=run_synth)
+    motion = actions.add_parser(
+        "synth-video", help="write generated motion clips (the class is the motion) for --task video",
+        description="Clips of a moving Fashion-MNIST item whose class is its motion (left, right, up, down, rotate "
+                    "cw/ccw, zoom in/out; cvzoo.data.synthetic_video), written as out/{train,val}/<motion>/<clip>: "
+                    "folders of PNG frames, or H.264 .mp4 files (needs PyAV: pip install 'cvzoo[video]').",
+        epilog="example: cvzoo data synth-video data/moving --train 1024 --val 256 --format mp4",
+    )
+    motion.add_argument("out", help="output folder (must not exist)")
+    motion.add_argument("--format", default="frames", choices=["frames", "mp4"])
+    motion.add_argument("--train", type=int, default=1024, help="training clips")
+    motion.add_argument("--val", type=int, default=256, help="validation clips")
+    motion.add_argument("--frames", type=int, default=8, help="frames per clip")
+    motion.add_argument("--size", type=int, default=32, help="frame side, pixels")
+    motion.add_argument("--seed", type=int, default=0)
+    motion.set_defaults(func=run_synth_video)
     labels = actions.add_parser(
         "from-labels", help="instance label images (one id per object, 0 = background) -> COCO instances",
         description="Pairs each image with its label image (two lists of files in the same order, or two folders "
@@ -109,6 +125,24 @@ def run_synth(args: argparse.Namespace) -> int:
                "voc": synthetic.write_voc_segmentation}
     written = writers[args.format](out, args.train, args.val, config=config, seed=args.seed)
     print(f"wrote {args.train} train + {args.val} val scenes: {written}")
+    return 0
+
+
+def run_synth_video(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cvzoo.data.synthetic import SyntheticConfigError
+    from cvzoo.data.synthetic_video import MotionConfig, write_motion_dataset
+
+    out = Path(args.out)
+    if out.exists():
+        raise CliError(f"{out} exists; cvzoo data synth-video writes a new folder")
+    try:
+        config = MotionConfig(frames=args.frames, size=args.size)
+        write_motion_dataset(out, args.train, args.val, format=args.format, config=config, seed=args.seed)
+    except (SyntheticConfigError, ImportError) as err:
+        raise CliError(str(err)) from err
+    print(f"wrote {args.train} train + {args.val} val clips of {args.frames} frames: {out}")
     return 0
 
 

@@ -157,6 +157,30 @@ class GanConfig:
     features: str | None = None
 
 
+# ------------------------------------------------------------------------------------------ video
+@dataclass
+class VideoAugment:
+    # Mirrors the whole clip; off by default: it swaps leftward and rightward motions (generated set).
+    hflip: float = 0.0
+    scale: tuple[float, float] = (1.0, 1.0)  # area fraction of the training crop (the same for every frame)
+
+
+@dataclass
+class VideoConfig:
+    """Video classification (``task: video``): clips ``[B, C, T, H, W]``."""
+
+    frames: int = 8  # frames per clip (T)
+    stride: int = 1  # distance between a clip's frames in its video
+    clips_per_video: int = 3  # validation: evenly spaced clips per video, averaged for video-level accuracy
+    # A video shorter than one clip ((frames - 1) * stride + 1 frames): an error naming it, or left out
+    # with a warning and counted.
+    short: Literal["error", "skip"] = "error"
+    # data.source "moving_fashion": the number of generated clips per split.
+    synthetic_train: int = 1024
+    synthetic_val: int = 256
+    augment: VideoAugment = field(default_factory=VideoAugment)
+
+
 # --------------------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class TaskSpec:
@@ -197,6 +221,10 @@ TASKS: dict[str, TaskSpec] = {
         "model.name": "dcgan_28", "scheduler.name": "constant", "data.batch_size": 64, "train.epochs": 20,
         "train.ema": True, "train.ema_decay": 0.999, "train.ema_tau": 200.0, "data.val_batch_size": 250,
     }),
+    "video": TaskSpec("cvzoo.tasks.video:VideoTask", "video", {
+        "model.name": "cnn_lstm", "data.source": "moving_fashion", "data.batch_size": 16,
+        "optim.name": "adamw", "optim.lr": 0.001, "optim.weight_decay": 0.01,
+    }),
 }
 
 
@@ -212,9 +240,10 @@ class TaskSections:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     siamese: SiameseConfig = field(default_factory=SiameseConfig)
     gan: GanConfig = field(default_factory=GanConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
 
 
 __all__ = [
     "TASKS", "TaskSections", "ClassifyAugment", "ClassifyConfig", "DetectAugment", "DetectConfig", "SegmentAugment",
-    "SegmentConfig", "SiameseAugment", "SiameseConfig", "TaskSpec", "GanConfig", "GanOptimizer",
+    "SegmentConfig", "SiameseAugment", "SiameseConfig", "TaskSpec", "GanConfig", "GanOptimizer", "VideoAugment", "VideoConfig",
 ]

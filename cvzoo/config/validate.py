@@ -48,6 +48,7 @@ POSITIVE = Range(0, open_low=True)
 PROBABILITY = Range(0, 1)
 FRACTION_BELOW_1 = Range(0, 1, open_high=True)
 OPEN_UNIT = Range(0, 1, open_low=True, open_high=True)
+OPEN_UNIT_OR_1 = Range(0, 1, open_low=True)
 
 # Every numeric field with a known valid range, by dotted key. Tuple fields apply the range to each item;
 # an optional field set to None is not checked.
@@ -138,6 +139,13 @@ RANGES: dict[str, Range] = {
     "siamese.augment.elastic_alpha": AT_LEAST_0,
     "siamese.augment.elastic_sigma": POSITIVE,
     "siamese.augment.dilate": PROBABILITY,
+    "video.frames": AT_LEAST_1,
+    "video.stride": AT_LEAST_1,
+    "video.clips_per_video": AT_LEAST_1,
+    "video.synthetic_train": AT_LEAST_1,
+    "video.synthetic_val": AT_LEAST_1,
+    "video.augment.hflip": PROBABILITY,
+    "video.augment.scale": OPEN_UNIT_OR_1,
 }
 
 
@@ -162,7 +170,7 @@ def validate_config(config: Config) -> None:
 
 def _check_relations(config: Config) -> None:
     """Constraints between values, or that depend on the task."""
-    for key in ("classify.augment.scale", "segment.augment.scale"):
+    for key in ("classify.augment.scale", "segment.augment.scale", "video.augment.scale"):
         low, high = get_value(config, key)
         if low > high:
             raise ConfigError(f"{key}: {[low, high]!r} must be [low, high] with low <= high")

@@ -85,7 +85,8 @@ def prepare_for_inference(model: nn.Module, device: torch.device | str) -> nn.Mo
     predictor does the same. Returns ``model`` (changed in place).
     """
     fuse_batchnorm(model)
-    if torch.device(device).type == "cpu":
+    # Video models' 3-D convolutions have rank-5 weights, which channels_last cannot hold: they keep theirs.
+    if torch.device(device).type == "cpu" and all(p.dim() != 5 for p in model.parameters()):
         model.to(memory_format=torch.channels_last)
     return model
 

@@ -1,4 +1,4 @@
-"""Tasks: classify, detect, segment, siamese. ``build_task(config)`` picks one by name.
+"""Tasks: classify, detect, instance, segment, siamese, video. ``build_task(config)`` picks one by name.
 
 The tasks are registered in ``cvzoo.config.tasks.TASKS``; each spec names its ``Task`` subclass as
 ``"module:Class"``, imported here on demand.

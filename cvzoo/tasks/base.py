@@ -89,6 +89,9 @@ class Task(ABC):
     # ``augment`` / ``export_nms`` below), so that asking a task without it is one clear error.
     supports_augment: bool = False  # test-time augmentation in validation_step and predict_files
     predicts_video: bool = False  # predict_files takes video files (each frame predicted)
+    # predict_files takes a folder of frame images as one input (a video's frames); a folder of such
+    # folders or of videos lists them.
+    predicts_clip_folders: bool = False
     supports_export_nms: bool = False  # NMS inside the exported graph (export_module, export_output_names)
     # How gradient accumulation combines batches. False: the loss is a mean over the batch, so the trainer
     # divides each batch's loss by the accumulation count (the accumulated gradient is that of the mean over

@@ -20,6 +20,7 @@ from cvzoo.models.classification.resnet9 import ResNet9
 from cvzoo.models.classification.swin import SwinTransformer
 from cvzoo.models.classification.vgg import VGG
 from cvzoo.models.classification.vit import VisionTransformer
+from cvzoo.models.video.resnet3d import VideoResNet
 
 HEAD_METHODS = ("forward_head", "forward_pre_logits", "get_classifier", "reset_classifier", "_make_classifier")
 
@@ -35,6 +36,7 @@ OVERRIDES: dict[type[Classifier], set[str]] = {
     VisionTransformer: {"forward_pre_logits"},  # the class token, no pooling
     EfficientNet: {"_make_classifier"},  # uniform(+-1/sqrt(num_classes)) init of a fresh layer
     GoogLeNet: {"reset_classifier"},  # resets the auxiliary classifiers in step
+    VideoResNet: {"forward_pre_logits", "_make_classifier"},  # pools T, H, W; the reference's N(0, 0.01) fc init
 }
 
 
