@@ -35,7 +35,8 @@ from cvzoo.engine.checkpoint import load_checkpoint
 from cvzoo.engine.device import select_device
 from cvzoo.engine.evaluate import run_validation
 from cvzoo.engine.run_dir import make_run_dir
-from cvzoo.engine.trainer import Trainer, TrainResult, default_workers
+from cvzoo.engine.trainer import Trainer, TrainResult
+from cvzoo.engine.workers import auto_workers
 from cvzoo.export.runtime import BACKEND_OF_SUFFIX
 from cvzoo.layers.reparam import prepare_for_inference
 from cvzoo.models.registry import UnknownModelError, get_entry, model_recipe
@@ -233,9 +234,10 @@ def evaluate(weights: str | Path, data: str | None = None, batch: int | None = N
         raise ValueError(f"the {split} split of {task.config.data.source!r} is empty: nothing to evaluate")
     from torch.utils.data import DataLoader
 
+    batch_size = task.config.data.eval_batch_size()
     loader = DataLoader(
-        dataset, batch_size=task.config.data.eval_batch_size(),
-        shuffle=False, num_workers=default_workers(dev, task.config.data.workers), collate_fn=task.collate,
+        dataset, batch_size=batch_size, shuffle=False, collate_fn=task.collate,
+        num_workers=auto_workers(dev, task.config.data.workers, dataset, batch_size),
     )
     metrics, losses = run_validation(task, model, loader, dev, progress=True)
     metrics = {**metrics, **{f"val/{k}": v for k, v in losses.items()}}
@@ -291,7 +293,8 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
     runs the export of the checkpoint given as ``weights`` instead of the checkpoint (``onnx=PATH`` or the
     default file next to the checkpoint, see ``exported_model_for``). A detection file
     exported with ``nms=True`` returns its detections directly (no second NMS). ``augment=True`` adds
-    test-time augmentation (detection, torch backend).
+    test-time augmentation (detection, torch backend). ``imgsz`` predicts at another size than the trained
+    one; ``slice=TILE`` (and ``slice_overlap``) runs sliced inference on large images (detection).
     """
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
@@ -315,6 +318,9 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
         else:
             # Inference only from here: BatchNorm folded into the convs, channels-last weights on the CPU.
             prepare_for_inference(model, dev)
+    imgsz = options.pop("imgsz", None)
+    if imgsz is not None:
+        task.set_predict_size(imgsz, model)
     files = expand_sources(source)
     if options.get("classes") is not None:
         options["classes"] = class_indices(options["classes"], getattr(task, "class_names", None) or [])

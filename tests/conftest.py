@@ -12,6 +12,14 @@ SEGMENTATION_SCENES = SceneConfig(image_size=(64, 64), objects_per_image=(1, 3),
                                   classes=("trouser", "bag"))
 
 
+@pytest.fixture(autouse=True)
+def in_process_loading_by_default(monkeypatch):
+    """``data.workers=-1`` loads in the main process in tests: worker processes would cost start-up time
+    in every small run of the suite on 2 cores, and the exact-resume tests compare bit for bit, which only
+    in-process loading guarantees. ``tests/engine/test_workers.py`` tests the rule itself."""
+    monkeypatch.setattr("cvzoo.engine.workers.IN_PROCESS_BELOW_S", float("inf"))
+
+
 @pytest.fixture
 def one_thread():
     """For tests of many small ops (the segmentation tests use it for every test of their module): on a

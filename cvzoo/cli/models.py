@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--task", help="only models of this task (classify, detect, segment, ...)")
     parser.add_argument("--flops", action="store_true", help="also count GMACs and GFLOPs per model")
     parser.add_argument("--size", type=int, help="square input side for --flops (default: each model's own)")
+    parser.add_argument("--weights", action="store_true",
+                        help="also list each model's published weight tags (the default first, marked *)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.set_defaults(func=run)
 
@@ -48,7 +50,16 @@ def input_size_for(entry_size: tuple[int, ...], size: int | None, in_channels: i
     return (channels, size, size)
 
 
-def describe(name: str, flops: bool, size: int | None) -> dict[str, Any]:
+def weight_tags(name: str) -> list[str]:
+    """The published weight tags of ``name``, the default (``pretrained=True``) first and marked ``*``."""
+    from cvzoo.models.pretrained import default_tag, weight_sets
+
+    default = default_tag(name)
+    others = sorted(tag for tag in weight_sets(name) if tag != default)
+    return ([f"{default}*"] if default else []) + others
+
+
+def describe(name: str, flops: bool, size: int | None, weights: bool = False) -> dict[str, Any]:
     from cvzoo.analysis import count_flops
     from cvzoo.models.registry import get_entry
 
@@ -71,6 +82,8 @@ def describe(name: str, flops: bool, size: int | None) -> dict[str, Any]:
         row["input_size"] = list(shape)
         row["gmacs"] = round(report.gmacs, 3)
         row["gflops"] = round(report.gflops, 3)
+    if weights:
+        row["weights"] = weight_tags(name)
     return row
 
 
@@ -95,18 +108,21 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"no registered model {what}; try `cvzoo models` for the full list")
     if args.size is not None and args.size < 1:
         raise CliError(f"--size must be a positive int, got {args.size}")
-    rows = [describe(name, args.flops, args.size) for name in names]
+    rows = [describe(name, args.flops, args.size, args.weights) for name in names]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = ["name", "task", "params (M)", "input"] + (["GMACs", "GFLOPs"] if args.flops else [])
+    header = ["name", "task", "params (M)", "input"] + (["GMACs", "GFLOPs"] if args.flops else []) + (
+        ["weights"] if args.weights else [])
     table = [
         [r["name"], r["task"], f"{r['params_m']:.2f}", "x".join(str(v) for v in r["input_size"])]
         + ([f"{r['gmacs']:.3f}", f"{r['gflops']:.3f}"] if args.flops else [])
+        + ([" ".join(r["weights"]) or "-"] if args.weights else [])
         for r in rows
     ]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    left = {0, 1, len(header) - 1} if args.weights else {0, 1}
+    fmt = lambda cells: "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
     print(fmt(header))
     print("  ".join("-" * w for w in widths))
     for cells in table:

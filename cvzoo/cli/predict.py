@@ -24,6 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--conf", type=float, help="detection: confidence threshold")
     parser.add_argument("--iou", type=float, help="detection: NMS IoU threshold")
     parser.add_argument("--max-det", type=int, help="detection: at most this many detections per image")
+    parser.add_argument("--imgsz", type=int, help="predict at this size instead of the trained one (torch backend)")
+    parser.add_argument("--slice", type=int, metavar="TILE",
+                        help="detection: sliced inference on large images: TILE-pixel tiles plus the whole image, "
+                             "merged by class-wise NMS (small objects in large photos)")
+    parser.add_argument("--slice-overlap", type=float, default=0.2, help="overlap of neighbouring tiles (fraction)")
     parser.add_argument("--classes", nargs="+", metavar="CLASS",
                         help="detection: keep only these classes (names or indices, space- or comma-separated)")
     parser.add_argument("--format", choices=["table", "json", "csv"], default="table",
@@ -48,9 +53,11 @@ def run(args: argparse.Namespace) -> int:
     from cvzoo.cli.main import CliError
 
     options = {"topk": args.topk}
-    for key in ("conf", "iou", "onnx", "max_det"):
+    for key in ("conf", "iou", "onnx", "max_det", "imgsz", "slice"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
+    if args.slice is not None:
+        options["slice_overlap"] = args.slice_overlap
     if args.classes:
         options["classes"] = [c for item in args.classes for c in item.split(",") if c.strip()]
     try:

@@ -40,7 +40,7 @@ class DataConfig:
     val_fraction: float = 0.0
     batch_size: int = 64
     val_batch_size: int = 0  # 0 = 2 x batch_size
-    workers: int = -1  # -1 = chosen from the device and CPU count
+    workers: int = -1  # -1 = chosen from the device, the cores and the measured load time (engine/workers.py)
     strict: bool = False  # corrupt images: error instead of warning + skip
     # Detection: the class names in label order, for every split (empty: from the training split's
     # annotations; VOC and Labelme name classes per object, so a split may lack some).

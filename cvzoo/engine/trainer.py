@@ -66,6 +66,7 @@ from cvzoo.engine.resume import resolve_resume, resumed_config, run_dir_of
 from cvzoo.engine.run_dir import make_run_dir
 from cvzoo.engine.sampler import ResumableSampler
 from cvzoo.engine.stop import ForcedStop, StopRequests
+from cvzoo.engine.workers import auto_workers
 from cvzoo.tasks.base import Task
 
 
@@ -120,17 +121,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-def default_workers(device: torch.device, requested: int) -> int:
-    """-1 picks a worker count: in-process loading on small CPU machines (workers would compete with
-    the compute threads), up to 8 workers when a GPU does the compute."""
-    if requested >= 0:
-        return requested
-    cpus = os.cpu_count() or 1
-    if device.type == "cuda":
-        return min(8, max(1, cpus - 1))
-    return 0 if cpus <= 4 else min(4, cpus // 2)
 
 
 @dataclass
@@ -333,8 +323,8 @@ class Trainer:
             # validation keep using the same parameters through ``bare_model``.
             model = torch.compile(model)
 
-        workers = default_workers(self.device, cfg.data.workers)
         batch_size = cfg.data.batch_size
+        workers = auto_workers(self.device, cfg.data.workers, train_ds, batch_size)
         train_loader = self._loader(train_ds, True, batch_size, workers)
         val_loader = self._loader(val_ds, False, cfg.data.eval_batch_size(), workers) if val_ds is not None else None
         self._log_header(bare_model, train_ds, val_ds, workers)

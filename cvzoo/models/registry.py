@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,24 +167,88 @@ def check_model_kwargs(name: str, kwargs: Mapping[str, Any] | Iterable[str]) -> 
         )
 
 
-def create_model(name: str, *, weights: str | None = None, strict: bool = True, **kwargs: Any) -> nn.Module:
-    """Build a registered model; ``weights`` is a local checkpoint path loaded through the remaps.
+# timm's keyword names for what cvzoo's constructors call otherwise.
+_TIMM_ALIASES = {"in_chans": "in_channels"}
+
+
+def create_model(
+    name: str,
+    *,
+    weights: str | None = None,
+    strict: bool = True,
+    pretrained: bool = False,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    global_pool: str | None = None,
+    cache_dir: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model, optionally with published or local weights.
+
+    ``create_model("resnet50.tv_in1k")`` (a tag) or ``create_model("resnet50", pretrained=True)`` (the
+    default tag) downloads the published checkpoint once, checks its sha256, caches it and loads it
+    through the remaps (``cvzoo.models.pretrained``); ``weights=PATH`` loads a local file instead.
+    timm's keywords mean what they mean in timm: ``pretrained``, ``in_chans`` (with published weights the
+    first convolution is adapted: summed for one channel, repeated and rescaled for more),
+    ``features_only`` + ``out_indices`` (a backbone returning the stage maps), ``global_pool``.
 
     Args:
-        name: registered name, optionally with a ``.tag``.
+        name: registered name, optionally with a ``.tag`` naming a weight set.
         weights: path to a state dict / checkpoint (torchvision, timm or cvzoo layout).
         strict: when loading weights, require every key to match (otherwise load what fits by shape
             and report the rest).
+        pretrained: load the architecture's default weight set (the tag, when one is given, wins).
+        features_only: return ``FeatureExtractor(model, out_indices)`` (classification models).
+        out_indices: the stages ``features_only`` keeps (default all).
+        global_pool: "avg", "max" or "avgmax" for the classifier head.
+        cache_dir: where published weights are cached (default ``$CVZOO_HOME/weights``).
         **kwargs: constructor overrides (``num_classes``, ``in_channels``, ...).
     """
+    for alias, own in _TIMM_ALIASES.items():
+        if alias in kwargs:
+            if own in kwargs:
+                raise ModelArgumentError(f"pass either {alias} or {own}, not both", [alias])
+            kwargs[own] = kwargs.pop(alias)
     check_model_kwargs(name, kwargs)
     entry = get_entry(name)
-    if weights is not None and "pretrained" in (accepted_keywords(entry.builder) or ()):
+    arch, tag = split_name(name)
+    weight_set = None
+    if tag or pretrained:
+        if weights is not None:
+            raise ValueError(f"{name}: pass either weights=PATH or a weight tag / pretrained=True, not both")
+        from cvzoo.models import pretrained as published
+
+        weight_set = published.resolve(arch, tag) if tag else published.resolve_default(arch)
+        weights = str(published.fetch(weight_set, cache_dir))
+    builder_keywords = accepted_keywords(entry.builder) or ()
+    if weights is not None and "fine_tune" in builder_keywords:
         # A model built differently for fine-tuning (R-CNN's frozen batch norm) is told it gets weights.
-        kwargs.setdefault("pretrained", True)
+        kwargs.setdefault("fine_tune", True)
+    wanted_classes = kwargs.get("num_classes")
+    new_head = weight_set is not None and wanted_classes is not None and wanted_classes != weight_set.num_classes
+    # Published weights for another class count: a classifier loads them whole, then replaces its last layer;
+    # another model is built for the wanted classes and loads every tensor whose shape fits (the head's do not).
+    reset_after_load = new_head and hasattr(entry.builder, "reset_classifier")
+    if weight_set is not None and (wanted_classes is None or reset_after_load) and "num_classes" in builder_keywords:
+        kwargs["num_classes"] = weight_set.num_classes
     model = entry.build(**kwargs)
     if weights is not None:
         from cvzoo.models.weights import load_weights
 
-        load_weights(model, weights, strict=strict)
+        load_weights(model, weights, strict=strict and not (new_head and not reset_after_load),
+                     adapt_input_channels=weight_set is not None)
+    if reset_after_load:
+        model.reset_classifier(wanted_classes)
+    if global_pool is not None:
+        if not hasattr(model, "set_global_pool"):
+            raise ValueError(f"global_pool is for classification models; {arch} has no global pooling to choose")
+        model.set_global_pool(global_pool)
+    if features_only:
+        from cvzoo.models.features import FeatureExtractor
+
+        if not hasattr(model, "forward_features"):
+            raise ValueError(f"features_only is for classification models; {arch} has no forward_features")
+        model = FeatureExtractor(model, out_indices)
+    elif out_indices is not None:
+        raise ValueError("out_indices goes with features_only=True")
     return model

@@ -247,12 +247,30 @@ def compare_state_dicts(state: Mapping[str, torch.Tensor], target: Mapping[str, 
     return report
 
 
+def _rgb_kernel_for_other_channels(value: torch.Tensor, target: torch.Tensor | None) -> bool:
+    return (
+        target is not None and value.ndim == 4 and target.ndim == 4 and value.shape[1] == 3
+        and target.shape[1] != 3 and value.shape[0] == target.shape[0] and value.shape[2:] == target.shape[2:]
+    )
+
+
+def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """An RGB kernel ``[O, 3, kh, kw]`` for ``in_channels`` inputs: summed over RGB for one channel (a grey
+    image then gives the response an RGB image of equal channels gave), else RGB repeated cyclically and
+    scaled by ``3 / in_channels`` so the response to an input of equal channels keeps its size."""
+    if in_channels == 1:
+        return weight.sum(1, keepdim=True)
+    repeats = -(-in_channels // 3)
+    return weight.repeat(1, repeats, 1, 1)[:, :in_channels] * (3 / in_channels)
+
+
 def load_weights(
     model: nn.Module,
     path_or_state_dict: str | os.PathLike[str] | Mapping[str, Any],
     strict: bool = True,
     remap: str | RemapFn | None = "auto",
     trusted: bool = False,
+    adapt_input_channels: bool = False,
 ) -> LoadReport:
     """Load a checkpoint into ``model`` (in place) and report what matched.
 
@@ -266,6 +284,8 @@ def load_weights(
         remap: ``"auto"`` (best-matching registered layout), a registered remap name, a callable, or
             None / ``"identity"``.
         trusted: load the file with ``weights_only=False`` (arbitrary pickles; only for trusted files).
+        adapt_input_channels: fit RGB convolution kernels to a model built for another channel count
+            (``adapt_input_conv``), as timm does for ``in_chans`` with pretrained weights.
 
     Returns:
         The ``LoadReport`` (also logged).
@@ -283,6 +303,9 @@ def load_weights(
     state, source_model = extract_state_dict(checkpoint, source)
     target = model.state_dict()
     state, remap_name = _apply_remap(model, state, target, remap)
+    if adapt_input_channels:
+        state = {key: adapt_input_conv(value, target[key].shape[1]) if _rgb_kernel_for_other_channels(
+            value, target.get(key)) else value for key, value in state.items()}
     report = compare_state_dicts(state, target)
     report.remap, report.source_model = remap_name, source_model
 

@@ -217,6 +217,19 @@ class Task(ABC):
     def predict_files(self, model: Any, files: list[Path], device: torch.device, **options: Any) -> list[dict]:
         """Predict on image files; one plain dict per file."""
 
+    def set_predict_size(self, size: int, model: Any) -> None:
+        """Predict at ``size`` pixels (``--imgsz``) instead of the trained ``img_size``.
+
+        Raises:
+            ValueError: a size below 1, or an exported graph (its input size is fixed at export).
+        """
+        if int(size) != size or size < 1:
+            raise ValueError(f"imgsz must be a positive number of pixels, got {size!r}")
+        if not isinstance(model, nn.Module) and int(size) != getattr(self, "img_size", size):
+            raise ValueError(f"this exported graph takes {self.img_size} px images; to predict at {size} px, export "
+                             f"the checkpoint again with --imgsz {size}")
+        self.img_size = int(size)
+
     def plot_train_batch(self, batch: Any, path: Path) -> Path | None:
         """Draw a training batch (after ``to_device``) with its targets to ``path``; None: nothing drawn."""
         return None

@@ -37,12 +37,16 @@ from cvzoo.models.detection.graph_nms import NmsDetector, unpad_detections
 from cvzoo.models.detection.tta import augmented_predictions
 from cvzoo.models.registry import accepted_keywords, create_model, get_entry
 from cvzoo.models.weights import load_weights
+from cvzoo.ops.slicing import merge_tile_detections, tile_windows
 from cvzoo.tasks.base import Evaluator, Task, bare
 
 # Test-time augmentation and exported graphs (both dense detectors) validate / predict with YOLO's
 # thresholds; a torch model otherwise applies its own (Detector.validation_settings, predict's defaults).
 VAL_CONF, VAL_IOU, VAL_MAX_DET = 0.001, 0.7, 300
 PREDICT_CONF, PREDICT_IOU = 0.25, 0.7
+# Sliced predict: same-class boxes of two tiles (or a tile and the whole image) overlapping more than this are
+# one object (SAHI's default match threshold).
+SLICE_MERGE_IOU = 0.5
 
 
 def max_stride(model: nn.Module, default: int = 32) -> int:
@@ -231,8 +235,8 @@ class DetectionTask(Task):
         if not self.letterbox and "min_size" in (accepted_keywords(entry.builder) or ()) and "min_size" not in kwargs:
             # A detector that resizes its images itself (R-CNN) takes data.img_size as its shorter side.
             kwargs["min_size"] = self.img_size
-        if self.config.model.weights and "pretrained" in (accepted_keywords(entry.builder) or ()):
-            kwargs.setdefault("pretrained", True)  # built for fine-tuning (R-CNN: frozen batch norm, 3 stages)
+        if self.config.model.weights and "fine_tune" in (accepted_keywords(entry.builder) or ()):
+            kwargs.setdefault("fine_tune", True)  # built for fine-tuning (R-CNN: frozen batch norm, 3 stages)
         model = create_model(self.config.model.name, num_classes=len(self.class_names), **kwargs)
         if not isinstance(model, Detector):
             raise TypeError(f"{self.config.model.name} does not implement the Detector contract")
@@ -415,34 +419,71 @@ class DetectionTask(Task):
     @torch.no_grad()
     def predict_files(self, model: Any, files: list[Path], device: torch.device, conf: float | None = None,
                       iou: float | None = None, max_det: int | None = None, classes: list[int] | None = None,
-                      soft_nms: str | None = None, topk: int | None = None, **options: Any) -> list[dict]:
+                      soft_nms: str | None = None, topk: int | None = None, slice: int | None = None,
+                      slice_overlap: float = 0.2, **options: Any) -> list[dict]:
         """Detections per image (or per video frame: ``"frame"`` is set and ``"image"`` is the video).
 
         ``conf``/``iou``/``max_det`` default to 0.25/0.7/300, or for an ONNX file exported with NMS to
         the settings built into it. With ``self.augment`` the torch model runs test-time augmentation.
+        ``slice=TILE`` runs sliced inference on images larger than a tile (``cvzoo.ops.slicing``): tiles of
+        TILE pixels overlapping by ``slice_overlap`` plus the whole image, merged by class-wise NMS.
         """
         if options:
             raise ValueError(f"detection predict does not take {sorted(options)}")
+        if slice is not None:
+            tile_windows(slice, slice, slice, slice_overlap)  # checks the tile and overlap before any work
         if self.augment and not isinstance(model, nn.Module):
             raise ValueError("test-time augmentation (--augment) needs the torch backend: an exported graph has a "
                              "fixed input size")
         settings = (conf, iou, max_det, classes, soft_nms)
+        tiles = None if slice is None else (slice, slice_overlap, max_det)
         results = []
         for path in files:
             if Path(path).suffix.lower() in VIDEO_EXTENSIONS:
                 for index, frame in _video_frames(path):
-                    result = self._predict_array(model, frame, device, settings)
+                    result = self._predict_array(model, frame, device, settings, tiles)
                     results.append({"image": str(path), "frame": index, **result})
             else:
                 image = np.asarray(load_image(path, mode="RGB"))
-                results.append({"image": str(path), **self._predict_array(model, image, device, settings)})
+                results.append({"image": str(path), **self._predict_array(model, image, device, settings, tiles)})
         for result in results:
             for row in result["detections"]:
                 row["image"] = result["image"] if "frame" not in result else f"{result['image']}#{result['frame']}"
             result["rows"] = result["detections"]
         return results
 
-    def _predict_array(self, model: Any, image: np.ndarray, device: torch.device, settings: tuple) -> dict:
+    def set_predict_size(self, size: int, model: Any) -> None:
+        if not self.letterbox:
+            raise ValueError(f"{self.config.model.name} resizes its images itself (its min/max sides); --imgsz is "
+                             "for letterboxed detectors such as YOLO")
+        super().set_predict_size(size, model)
+
+    def _predict_array(self, model: Any, image: np.ndarray, device: torch.device, settings: tuple,
+                       tiles: tuple[int, float, int | None] | None = None) -> dict:
+        if tiles is None:
+            dets = self._detect_array(model, image, device, settings)
+        else:
+            dets = self._detect_sliced(model, image, device, settings, *tiles)
+        return {"size": list(image.shape[:2]), "detections": self._rows(dets)}
+
+    def _detect_sliced(self, model: Any, image: np.ndarray, device: torch.device, settings: tuple, tile: int,
+                       overlap: float, max_det: int | None) -> Detections:
+        """Sliced inference (SAHI): every tile at its own resolution and the whole image, merged."""
+        height, width = image.shape[:2]
+        windows = tile_windows(height, width, tile, overlap)
+        if len(windows) == 1:
+            return self._detect_array(model, image, device, settings)
+        parts, offsets = [], []
+        for x0, y0, x1, y1 in [*windows, (0, 0, width, height)]:
+            dets = self._detect_array(model, np.ascontiguousarray(image[y0:y1, x0:x1]), device, settings)
+            if dets.masks is not None:
+                raise ValueError("sliced predict (--slice) merges boxes; this model predicts masks, which it "
+                                 "cannot stitch across tiles")
+            parts.append((dets.boxes.cpu(), dets.scores.cpu(), dets.labels.cpu()))
+            offsets.append((x0, y0))
+        return Detections(*merge_tile_detections(parts, offsets, SLICE_MERGE_IOU, 300 if max_det is None else max_det))
+
+    def _detect_array(self, model: Any, image: np.ndarray, device: torch.device, settings: tuple) -> Detections:
         conf, iou, max_det, classes, soft_nms = settings
         # A PyTorch model takes any multiple of its stride: pad only to the smallest such rectangle
         # (a 4:3 photo at 640 runs at 640x480, a quarter less compute). Exported graphs keep the square.
@@ -474,8 +515,7 @@ class DetectionTask(Task):
                 dets = unpad_detections(outputs, getattr(model, "metadata", None), conf, iou, max_det, classes)[0]
             else:
                 dets = nms_postprocess(outputs, *defaults, classes, soft_nms)[0]
-        dets = self._to_original(dets, {"ratio": ratio, "pad": pad, "orig_size": image.shape[:2]})
-        return {"size": list(image.shape[:2]), "detections": self._rows(dets)}
+        return self._to_original(dets, {"ratio": ratio, "pad": pad, "orig_size": image.shape[:2]})
 
     def _rows(self, detections: Detections) -> list[dict[str, Any]]:
         """One image's detections as plain rows (``Detections.to_dict``) for predict's outputs."""

@@ -121,3 +121,11 @@ def test_models_of_a_task_that_runs_another_tasks_models(capsys):
     assert names == {"maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"}
     assert main(["models", "yolov8*", "--task", "instance"]) == 2
     assert "for task 'instance'" in capsys.readouterr().err
+
+
+def test_models_weights_lists_the_published_tags_default_first(capsys):
+    assert main(["models", "resnet50", "--weights", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["weights"][0] == "tv_in1k_v2*" and "tv_in1k" in row["weights"] and "timm_a1_in1k" in row["weights"]
+    assert main(["models", "lenet", "--weights"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].rstrip().endswith("-")

@@ -294,3 +294,29 @@ def test_validating_on_the_training_images_is_said(yolo_data, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         DetectionTask(config).build_datasets()
+
+
+def test_sliced_and_resized_predict(trained, yolo_data, tmp_path, capsys):
+    """--slice: a 2x2 mosaic of val images at 128 px, in 64 px tiles plus the whole image, answers in the
+    mosaic's pixels (boxes found in the bottom-right tile); --imgsz predicts at another size."""
+    from PIL import Image
+
+    weights = str(trained / "weights" / "best.pt")
+    images = sorted((yolo_data.parent / "images" / "val").glob("*.jpg"))[:4]
+    mosaic = Image.new("RGB", (128, 128))
+    for index, path in enumerate(images):
+        mosaic.paste(Image.open(path).convert("RGB").resize((64, 64)), (64 * (index % 2), 64 * (index // 2)))
+    mosaic.save(tmp_path / "mosaic.png")
+    common = [str(tmp_path / "mosaic.png"), "--conf", "0.001", "--format", "json", "--device", "cpu"]
+    assert main(["predict", weights, *common, "--slice", "64", "--slice-overlap", "0"]) == 0
+    (sliced,) = json.loads(capsys.readouterr().out)
+    boxes = np.array([row["box"] for row in sliced["rows"]])
+    assert len(boxes) and (boxes >= -1e-3).all() and (boxes <= 128 + 1e-3).all()
+    assert ((boxes[:, 0] >= 64) & (boxes[:, 1] >= 64)).any()
+    assert main(["predict", weights, *common]) == 0
+    (whole,) = json.loads(capsys.readouterr().out)
+    assert main(["predict", weights, *common, "--imgsz", "96"]) == 0
+    (resized,) = json.loads(capsys.readouterr().out)
+    assert [r["score"] for r in whole["rows"][:5]] != [r["score"] for r in resized["rows"][:5]]
+    assert main(["predict", weights, *common, "--slice", "0"]) == 2
+    assert "tile must be a positive number of pixels" in capsys.readouterr().err

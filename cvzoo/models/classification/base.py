@@ -56,11 +56,32 @@ class Classifier(nn.Module, ABC):
     @abstractmethod
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]: ...
 
+    # How ``forward_pre_logits`` pools the last map (timm's ``global_pool``): "avg", "max" or "avgmax"
+    # (their mean). Families that pool otherwise (tokens, attention) override forward_pre_logits and
+    # accept only "avg" in ``set_global_pool``.
+    global_pool: str = "avg"
+
     def forward_pre_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """The ``[B, num_features]`` vector the last layer reads: global average pool (+ dropout)."""
-        x = features[-1].mean((2, 3))
+        """The ``[B, num_features]`` vector the last layer reads: global pool (+ dropout)."""
+        last = features[-1]
+        if self.global_pool == "avg":
+            x = last.mean((2, 3))
+        elif self.global_pool == "max":
+            x = last.amax((2, 3))
+        else:
+            x = 0.5 * (last.mean((2, 3)) + last.amax((2, 3)))
         dropout = self._modules.get("dropout")
         return x if dropout is None else dropout(x)
+
+    def set_global_pool(self, kind: str) -> None:
+        """Choose the global pooling of the head (timm's ``global_pool`` keyword)."""
+        own_pooling = type(self).forward_pre_logits is not Classifier.forward_pre_logits
+        allowed = ("avg",) if own_pooling else ("avg", "max", "avgmax")
+        if kind not in allowed:
+            raise ValueError(
+                f"global_pool={kind!r} is not available for {type(self).__name__}; it accepts {', '.join(allowed)}"
+            )
+        self.global_pool = kind
 
     def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.get_classifier()(self.forward_pre_logits(features))

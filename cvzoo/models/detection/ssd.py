@@ -278,8 +278,8 @@ class SSD(OnePassDetector):
         num_classes: object classes ``K`` (90 fits torchvision's COCO checkpoints).
         backbone_weights: local checkpoint of the ``vgg16`` classifier (its head skipped).
         trainable_backbone_layers: VGG stages that train, counted from the last; None: 4 for a model that
-            starts from trained weights (``pretrained`` or ``backbone_weights``), else all 5 (torchvision's).
-        pretrained: the weights will be loaded from a trained checkpoint (``create_model(..., weights=)``).
+            starts from trained weights (``fine_tune`` or ``backbone_weights``), else all 5 (torchvision's).
+        fine_tune: the weights will be loaded from a trained checkpoint (``create_model(..., weights=)``).
         size: ``(height, width)`` every image is resized to.
         mean, std: normalisation of the [0, 1] RGB input.
         aspect_ratios: per map, the default-box ratios other than 1.
@@ -305,7 +305,7 @@ class SSD(OnePassDetector):
         num_classes: int = 90,
         backbone_weights: str | None = None,
         trainable_backbone_layers: int | None = None,
-        pretrained: bool = False,
+        fine_tune: bool = False,
         size: tuple[int, int] = (300, 300),
         mean: Sequence[float] = VGG_CAFFE_MEAN,
         std: Sequence[float] = VGG_CAFFE_STD,
@@ -329,7 +329,7 @@ class SSD(OnePassDetector):
         self.size = (int(size[0]), int(size[1]))
         self.transform = DetectorTransform(min(self.size), max(self.size), mean, std, size_divisible=1,
                                            fixed_size=self.size)
-        trained = pretrained or backbone_weights is not None
+        trained = fine_tune or backbone_weights is not None
         self.backbone = self.build_backbone(backbone_weights, trainable_backbone_layers, trained, in_channels)
         self.aspect_ratios = tuple(tuple(float(r) for r in level) for level in aspect_ratios)
         if len(self.aspect_ratios) != len(self.backbone.out_channels):

@@ -173,7 +173,7 @@ class SSDLite(SSD):
         num_classes: int = 90,
         backbone_weights: str | None = None,
         trainable_backbone_layers: int | None = None,
-        pretrained: bool = False,
+        fine_tune: bool = False,
         reduced_tail: bool = True,
         size: tuple[int, int] = (320, 320),
         mean: Sequence[float] = (0.5, 0.5, 0.5),
@@ -190,7 +190,7 @@ class SSDLite(SSD):
         in_channels: int = 3,
     ) -> None:
         self.reduced_tail = reduced_tail
-        super().__init__(num_classes, backbone_weights, trainable_backbone_layers, pretrained, size, mean, std,
+        super().__init__(num_classes, backbone_weights, trainable_backbone_layers, fine_tune, size, mean, std,
                          aspect_ratios, None, None, min_ratio, max_ratio, score_thresh, nms_thresh,
                          detections_per_img, topk_candidates, iou_thresh, positive_fraction, in_channels)
 

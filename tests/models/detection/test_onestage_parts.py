@@ -227,5 +227,5 @@ def test_parameter_counts_are_torchvisions_published_ones(name, published):
     (frozen batch norms hold buffers, not parameters, in v1 and FCOS)."""
     from cvzoo.models import create_model
 
-    model = create_model(name, num_classes=91, pretrained=True)
+    model = create_model(name, num_classes=91, fine_tune=True)
     assert sum(p.numel() for p in model.parameters()) == published

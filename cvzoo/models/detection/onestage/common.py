@@ -156,7 +156,7 @@ class OneStageDetector(OnePassDetector):
             with at least ``"cls_logits"`` and ``"bbox_regression"``.
         output_values: ``V`` of each head output (``{"cls_logits": K, "bbox_regression": 4, ...}``).
         anchor_generator: the anchors of the five levels.
-        backbone, backbone_weights, trainable_backbone_layers, frozen_batch_norm, pretrained, in_channels: as
+        backbone, backbone_weights, trainable_backbone_layers, frozen_batch_norm, fine_tune, in_channels: as
             :class:`~cvzoo.models.detection.rcnn.faster_rcnn.FasterRCNN` (frozen batch norm and 3 trainable
             stages when the model starts from trained weights, unless ``frozen_batch_norm`` says otherwise).
         extra_block: ``"p6p7"`` (P6 from P5) or ``"p6p7_c5"`` (P6 from C5).
@@ -181,7 +181,7 @@ class OneStageDetector(OnePassDetector):
         backbone_weights: str | None,
         trainable_backbone_layers: int | None,
         frozen_batch_norm: bool | None,
-        pretrained: bool,
+        fine_tune: bool,
         extra_block: str,
         min_size: int | Sequence[int],
         max_size: int,
@@ -191,7 +191,7 @@ class OneStageDetector(OnePassDetector):
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        trained = pretrained or backbone_weights is not None
+        trained = fine_tune or backbone_weights is not None
         trainable_backbone_layers = (3 if trained else 5) if trainable_backbone_layers is None else trainable_backbone_layers
         frozen_batch_norm = trained if frozen_batch_norm is None else frozen_batch_norm
         self.transform = DetectorTransform(min_size, max_size, size_divisible=self.input_policy.size_divisible)

@@ -60,7 +60,7 @@ class FCOS(OneStageDetector):
 
     Args:
         num_classes: object classes ``K`` (91 fits torchvision's COCO checkpoints).
-        backbone, backbone_weights, trainable_backbone_layers, frozen_batch_norm, pretrained, in_channels:
+        backbone, backbone_weights, trainable_backbone_layers, frozen_batch_norm, fine_tune, in_channels:
             see :class:`~cvzoo.models.detection.onestage.common.OneStageDetector`.
         min_size, max_size: the resize (shorter side, cap on the longer).
         center_sampling_radius: the centre region's half-size in strides (1.5).
@@ -76,7 +76,7 @@ class FCOS(OneStageDetector):
         backbone_weights: str | None = None,
         trainable_backbone_layers: int | None = None,
         frozen_batch_norm: bool | None = None,
-        pretrained: bool = False,
+        fine_tune: bool = False,
         min_size: int | Sequence[int] = 800,
         max_size: int = 1333,
         center_sampling_radius: float = 1.5,
@@ -91,7 +91,7 @@ class FCOS(OneStageDetector):
         super().__init__(
             num_classes, lambda channels: FCOSHead(channels, num_classes),
             {"cls_logits": num_classes, "bbox_regression": 4, "bbox_ctrness": 1}, anchors, backbone, backbone_weights,
-            trainable_backbone_layers, frozen_batch_norm, pretrained, "p6p7", min_size, max_size,
+            trainable_backbone_layers, frozen_batch_norm, fine_tune, "p6p7", min_size, max_size,
             DetectSettings(score_thresh, nms_thresh, detections_per_img), topk_candidates, in_channels,
         )
         self.center_sampling_radius = center_sampling_radius

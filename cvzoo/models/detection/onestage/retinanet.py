@@ -69,7 +69,7 @@ class RetinaNet(OneStageDetector):
 
     Args:
         num_classes: object classes ``K`` (91 fits torchvision's COCO checkpoints).
-        backbone, backbone_weights, trainable_backbone_layers, frozen_batch_norm, pretrained, in_channels:
+        backbone, backbone_weights, trainable_backbone_layers, frozen_batch_norm, fine_tune, in_channels:
             see :class:`~cvzoo.models.detection.onestage.common.OneStageDetector`.
         p6_from_c5: P6 from C5 (v2, the paper) instead of P5 (v1).
         group_norm: GroupNorm(32) in the head towers (v2).
@@ -89,7 +89,7 @@ class RetinaNet(OneStageDetector):
         backbone_weights: str | None = None,
         trainable_backbone_layers: int | None = None,
         frozen_batch_norm: bool | None = None,
-        pretrained: bool = False,
+        fine_tune: bool = False,
         p6_from_c5: bool = False,
         group_norm: bool = False,
         box_loss: str = "l1",
@@ -114,7 +114,7 @@ class RetinaNet(OneStageDetector):
         super().__init__(
             num_classes, lambda channels: RetinaNetHead(channels, num_anchors, num_classes, group_norm),
             {"cls_logits": num_classes, "bbox_regression": 4}, anchors,
-            backbone, backbone_weights, trainable_backbone_layers, frozen_batch_norm, pretrained,
+            backbone, backbone_weights, trainable_backbone_layers, frozen_batch_norm, fine_tune,
             "p6p7_c5" if p6_from_c5 else "p6p7", min_size, max_size,
             DetectSettings(score_thresh, nms_thresh, detections_per_img), topk_candidates, in_channels,
         )

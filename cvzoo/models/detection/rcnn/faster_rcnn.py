@@ -94,11 +94,11 @@ class FasterRCNN(OnePassDetector):
         backbone: a registered classifier (``resnet50``, ``mobilenet_v3_large``, ``resnet18``, ...).
         backbone_weights: local classifier checkpoint for the backbone (head skipped).
         trainable_backbone_layers: backbone stages that train, counted from the last; None: 3 for a model
-            that starts from trained weights (``pretrained`` or ``backbone_weights``), else all 5.
+            that starts from trained weights (``fine_tune`` or ``backbone_weights``), else all 5.
         frozen_batch_norm: freeze the backbone's batch norms; None: for a model that starts from trained
             weights, as torchvision builds them (the statistics of small detection batches would spoil
             trained ones, and frozen identity norms would let an untrained deep backbone blow up).
-        pretrained: the weights will be loaded from a trained checkpoint (``create_model(..., weights=)``
+        fine_tune: the weights will be loaded from a trained checkpoint (``create_model(..., weights=)``
             and ``--weights`` set it), so the backbone is built as for fine-tuning.
         fpn_norm: batch norm in the FPN (v2 recipe).
         rpn_convs: 3x3 convs of the RPN head (1; v2: 2).
@@ -127,7 +127,7 @@ class FasterRCNN(OnePassDetector):
         backbone_weights: str | None = None,
         trainable_backbone_layers: int | None = None,
         frozen_batch_norm: bool | None = None,
-        pretrained: bool = False,
+        fine_tune: bool = False,
         fpn_norm: bool = False,
         rpn_convs: int = 1,
         box_head: str = "mlp",
@@ -158,7 +158,7 @@ class FasterRCNN(OnePassDetector):
         if box_head not in ("mlp", "conv"):
             raise ValueError(f"box_head must be 'mlp' or 'conv', got {box_head!r}")
         self.num_classes = num_classes
-        trained = pretrained or backbone_weights is not None
+        trained = fine_tune or backbone_weights is not None
         trainable_backbone_layers = (3 if trained else 5) if trainable_backbone_layers is None else trainable_backbone_layers
         frozen_batch_norm = trained if frozen_batch_norm is None else frozen_batch_norm
         self.transform = DetectorTransform(min_size, max_size, size_divisible=self.input_policy.size_divisible)
