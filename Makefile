@@ -26,6 +26,9 @@ $(VENV)/.stamp-base: pyproject.toml
 
 $(VENV)/.stamp-test: $(VENV)/.stamp-base pyproject.toml
 	$(PIP) install -q -e '.[test]'
+	# The browser test of `cvzoo serve` drives Debian's chromium (playwright downloads nothing).
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium) \
+		|| (sudo apt-get update -q && sudo apt-get install -y -q chromium)
 	touch $@
 
 venv: $(VENV)/.stamp-base

@@ -38,6 +38,7 @@ from cvzoo.engine.evaluate import run_validation
 from cvzoo.engine.run_dir import make_run_dir
 from cvzoo.engine.trainer import Trainer, TrainResult
 from cvzoo.engine.workers import auto_workers
+from cvzoo.export.runtime import BACKEND_OF_SUFFIX
 from cvzoo.layers.reparam import prepare_for_inference
 from cvzoo.models.registry import UnknownModelError, get_entry, model_recipe
 from cvzoo.tasks import Task, task_class
@@ -203,14 +204,24 @@ def enable_augment(task: Task) -> None:
 
 def evaluate(weights: str | Path, data: str | None = None, batch: int | None = None, device: str = "auto",
              split: str = "val", save_dir: str | Path | None = None, plots: bool = True,
-             overrides: list[str] | None = None, augment: bool = False) -> dict[str, Any]:
+             overrides: list[str] | None = None, augment: bool = False, threads: int = 0) -> dict[str, Any]:
     """Validate a checkpoint on its own validation data (or ``data``); returns the metrics dict.
+
+    ``weights`` may also be a file ``cvzoo export`` wrote (``.onnx``, ``.xml``, ``.torchscript``, float32 or
+    int8): it runs on the CPU in its runtime (``threads`` intra-op threads, 0: the runtime's default) and
+    gives the task's metrics (no validation losses: the graph has no loss).
 
     ``augment=True`` validates with test-time augmentation (detection: see ``cvzoo.models.detection.tta``;
     classification: logits of the image and its mirror averaged).
     """
-    dev = select_device(device, key="device")
-    task, model, _ = load_trained(weights, dev)
+    if is_exported(weights):  # an exported file: the task from its metadata, the graph in its runtime
+        if augment:
+            raise ValueError("test-time augmentation needs the torch model: an exported graph has a fixed input size")
+        dev = torch.device("cpu")
+        task, model = load_exported(weights, threads)
+    else:
+        dev = select_device(device, key="device")
+        task, model, _ = load_trained(weights, dev)
     if augment:
         enable_augment(task)
     pairs: dict[str, Any] = {}
@@ -275,8 +286,8 @@ def expand_sources(sources: str | Path | list[str | Path], clip_folders: bool = 
 
 
 def predict(weights: str | Path, source: str | Path | list[str | Path], device: str = "auto",
-            save_dir: str | Path | None = None, backend: str = "torch", augment: bool = False,
-            **options: Any) -> list[dict[str, Any]]:
+            save_dir: str | Path | None = None, backend: str | None = None, augment: bool = False,
+            threads: int = 0, **options: Any) -> list[dict[str, Any]]:
     """Predict on images; the result is one plain dict per image (task-specific fields).
 
     A file that cannot be predicted (corrupt image, unreadable video, a video for a task that predicts on
@@ -284,21 +295,28 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
     the predicted ones. Only when no file could be predicted is the first such error raised.
     ``classes`` (detection) may name classes or give their indices.
 
-    ``weights`` may be an ``.onnx`` file ``cvzoo export`` wrote: it runs in onnxruntime, with the task,
-    class names and preprocessing recorded in its metadata. ``backend="onnxruntime"`` runs the export of
-    the checkpoint given as ``weights`` instead of the checkpoint (``onnx=PATH`` or the default file next
-    to the checkpoint, see ``onnx_model_for``). A detection file
+    ``weights`` may be a file ``cvzoo export`` wrote (``.onnx``: onnxruntime, ``.xml``: OpenVINO,
+    ``.torchscript``), float32 or int8: it runs in its runtime, with the task, class names and
+    preprocessing recorded in its metadata. ``backend="onnxruntime"`` / ``"openvino"`` / ``"torchscript"``
+    runs the export of the checkpoint given as ``weights`` instead of the checkpoint (``onnx=PATH`` or the
+    default file next to the checkpoint, see ``exported_model_for``). A detection file
     exported with ``nms=True`` returns its detections directly (no second NMS). ``augment=True`` adds
     test-time augmentation (detection, torch backend). ``imgsz`` predicts at another size than the trained
     one; ``slice=TILE`` (and ``slice_overlap``) runs sliced inference on large images (detection).
     """
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     dev = select_device(device, key="device")
-    if Path(weights).suffix.lower() == ".onnx":  # an exported file on its own: the task from its metadata
+    if is_exported(weights):  # an exported file on its own: the task from its metadata
+        own = BACKEND_OF_SUFFIX[Path(weights).suffix.lower()]
+        if backend not in (None, own):
+            raise ValueError(f"{weights} runs with backend {own!r}, not {backend!r} (the backend of an exported "
+                             "file is its format's)")
         if augment:
             raise ValueError("test-time augmentation needs the torch model: an exported graph has a fixed input size")
         if options.pop("onnx", None) is not None:
-            raise ValueError(f"{weights} is itself the ONNX file; --onnx is for a checkpoint's export")
-        task, model = load_exported(weights)
+            raise ValueError(f"{weights} is itself the exported file; --onnx is for a checkpoint's export")
+        task, model = load_exported(weights, threads)
     else:
         task, model, _ = load_trained(weights, dev)
         if task.generates:  # a GAN: no input images; samples, class grid and interpolation
@@ -309,10 +327,8 @@ def predict(weights: str | Path, source: str | Path | list[str | Path], device: 
             return task.generate(model, dev, None if save_dir is None else Path(save_dir), **wanted)
         if augment:
             enable_augment(task)
-        if backend == "onnxruntime":
-            model = onnx_model_for(weights, options.pop("onnx", None))
-        elif backend != "torch":
-            raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnxruntime'")
+        if backend not in (None, "torch"):
+            model = exported_model_for(weights, backend, options.pop("onnx", None), threads)
         else:
             # Inference only from here: BatchNorm folded into the convs, channels-last weights on the CPU.
             prepare_for_inference(model, dev)
@@ -381,50 +397,70 @@ def class_indices(classes: list[int | str] | str, names: list[str]) -> list[int]
     return indices
 
 
-def load_exported(path: str | Path) -> tuple[Task, Any]:
+BACKENDS = ("torch", "onnxruntime", "openvino", "torchscript")
+
+
+def is_exported(path: str | Path) -> bool:
+    """Whether ``path`` names an exported file (by suffix) rather than a training checkpoint."""
+    return Path(path).suffix.lower() in BACKEND_OF_SUFFIX
+
+
+def load_exported(path: str | Path, threads: int = 0) -> tuple[Task, Any]:
     """The task (rebuilt from the file's metadata: config, class names, input size, normalisation) and the
-    onnxruntime graph of a file ``cvzoo export`` wrote."""
+    runtime graph of a file ``cvzoo export`` wrote (``.onnx``, ``.xml``, ``.torchscript``)."""
     from cvzoo.export.metadata import read_task_metadata
-    from cvzoo.export.runtime import OnnxTorchModel
+    from cvzoo.export.runtime import load_runtime
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    model = OnnxTorchModel(path)
+    model = load_runtime(path, threads)
     name, config, extras = read_task_metadata(model.metadata, str(path))
     task = task_class(name)(from_dict(Config, upgrade_saved_config(config)))
     task.restore_extras(extras)
+    task.exported_graph = True
     return task, model
 
 
 def onnx_model_for(weights: str | Path, onnx: str | Path | None = None) -> Any:
-    """The onnxruntime graph of checkpoint ``weights``, never one exported from other weights.
+    """The onnxruntime graph of checkpoint ``weights``: ``exported_model_for(weights, "onnxruntime", onnx)``."""
+    return exported_model_for(weights, "onnxruntime", onnx)
 
-    Exports record the checkpoint's sha256 (``cvzoo.export.provenance``). Without ``onnx`` the file
-    next to the checkpoint (``best.pt`` -> ``best.onnx``) is used, and exported first, with a log line
-    saying why, when it is missing or was made from other weights (a checkpoint retrained at the same
-    path): export is one call and takes seconds. NMS settings built into the old file are kept. A file
-    given as ``onnx`` is the user's to manage, so a mismatch there is an error, not an overwrite.
+
+def exported_model_for(weights: str | Path, backend: str = "onnxruntime", path: str | Path | None = None,
+                       threads: int = 0) -> Any:
+    """The ``backend`` runtime graph of checkpoint ``weights``, never one exported from other weights.
+
+    Exports record the checkpoint's sha256 (``cvzoo.export.provenance``). Without ``path`` the file
+    next to the checkpoint (``best.pt`` -> ``best.onnx`` / ``best.xml`` / ``best.torchscript``) is used,
+    and exported first, with a log line saying why, when it is missing or was made from other weights (a
+    checkpoint retrained at the same path): export is one call and takes seconds. NMS settings built into
+    the old file are kept. A file given as ``path`` is the user's to manage, so a mismatch there is an
+    error, not an overwrite.
     """
     from cvzoo.export.provenance import file_sha256, source_mismatch
-    from cvzoo.export.runtime import OnnxTorchModel
+    from cvzoo.export.runtime import load_runtime
 
+    fmt = {"onnxruntime": "onnx", "openvino": "openvino", "torchscript": "torchscript"}.get(backend)
+    if fmt is None:
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     digest = file_sha256(weights)
-    if onnx is not None:
-        model = OnnxTorchModel(onnx)
+    if path is not None:
+        model = load_runtime(path, threads)
         problem = source_mismatch(model.metadata, digest)
         if problem:
-            raise ValueError(f"{onnx} {problem}, not from {weights}; export it again "
-                             f"(cvzoo export {weights} --out {Path(onnx).with_suffix('')}) or leave out --onnx / "
-                             "onnx= to let predict export the checkpoint next to it")
+            raise ValueError(f"{path} {problem}, not from {weights}; export it again "
+                             f"(cvzoo export {weights} --format {fmt} --out {Path(path).with_suffix('')}) or leave "
+                             "out --onnx / onnx= to let predict export the checkpoint next to it")
         return model
-    path = Path(weights).with_suffix(".onnx")
-    model = OnnxTorchModel(path) if path.is_file() else None
+    stem = Path(weights).with_suffix("")
+    path = export_path(stem, fmt)
+    model = load_runtime(path, threads) if path.is_file() else None
     problem = "does not exist" if model is None else source_mismatch(model.metadata, digest)
     if problem is None:
         return model
     logger.warning("%s %s; exporting %s to it", path, problem, weights)
-    export(weights, format="onnx", out=path.with_suffix(""), **_nms_settings(model.metadata if model else {}))
-    return OnnxTorchModel(path)
+    export(weights, format=fmt, out=stem, **_nms_settings(model.metadata if model else {}))
+    return load_runtime(path, threads)
 
 
 def _nms_settings(metadata: dict[str, str]) -> dict[str, Any]:
@@ -437,53 +473,89 @@ def _nms_settings(metadata: dict[str, str]) -> dict[str, Any]:
             "max_det": int(metadata[META_MAX_DET])}
 
 
+EXPORT_FORMATS = ("onnx", "onnx-int8", "openvino", "openvino-int8", "torchscript")
+
+
+def export_path(out: str | Path, fmt: str) -> Path:
+    """Where ``export`` writes format ``fmt`` for output stem ``out`` (``best`` -> ``best.onnx``,
+    ``best-int8.onnx``, ``best.xml`` (+ ``best.bin``), ``best-int8.xml``, ``best.torchscript``)."""
+    suffix = {"onnx": ".onnx", "onnx-int8": "-int8.onnx", "openvino": ".xml", "openvino-int8": "-int8.xml",
+              "torchscript": ".torchscript"}
+    if fmt not in suffix:
+        raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)} or all")
+    return Path(f"{out}{suffix[fmt]}")
+
+
 def export(weights: str | Path, format: str = "onnx", out: str | Path | None = None, batch: int = 1,
            imgsz: int | None = None, check: bool = True, opset: int = 17, nms: bool = False,
-           conf: float = 0.25, iou: float = 0.7, max_det: int = 300) -> list[Path]:
-    """Export a checkpoint to ONNX (dynamic batch; checked in onnxruntime) and/or TorchScript.
+           conf: float = 0.25, iou: float = 0.7, max_det: int = 300, calib: int = 64, calib_split: str = "train",
+           calib_data: str | None = None) -> list[Path]:
+    """Export a checkpoint to ONNX (dynamic batch; checked in onnxruntime), its int8 version, OpenVINO IR
+    (float32 / int8) and/or TorchScript; ``format`` is one of ``EXPORT_FORMATS``, a comma-separated list of
+    them, or ``all`` (ONNX and TorchScript).
 
-    ``nms=True`` (detection, ONNX only) puts NMS with ``conf``, ``iou`` and ``max_det`` inside the graph:
-    its outputs are padded detections per image (``cvzoo.models.detection.graph_nms`` has the
-    contract) and the settings are recorded in the file's metadata, as is the checkpoint's sha256 (so that
-    ``predict(backend="onnxruntime")`` can tell a file exported from other weights).
+    ``nms=True`` (detection; ONNX and the formats made from it) puts NMS with ``conf``, ``iou`` and
+    ``max_det`` inside the graph: its outputs are padded detections per image
+    (``cvzoo.models.detection.graph_nms`` has the contract) and the settings are recorded in the file's
+    metadata, as is the checkpoint's sha256 (so that ``predict(backend="onnxruntime")`` can tell a file
+    exported from other weights). The int8 and OpenVINO formats are made from the ONNX file (written
+    too); the int8 ones are calibrated on ``calib`` images of the ``calib_split`` split of the training
+    data (or of ``calib_data``), with eval transforms.
     """
     from cvzoo.export import export_onnx, export_torchscript
     from cvzoo.export.metadata import task_metadata
     from cvzoo.export.provenance import CHECKPOINT_SHA256, file_sha256
 
+    formats = ["onnx", "torchscript"] if format == "all" else [f.strip() for f in format.split(",") if f.strip()]
+    for fmt in formats:
+        export_path("x", fmt)  # unknown names fail before any work
     task, model, checkpoint = load_trained(weights, "cpu")
     if nms:
         if not task.supports_export_nms:
             raise ValueError(f"NMS inside the exported graph (nms / --nms) is for detection; the {task.name!r} "
                              "task has no NMS")
-        if format != "onnx":
-            raise ValueError(f"NMS inside the graph (nms / --nms) is exported to ONNX only, not {format!r}; "
-                             "use format='onnx'")
+        if "torchscript" in formats:
+            raise ValueError("NMS inside the graph (nms / --nms) is exported to ONNX only (and the formats made from "
+                             "it: onnx-int8, openvino, openvino-int8), not to TorchScript")
         task.export_nms = {"conf": conf, "iou": iou, "max_det": max_det}
     example = task.example_input(batch, imgsz)
     out = Path(out) if out is not None else Path(weights).with_suffix("")
+    module = task.export_module(model)
+    metadata = module.metadata() if nms else {}
+    metadata[CHECKPOINT_SHA256] = file_sha256(weights)
+    metadata.update(task_metadata(task.name, checkpoint["config"], checkpoint.get("extras", {})))
+    onnx_path = export_path(out, "onnx")
+    if any(f != "torchscript" for f in formats):
+        # A module with its own outputs and axes (an R-CNN's final detections for one image of any size)
+        # names them, and says how close another runtime's float32 convolutions can get.
+        export_onnx(module, onnx_path, example,
+                    output_names=getattr(module, "output_names", None) or task.export_output_names(),
+                    opset=opset, check=check, metadata=metadata, compare=module.parity_difference if nms else None,
+                    dynamic_axes=getattr(module, "dynamic_axes", None), atol=getattr(module, "parity_atol", 1e-4))
+    images = None
+    if any(f.endswith("-int8") for f in formats):
+        if calib_data is not None:
+            task.config = apply_overrides(task.config, {"data.source": calib_data})
+        images = task.calibration_images(calib, calib_split, imgsz)
+    source = f"the {calib_split} split of {task.config.data.source}"
     written = []
-    formats = ("onnx", "torchscript") if format == "all" else (format,)
     for fmt in formats:
-        if fmt == "onnx":
-            module = task.export_module(model)
-            metadata, compare = (module.metadata(), module.parity_difference) if nms else ({}, None)
-            metadata[CHECKPOINT_SHA256] = file_sha256(weights)
-            metadata.update(task_metadata(task.name, checkpoint["config"], checkpoint.get("extras", {})))
-            # A module with its own outputs and axes (an R-CNN's final detections for one image of any size)
-            # names them, and says how close another runtime's float32 convolutions can get.
-            written.append(export_onnx(module, out.with_suffix(".onnx"), example,
-                                       output_names=getattr(module, "output_names", None) or task.export_output_names(),
-                                       opset=opset, check=check, metadata=metadata, compare=compare,
-                                       dynamic_axes=getattr(module, "dynamic_axes", None),
-                                       atol=getattr(module, "parity_atol", 1e-4)))
+        path = export_path(out, fmt)
+        if fmt == "onnx-int8":
+            from cvzoo.export.quantize import quantize_onnx
+
+            quantize_onnx(onnx_path, path, images, source)
+        elif fmt in ("openvino", "openvino-int8"):
+            from cvzoo.export.openvino import export_openvino
+
+            export_openvino(onnx_path, path, images if fmt.endswith("-int8") else None, source)
         elif fmt == "torchscript":
-            written.append(export_torchscript(task.export_module(model), out.with_suffix(".torchscript"),
-                                              example, check=check))
-        else:
-            raise ValueError(f"unknown export format {fmt!r}; use onnx, torchscript or all")
+            export_torchscript(task.export_module(model), path, example, check=check, metadata=metadata,
+                               output_names=getattr(module, "output_names", None) or task.export_output_names())
+        written.append(path)
     return written
 
 
 __all__ = ["build_config", "check_config", "config_to_dict", "enable_augment", "evaluate", "expand_sources", "export",
+           "export_path", "exported_model_for", "is_exported",
            "load_exported", "load_trained", "onnx_model_for", "predict", "train"]

@@ -11,7 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: cvzoo export runs/classify/exp/weights/best.pt --format all",
     )
     parser.add_argument("weights", help="a cvzoo training checkpoint")
-    parser.add_argument("--format", choices=["onnx", "torchscript", "all"], default="onnx")
+    parser.add_argument("--format", default="onnx",
+                        help="onnx | onnx-int8 | openvino | openvino-int8 | torchscript (comma-separated for several) "
+                             "| all (onnx, torchscript); int8 and OpenVINO are made from the ONNX file, written too")
     parser.add_argument("--out", help="output path without suffix (default: next to the checkpoint)")
     parser.add_argument("--batch", type=int, default=1, help="example batch size (the ONNX batch is dynamic)")
     parser.add_argument("--imgsz", type=int, help="input size (default: the training size)")
@@ -22,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--conf", type=float, default=0.25, help="with --nms: confidence threshold")
     parser.add_argument("--iou", type=float, default=0.7, help="with --nms: NMS IoU threshold")
     parser.add_argument("--max-det", type=int, default=300, help="with --nms: detections per image (padded)")
+    parser.add_argument("--calib", type=int, default=64, help="int8: calibration images")
+    parser.add_argument("--calib-split", default="train", help="int8: the split they come from")
+    parser.add_argument("--calib-data", help="int8: their dataset (default: the training data)")
     parser.set_defaults(func=run)
 
 
@@ -32,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         paths = export(args.weights, format=args.format, out=args.out, batch=args.batch, imgsz=args.imgsz,
                        check=not args.no_check, opset=args.opset, nms=args.nms, conf=args.conf, iou=args.iou,
-                       max_det=args.max_det)
+                       max_det=args.max_det, calib=args.calib, calib_split=args.calib_split,
+                       calib_data=args.calib_data)
     except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
         raise CliError(str(err)) from err
     for path in paths:

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "calibrate",
     "features",
     "benchmark",
+    "serve",
 )
 
 

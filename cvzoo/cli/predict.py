@@ -16,8 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict", help="predict on images, folders or globs",
         epilog="example: cvzoo predict runs/classify/exp/weights/best.pt 'photos/*.png' --topk 3",
     )
-    parser.add_argument("weights", help="a cvzoo training checkpoint, or an ONNX file cvzoo exported (runs in "
-                                        "onnxruntime; task, classes and preprocessing from its metadata)")
+    parser.add_argument("weights", help="a cvzoo training checkpoint, or a file cvzoo exported (.onnx, .xml, "
+                                        ".torchscript; runs in its runtime; task, classes and preprocessing from "
+                                        "its metadata)")
     parser.add_argument("source", nargs="*", help="image file(s), folder(s) or glob(s) (none for a GAN checkpoint, "
                                                   "which generates images)")
     parser.add_argument("--samples", type=int, help="GAN: images to generate (default 64)")
@@ -36,9 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=["table", "json", "csv"], default="table",
                         help="stdout holds only the predictions; notes and skipped files go to stderr")
     parser.add_argument("--save", metavar="DIR", help="write annotated images and predictions.json here")
-    parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
-    parser.add_argument("--onnx", help="ONNX file for --backend onnxruntime, exported from WEIGHTS (default: "
-                                       "WEIGHTS with .onnx, exported when missing or made from other weights)")
+    parser.add_argument("--backend", choices=["torch", "onnxruntime", "openvino", "torchscript"],
+                        help="runtime (default: torch for a checkpoint, the file's own for an exported file); "
+                             "with a checkpoint, another backend runs its export next to it")
+    parser.add_argument("--onnx", help="exported file for --backend onnxruntime/openvino/torchscript, exported from "
+                                       "WEIGHTS (default: WEIGHTS with .onnx/.xml/.torchscript, exported when missing "
+                                       "or made from other weights)")
+    parser.add_argument("--threads", type=int, default=0, help="exported files: intra-op threads (0: default)")
     parser.add_argument("--augment", action="store_true",
                         help="test-time augmentation: detection scales 1, 0.83 flipped, 0.67 with one NMS; "
                              "classification: logits of the image and its mirror averaged")
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         options["classes"] = [c for item in args.classes for c in item.split(",") if c.strip()]
     try:
         results = predict(args.weights, args.source, device=args.device, save_dir=args.save,
-                          backend=args.backend, augment=args.augment, **options)
+                          backend=args.backend, augment=args.augment, threads=args.threads, **options)
     except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
         raise CliError(str(err)) from err
     skipped = [r for r in results if "error" in r]

@@ -13,7 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "val", help="evaluate a trained checkpoint",
         epilog="example: cvzoo val runs/classify/exp/weights/best.pt --data fashion_mnist_sample",
     )
-    parser.add_argument("weights", help="a cvzoo training checkpoint (best.pt / last.pt)")
+    parser.add_argument("weights", help="a cvzoo training checkpoint (best.pt / last.pt), or a file cvzoo exported "
+                                        "(.onnx, .xml, .torchscript; runs on the CPU in its runtime)")
+    parser.add_argument("--threads", type=int, default=0, help="exported files: intra-op threads (0: default)")
     parser.add_argument("--data", help="dataset to evaluate on (default: the run's own)")
     parser.add_argument("--split", default="val", help="split to evaluate (val | test | train)")
     parser.add_argument("--batch", type=int)
@@ -36,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         metrics = evaluate(args.weights, data=args.data, batch=args.batch, device=args.device,
                            split=args.split, save_dir=args.save_dir, overrides=args.overrides,
-                           augment=args.augment)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+                           augment=args.augment, threads=args.threads)
+    except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
         raise CliError(str(err)) from err
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
     if args.json:

@@ -104,6 +104,15 @@ def write_metadata(path: Path, metadata: Mapping[str, str]) -> None:
     onnx.save(model, str(path))
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of ONNX file ``path`` (the graph itself is not loaded into memory twice)."""
+    try:
+        import onnx
+    except ImportError as err:
+        raise ImportError("reading ONNX metadata needs the 'onnx' package: pip install 'cvzoo[export]'") from err
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
 def _as_tuple(outputs: object) -> tuple[torch.Tensor, ...]:
     if isinstance(outputs, torch.Tensor):
         return (outputs,)

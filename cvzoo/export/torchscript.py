@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from cvzoo.export.runtime import METADATA_FILE, OUTPUT_NAMES_KEY
+
 
 @torch.no_grad()
 def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor, check: bool = True,
-                       atol: float = 1e-5) -> Path:
+                       atol: float = 1e-5, metadata: Mapping[str, str] | None = None,
+                       output_names: Sequence[str] | None = None) -> Path:
+    """Trace ``model`` to ``path``; ``metadata`` (the strings an ONNX export records) and ``output_names`` go
+    into the archive's ``extra/metadata.json``, so that ``cvzoo predict/val model.torchscript`` rebuild
+    the task from the file alone (``cvzoo.export.runtime.TorchScriptModel``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     traced = torch.jit.trace(model, example, check_trace=False, strict=False)
-    traced.save(str(path))
+    entries = {**(metadata or {}), **({OUTPUT_NAMES_KEY: json.dumps(list(output_names))} if output_names else {})}
+    traced.save(str(path), _extra_files={METADATA_FILE: json.dumps(entries)})
     if check:
         loaded = torch.jit.load(str(path))
         expected, got = model(example), loaded(example)

@@ -107,6 +107,9 @@ class Task(ABC):
         self.augment = False
         # {"conf": float, "iou": float, "max_det": int} when the export should include NMS.
         self.export_nms: dict[str, Any] | None = None
+        # True when the task runs an exported graph (``api.load_exported``) or feeds one (calibration): its
+        # input has the export's fixed size, so evaluation builds no rectangular batches.
+        self.exported_graph = False
 
     def enable_augment(self) -> None:
         """Switch test-time augmentation on, or say clearly that this task has none."""
@@ -297,6 +300,29 @@ class Task(ABC):
     @abstractmethod
     def example_input(self, batch: int = 1, imgsz: int | None = None) -> torch.Tensor:
         """A correctly shaped input for tracing / export."""
+
+    def batch_images(self, batch: Any) -> torch.Tensor:
+        """The float model input ``[B, C, H, W]`` of a collated batch after ``to_device`` (tasks whose
+        batches hold something else, e.g. uint8 images normalised on the device, convert it here)."""
+        return batch[0]
+
+    def calibration_images(self, count: int, split: str = "train", imgsz: int | None = None) -> list[torch.Tensor]:
+        """Up to ``count`` images ``[1, C, H, W]`` of ``split`` as the exported graph takes them (eval
+        transforms, resized to ``example_input``'s size where the dataset's differs): what int8
+        quantisation measures activation ranges on (``cvzoo.export.quantize``)."""
+        if count < 1:
+            raise ValueError(f"the calibration set is empty (calibration count {count}): int8 quantisation needs "
+                             "images to measure activation ranges on; ask for at least one")
+        self.exported_graph = True  # the graph's fixed input size: no rectangular batches
+        dataset = self.build_eval_dataset(split)
+        size = tuple(self.example_input(1, imgsz).shape[-2:])
+        images = []
+        for index in range(min(count, len(dataset))):
+            x = self.batch_images(self.to_device(self.collate([dataset[index]]), torch.device("cpu"))).float()
+            if tuple(x.shape[-2:]) != size:
+                x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            images.append(x.contiguous())
+        return images
 
     def export_module(self, model: nn.Module) -> nn.Module:
         """The module to export (tasks may wrap the model, e.g. to add decoding)."""

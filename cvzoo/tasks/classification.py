@@ -249,6 +249,9 @@ class ClassificationTask(Task):
         evaluator.update(logits, batch)
         return {"loss": F.cross_entropy(logits.float(), labels)}
 
+    def batch_images(self, batch: Any) -> torch.Tensor:
+        return self._to_float(batch[0], train=False)
+
     def build_evaluator(self) -> Evaluator:
         return _EvaluatorAdapter(len(self.classes), self.classes)
 

@@ -195,7 +195,8 @@ class DetectionTask(Task):
         if len(annotations.images) == 0:
             raise ValueError(f"the {split} split of {self.config.data.source} has no images")
         # Rectangular batches need the loader's batch size: the trainer and `cvzoo val` both use this one.
-        rect = self.config.data.eval_batch_size() if self.config.detect.rect_val else 0
+        # An exported graph takes the square it was exported at (``exported_graph``): no rectangular batches.
+        rect = self.config.data.eval_batch_size() if self.config.detect.rect_val and not self.exported_graph else 0
         self.val_dataset = DetectionDataset(annotations, self.img_size, augment=False, rect_batch_size=rect,
                                             letterbox=self.letterbox, with_masks=self.with_masks)
         return self.val_dataset
@@ -290,19 +291,37 @@ class DetectionTask(Task):
         images, batch_targets, metas = batch
         sizes = image_sizes_of(images, metas)
         targets = validate_targets(batch_targets, sizes, len(self.class_names))
-        settings = bare(model).validation_settings
-        if self.augment:
+        if not isinstance(model, nn.Module):  # an exported graph: detections only, no losses
+            losses, detections = {}, self._graph_validate(model, images, sizes)
+        elif self.augment:
+            settings = bare(model).validation_settings
             losses = model(images, targets, sizes)
             detections = self._detect(model, images, sizes, settings.get("conf_threshold", VAL_CONF),
                                       settings.get("iou_threshold", VAL_IOU), settings.get("max_detections", VAL_MAX_DET))
         else:
-            losses, detections = bare(model).validate(images, targets, sizes, **settings)
+            losses, detections = bare(model).validate(images, targets, sizes, **bare(model).validation_settings)
         detections = [self._to_original(d, m) for d, m in zip(detections, metas)]
         truths = [self._val_truth(m, t) for m, t in zip(metas, batch_targets)]
         evaluator.update((detections, truths), batch)
         if self._last_val_batch is None:
             self._last_val_batch = (metas, detections, truths)
+        if not losses:
+            return {}
         return {k: v.detach() for k, v in losses.items() if k != "loss"} | {"loss": losses["loss"].detach()}
+
+    def _graph_validate(self, model: Any, images: torch.Tensor, sizes: list[tuple[int, int]]) -> list[Detections]:
+        """An exported graph's detections on a letterboxed batch, with validation's thresholds where the graph
+        leaves NMS to the reader (an NMS graph gives what its recorded thresholds kept; export it with
+        ``--conf 0.001`` for a full mAP); an R-CNN graph takes one image at a time."""
+        outputs = model(images)
+        if isinstance(outputs, dict) and "num_dets" in outputs:
+            return unpad_detections(outputs, getattr(model, "metadata", None))
+        if isinstance(outputs, dict):
+            if len(images) == 1 and tuple(images.shape[-2:]) == tuple(sizes[0]):
+                return [_graph_detections(outputs, None, None, None, None, None)]
+            return [_graph_detections(model(image[None, :, :h, :w]), None, None, None, None, None)
+                    for image, (h, w) in zip(images, sizes)]
+        return nms_postprocess(outputs, VAL_CONF, VAL_IOU, VAL_MAX_DET)
 
     def _val_truth(self, meta: dict[str, Any], target: dict[str, torch.Tensor]) -> dict[str, Any]:
         """The ground truth metrics compare an image's detections with, in its original pixels."""

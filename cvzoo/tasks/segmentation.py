@@ -217,7 +217,8 @@ class SegmentationTask(Task):
 
     def validation_step(self, model: nn.Module, batch: Any, evaluator: Evaluator) -> dict[str, torch.Tensor]:
         images, masks, sizes = batch
-        per_image = self._per_image_logits(model(images)["out"], sizes)
+        logits = model(images)["out"] if isinstance(model, nn.Module) else self._graph_logits(model, images, sizes)
+        per_image = self._per_image_logits(logits, sizes)
         targets = [masks[i, :h, :w] for i, (_, _, h, w) in enumerate(sizes.tolist())]
         preds = [logits.argmax(1)[0] for logits in per_image]
         evaluator.update(preds, targets)
@@ -226,6 +227,19 @@ class SegmentationTask(Task):
         losses = [F.cross_entropy(lg, t[None], ignore_index=IGNORE_INDEX, reduction="sum") for lg, t in zip(per_image, targets)]
         pixels = sum(int((t != IGNORE_INDEX).sum()) for t in targets)
         return {"loss": torch.stack(losses).sum() / max(1, pixels)}
+
+    def _graph_logits(self, model: Any, images: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """An exported graph's logits for a padded batch: each image resized to the export's fixed size (as
+        ``predict_files`` does), run, and its logits resized back into the image's place in the batch."""
+        size = self._export_size()
+        crops = [F.interpolate(images[i : i + 1, :, :h, :w].float(), size=(size, size), mode="bilinear",
+                               align_corners=False) for i, (h, w, _, _) in enumerate(sizes.tolist())]
+        out = model(torch.cat(crops)).to(images.device)
+        logits = images.new_zeros(images.shape[0], out.shape[1], *images.shape[-2:], dtype=torch.float32)
+        for i, (h, w, _, _) in enumerate(sizes.tolist()):
+            logits[i, :, :h, :w] = F.interpolate(out[i : i + 1].float(), size=(h, w), mode="bilinear",
+                                                 align_corners=False)[0]
+        return logits
 
     def _denormalize(self, image: torch.Tensor) -> np.ndarray:
         mean = torch.tensor(self.mean, device=image.device).view(-1, 1, 1)
