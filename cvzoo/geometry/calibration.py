@@ -17,7 +17,7 @@ import numpy as np
 from cvzoo.geometry._validate import as_points
 from cvzoo.geometry.errors import CalibrationError, GeometryError
 from cvzoo.geometry.homography import find_homography
-from cvzoo.geometry.refine import NUM_INTRINSIC, refine_calibration, view_residuals_and_jacobians
+from cvzoo.geometry.refine import NUM_INTRINSIC, refine_calibration, views_residuals_and_jacobians
 from cvzoo.geometry.result import CalibrationResult
 from cvzoo.geometry.zhang import (
     DEFAULT_MIN_CONDITION,
@@ -255,10 +255,9 @@ def calibrate_from_points(
 
 
 def _total_cost(intrinsics: np.ndarray, poses: np.ndarray, objs: list, imgs: list) -> float:
-    return sum(
-        float(np.sum(view_residuals_and_jacobians(intrinsics, pose, obj, img)[0] ** 2))
-        for pose, obj, img in zip(poses, objs, imgs, strict=True)
-    )
+    if not len(poses) == len(objs) == len(imgs):
+        raise ValueError(f"{len(poses)} poses for {len(objs)} boards and {len(imgs)} image point sets")
+    return float(np.sum(views_residuals_and_jacobians(intrinsics, poses, objs, imgs)[0] ** 2))
 
 
 def calibrate_camera(
