@@ -119,6 +119,11 @@ class Transformer(nn.Module):
         for parameter in self.parameters():
             if parameter.dim() > 1:
                 nn.init.xavier_uniform_(parameter)
+        # The decoder starts from all-zero queries, so the first layer's self-attention values are its value
+        # projection's bias alone: the weight multiplies zeros and never receives a gradient. It is frozen
+        # to say so (it still loads from a checkpoint).
+        if decoder_layers:
+            self.decoder[0].self_attn.v_proj.weight.requires_grad_(False)
 
     def forward(self, tokens: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor | None, query_embed: torch.Tensor,
                 all_layers: bool = True) -> torch.Tensor:
