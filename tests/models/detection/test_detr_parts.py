@@ -80,3 +80,9 @@ def test_an_empty_image_trains_every_query_to_no_object():
     losses["loss"].backward()
     assert logits.grad.abs().sum() > 0 and torch.isfinite(logits.grad).all()
     assert boxes.grad is None or not boxes.grad.abs().sum()
+
+
+def test_nms_settings_are_an_error(detr):
+    detr.eval()
+    with pytest.raises(ValueError, match="without NMS: iou_threshold=0.5"):
+        detr.predict(torch.rand(1, 3, 64, 64), iou_threshold=0.5)

@@ -219,6 +219,16 @@ class DETR(OnePassDetector):
             return None
         return pixel_mask(batch, list(sizes))
 
+    def settings(self, conf_threshold: float | None = None, iou_threshold: float | None = None,
+                 max_detections: int | None = None, classes: Sequence[int] | None = None,
+                 soft_nms: str | None = None, agnostic: bool = False) -> DetectSettings:
+        """The inference settings, the model's own where an argument is None; the NMS settings are errors:
+        DETR has no NMS."""
+        if iou_threshold is not None or soft_nms or agnostic:
+            raise ValueError(f"DETR predicts without NMS: iou_threshold={iou_threshold}, soft_nms={soft_nms}, "
+                             f"agnostic={agnostic} do not apply (leave them unset)")
+        return super().settings(conf_threshold, None, max_detections, classes)
+
     def decode(self, logits: torch.Tensor, boxes: torch.Tensor, sizes: Sequence[tuple[Any, Any]],
                settings: DetectSettings) -> list[Detections]:
         """``logits [B, N, K + 1]`` and ``boxes [B, N, 4]`` (normalised cxcywh) -> detections in the pixels of
