@@ -30,7 +30,7 @@ def test_detr_gets_its_recipe_without_a_flag():
 
 @pytest.mark.slow
 def test_detr_trains_validates_predicts_and_exports(tmp_path, one_thread):
-    data = write_yolo_dataset(tmp_path / "data", n_train=4, n_val=2, config=SCENES, seed=3)
+    data = write_yolo_dataset(tmp_path / "data", n_train=2, n_val=2, config=SCENES, seed=3)
     code = main(["train", "--task", "detect", "--model", MODEL, "--data", str(data), "--project", str(tmp_path / "runs"),
                  "--name", "detr", "--epochs", "1", "--batch", "2", "--imgsz", "64", "--device", "cpu",
                  # The exported graph's threshold is the model's own: every query, as conf 0 below.
@@ -43,7 +43,7 @@ def test_detr_trains_validates_predicts_and_exports(tmp_path, one_thread):
     weights = run / "weights" / "last.pt"
 
     # The same scenes as a COCO dataset: another format, the same metrics.
-    coco = write_coco_dataset(tmp_path / "coco", n_train=4, n_val=2, config=SCENES, seed=3)
+    coco = write_coco_dataset(tmp_path / "coco", n_train=2, n_val=2, config=SCENES, seed=3)
     from_yolo = api.evaluate(weights, device="cpu", plots=False, save_dir=tmp_path / "val_yolo")
     from_coco = api.evaluate(weights, data=str(coco), device="cpu", plots=False, save_dir=tmp_path / "val_coco")
     assert from_coco["mAP50"] == pytest.approx(from_yolo["mAP50"], abs=1e-6)

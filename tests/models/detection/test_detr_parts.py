@@ -86,3 +86,12 @@ def test_nms_settings_are_an_error(detr):
     detr.eval()
     with pytest.raises(ValueError, match="without NMS: iou_threshold=0.5"):
         detr.predict(torch.rand(1, 3, 64, 64), iou_threshold=0.5)
+
+
+def test_the_flop_counter_traces_the_model(detr):
+    """The run summary counts a model's FLOPs with PyTorch's module tracker, which hooks every module input
+    that requires a gradient (the learned queries included)."""
+    from cvzoo.analysis.flops import count_flops
+
+    report = count_flops(detr, torch.rand(1, 3, 64, 64))
+    assert report.gflops > 0

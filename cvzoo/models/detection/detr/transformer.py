@@ -89,7 +89,7 @@ class DecoderLayer(nn.Module):
 
     def forward(self, queries: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor,
                 memory_keys: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """``queries [B, N, C]``, ``query_pos [B | 1, N, C]``, ``memory [B, S, C]``, ``memory_keys`` = memory +
+        """``queries [B, N, C]``, ``query_pos [N, C]`` (broadcast over the batch), ``memory [B, S, C]``, ``memory_keys`` = memory +
         positions, ``mask [B, S]`` -> ``[B, N, C]``."""
         with_pos = queries + query_pos
         queries = self.norm1(queries + self.dropout(self.self_attn(with_pos, with_pos, queries)))
@@ -143,12 +143,11 @@ class Transformer(nn.Module):
         for layer in self.encoder:
             memory = layer(memory, pos, mask)
         memory_keys = memory + pos
-        query_pos = query_embed[None]
         # DETR starts the decoder from zeros: the query embeddings enter only as positions.
         queries = torch.zeros(memory.shape[0], *query_embed.shape, dtype=memory.dtype, device=memory.device)
         outputs = []
         for index, layer in enumerate(self.decoder):
-            queries = layer(queries, query_pos, memory, memory_keys, mask)
+            queries = layer(queries, query_embed, memory, memory_keys, mask)
             if all_layers or index == len(self.decoder) - 1:
                 outputs.append(self.decoder_norm(queries))
         return torch.stack(outputs)
