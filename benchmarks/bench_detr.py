@@ -212,7 +212,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--imgsz", type=int, default=128)
     parser.add_argument("--val-interval", type=int, default=10)
     parser.add_argument("--out", default="runs/bench_detr")
