@@ -11,8 +11,8 @@ from cvzoo import api
 from cvzoo.cli.main import main
 from cvzoo.data.synthetic import SceneConfig, write_coco_dataset, write_yolo_dataset
 from cvzoo.models import list_models
-from cvzoo.models.detection.base import Detections
 from tests.models.detection.test_detector_contract import _in_order_of
+from tests.tasks.test_detection_onestage_e2e import _detections
 
 MODEL = "detr_resnet18_tiny"
 pytestmark = pytest.mark.skipif(MODEL not in list_models(task="detect"), reason="DETR not registered")
@@ -66,8 +66,3 @@ def test_detr_trains_validates_predicts_and_exports(tmp_path, one_thread):
         assert torch.equal(paired[2], got.labels)
         assert (paired[0] - got.boxes).abs().max() <= 2e-2 and (paired[1] - got.scores).abs().max() < 1e-3
 
-
-def _detections(result: dict) -> Detections:
-    rows = result["detections"]
-    return Detections(torch.tensor([d["box"] for d in rows]).reshape(-1, 4), torch.tensor([d["score"] for d in rows]),
-                      torch.tensor([d["label"] for d in rows]))
