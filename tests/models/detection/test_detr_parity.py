@@ -154,7 +154,8 @@ def test_transformers_resnet_backbone_layout_loads_too(tmp_path):
 
 
 def test_version_4_key_names_load_too(tiny_pair, tmp_path):
-    """Files saved by transformers 4 (and the hub's): ``conv_encoder``, ``fc1`` / ``fc2``, ``out_proj``."""
+    """Files saved by transformers 4 (and the hub's): ``conv_encoder``, ``fc1`` / ``fc2``, ``out_proj``, the
+    renamings transformers 5 itself applies when it loads them (``conversion_mapping.py``, ``DetrModel``)."""
     reference, ours = tiny_pair
     old = {}
     for key, value in reference.state_dict().items():
