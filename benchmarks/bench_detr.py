@@ -5,7 +5,8 @@
     ``transformers:detr`` remap) on one 640x640 random image: cvzoo's ``predict`` (normalisation, the resize
     at ``min_size = max_size = 640``, which keeps the size, the network, decoding at score 0.5) against
     normalisation + ``model(pixel_values)`` + ``post_process_object_detection(threshold=0.5)``. The outputs
-    are compared first; calls then alternate A B after a warm-up; the figure is the median of the per-pair
+    are compared first (logits and boxes within 1e-4, else the script stops: the full-size parity check);
+    calls then alternate A B after a warm-up; the figure is the median of the per-pair
     ratios cvzoo / transformers (target <= 1.0).
 (b) ``throughput``: a bare training loop (forward with targets, backward, AdamW step) over each model, both
     built as for fine-tuning (frozen batch norm, stem and ``layer1`` fixed, transformers' weights in both),
@@ -92,8 +93,11 @@ def latency(args: argparse.Namespace) -> None:
     with torch.no_grad():
         logits, boxes = ours.forward_network(normalize(image[0])[None])
         out = reference(pixel_values=normalize(image[0])[None])
-    print(f"max |logits| diff {float((logits[-1] - out.logits).abs().max()):.2e}, "
-          f"max |boxes| diff {float((boxes[-1] - out.pred_boxes).abs().max()):.2e}")
+    logits_diff = float((logits[-1] - out.logits).abs().max())
+    boxes_diff = float((boxes[-1] - out.pred_boxes).abs().max())
+    print(f"max |logits| diff {logits_diff:.2e}, max |boxes| diff {boxes_diff:.2e}")
+    if max(logits_diff, boxes_diff) > 1e-4:  # the full-size parity check (the tests compare the reduced model)
+        raise SystemExit("detr_resnet50 and transformers' model differ by more than 1e-4 on the same weights")
     times = alternate({"cvzoo": lambda: (run_ours(), None)[1], "transformers": lambda: (run_theirs(), None)[1]},
                       repeats=args.repeats, warmup=2)
     print(f"detr_resnet50 640x640, {args.threads} threads: cvzoo {median(times['cvzoo']) * 1000:.0f} ms, "

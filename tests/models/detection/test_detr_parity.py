@@ -4,7 +4,8 @@ Their state dict, saved to a file, loads into ours through the ``transformers:de
 ``create_model(..., weights=)`` picks by itself; on the same normalised batch of two images of different
 sizes (``pixel_values`` / ``pixel_mask``) the class logits and boxes agree within 1e-4, and for the same
 targets (their ``labels=``) so does the loss. The reduced configuration (ResNet-18, 64 wide, 2 + 2 layers)
-exists on both sides; one full-size ``detr_resnet50`` check follows.
+exists on both sides. The full-size ``detr_resnet50`` is compared by ``benchmarks/bench_detr.py latency``
+(building both models costs ~7 s, over this file's share of the test time).
 
 transformers' decoder differs from DETR's when its ``auxiliary_loss`` is on: it feeds each layer's
 layer-normed output to the next layer (DETR normalises only the copy it predicts from), so its outputs then
@@ -168,13 +169,3 @@ def test_version_4_key_names_load_too(tiny_pair, tmp_path):
     for a, b in zip(model.state_dict().values(), ours.state_dict().values()):
         assert torch.equal(a, b)
 
-
-def test_full_size_detr_resnet50_equals_theirs(tmp_path):
-    reference = _reference(seed=4)
-    ours = _ours("detr_resnet50", reference, tmp_path / "hf_r50.pt")
-    pixels, mask = _inputs(4)
-    with torch.no_grad():
-        expected = reference(pixel_values=pixels, pixel_mask=mask)
-        logits, boxes = ours.forward_network(pixels, mask.bool())
-    torch.testing.assert_close(logits[-1], expected.logits, rtol=0, atol=1e-4)
-    torch.testing.assert_close(boxes[-1], expected.pred_boxes, rtol=0, atol=1e-4)
