@@ -3,6 +3,7 @@
 from cvzoo.models.detection import (
     cornernet,  # noqa: F401
     darknet,  # noqa: F401
+    detr,  # noqa: F401
     onestage,  # noqa: F401
     rcnn,  # noqa: F401
     ssd,  # noqa: F401

@@ -38,6 +38,16 @@ NARROW = {"cornernet_hourglass104": {"channels": (16, 16, 24, 24, 24, 32), "stem
                                      "feature_channels": 16, "pool_channels": 8, "head_channels": 16}}
 
 
+# DETR's transformer at an eighth of its width, one encoder and two decoder layers (the auxiliary losses still
+# run), 20 queries (the crowded batches below hold 20 objects per image). detr_resnet50 keeps its ResNet-50;
+# the DC5 and R101 variants, which differ from it only in their backbone (the DC5 one by its dilated last
+# stage, kept here), run on ResNet-18: exporting a ResNet-101 costs 13 s. test_detr_parity.py checks the
+# full-size detr_resnet50 against transformers.
+NARROW.update({name: {"hidden_dim": 32, "num_heads": 2, "encoder_layers": 1, "decoder_layers": 2, "ffn_dim": 64,
+                      "num_queries": 20, **({} if name == "detr_resnet50" else {"backbone": "resnet18"})}
+               for name in DETECTORS if name.startswith("detr_")})
+
+
 def _build(name: str) -> Detector:
     accepted = accepted_keywords(get_entry(name).builder) or set()
     small = {k: v for k, v in SMALL_TWO_STAGE.items() if k in accepted}
