@@ -149,12 +149,17 @@ class ClassificationTask(Task):
             dataset = torch.utils.data.Subset(dataset, _stratified_head(dataset, limit))
         return dataset
 
-    def build_datasets(self) -> tuple[Dataset, Dataset | None]:
+    def _train_and_val(self) -> tuple[Dataset, Dataset | None]:
+        """The train split and the val split when the source has one (``_dataset`` raises FileNotFoundError)."""
         train = self._dataset("train", train=True)
         try:
             val = self._dataset("val", train=False)
         except FileNotFoundError:
             val = None
+        return train, val
+
+    def build_datasets(self) -> tuple[Dataset, Dataset | None]:
+        train, val = self._train_and_val()
         aug = self.config.classify.augment
         if aug.mixup > 0 or aug.cutmix > 0:
             self.mixer = MixupCutmix(

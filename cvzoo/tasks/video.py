@@ -142,12 +142,7 @@ class VideoTask(ClassificationTask):
                                 strict=self.config.data.strict, short=video.short)
 
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:
-        train = self._dataset("train", train=True)
-        try:
-            val = self._dataset("val", train=False)
-        except FileNotFoundError:
-            val = None
-        return train, val
+        return self._train_and_val()  # clips need no batch mixing (classification's mixup / cutmix)
 
     # --- model -----------------------------------------------------------------------------------
     @classmethod
