@@ -269,6 +269,28 @@ class ClassificationTask(Task):
         std = torch.tensor(self.std if len(self.std) == images.shape[1] else self.std * images.shape[1])
         return images * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)
 
+    def plot_train_batch(self, batch: Any, path: Path, cell: int = 96) -> Path:
+        """``train_batch0.jpg``: up to 16 images of the first training batch as the model sees them (augmented,
+        normalisation undone), 4 per row, each with its class (the larger share under mixup / cutmix)."""
+        from PIL import Image, ImageDraw
+
+        images = self.sample_images(batch).clamp(0, 1)
+        labels = batch[1][: len(images)]
+        mixed = labels.ndim == 2
+        classes = (labels.argmax(1) if mixed else labels).tolist()
+        cols = max(1, min(4, len(images)))
+        grid = Image.new("RGB", (cols * cell, -(-len(images) // cols) * (cell + 14)), (114, 114, 114))
+        draw = ImageDraw.Draw(grid)
+        for i, (image, label) in enumerate(zip(images, classes)):
+            pixels = (image * 255).round().byte().permute(1, 2, 0).numpy()
+            tile = Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels[..., :3]).convert("RGB")
+            x, y = (i % cols) * cell, (i // cols) * (cell + 14)
+            grid.paste(tile.resize((cell, cell), Image.NEAREST), (x, y))
+            name = self.classes[label] if label < len(self.classes) else str(label)
+            draw.text((x + 2, y + cell), f"{name}{' (mix)' if mixed else ''}", fill=(255, 255, 255))
+        grid.save(path, quality=90)
+        return path
+
     def save_artifacts(self, run_dir: Path, metrics: dict[str, Any]) -> list[Path]:
         from cvzoo.metrics.plots_classification import plot_confusion_matrix
 

@@ -27,6 +27,12 @@ def test_train_writes_the_run_folder(trained_run):
         assert (trained_run / name).exists(), name
     header = (trained_run / "results.csv").read_text().splitlines()[0].split(",")
     assert {"epoch", "time", "train/loss", "val/loss", "metrics/top1", "metrics/top5", "lr/pg0"} <= set(header)
+    from PIL import Image
+
+    # The first training batch, 16 of 32 digits in 4 rows of 96 px cells with a caption line each, not blank.
+    batch = Image.open(trained_run / "train_batch0.jpg")
+    assert batch.size == (4 * 96, 4 * 110)
+    assert np.asarray(batch, np.float32).std() > 20
 
 
 def test_val_reaches_clearly_better_than_chance(trained_run, capsys, tmp_path):
