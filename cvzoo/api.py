@@ -66,6 +66,7 @@ SHORTCUTS = {
     "resume": "run.resume",
     "seed": "train.seed",
     "amp": "train.amp",
+    "profile": "train.profile",
     "exist_ok": "run.exist_ok",
 }
 

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                         help="mixed precision (fp16 on CUDA, bf16 on CPU)")
+    parser.add_argument("--profile", action="store_true", default=None,
+                        help="print after each epoch where its time went (data, forward, backward, optimizer, "
+                             "validation, checkpoint)")
     add_config_arguments(parser)
     parser.set_defaults(func=run)
 

@@ -113,6 +113,9 @@ class TrainConfig:
     log_images: bool = True
     aux_loss_weight: float = 0.3  # GoogLeNet aux heads (0.3 each), segmentation aux head
     compile: bool = False
+    # Print after each epoch where its time went: data, to_device, forward, backward, optimizer,
+    # schedule_ema, validation, checkpoint (cvzoo/engine/profile.py).
+    profile: bool = False
 
 
 @dataclass

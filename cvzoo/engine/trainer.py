@@ -62,6 +62,7 @@ from cvzoo.engine.distributed import (
 from cvzoo.engine.ema import ModelEMA
 from cvzoo.engine.evaluate import run_validation
 from cvzoo.engine.optim import apply_warmup_overrides, build_optimizer, build_scheduler, nominal_accumulate
+from cvzoo.engine.profile import EpochProfiler
 from cvzoo.engine.resume import resolve_resume, resumed_config, run_dir_of
 from cvzoo.engine.run_dir import make_run_dir
 from cvzoo.engine.sampler import ResumableSampler
@@ -220,6 +221,7 @@ class Trainer:
         self.extra_callbacks = list(callbacks or [])
         self.dist: DistInfo = dist_info_from_env()
         self.device = select_device(config.train.device, self.dist.local_rank)
+        self.profiler = EpochProfiler(config.train.profile, self.device)
         self.run_dir: Path | None = None
         self.history: list[dict[str, float]] = []
 
@@ -484,7 +486,9 @@ class Trainer:
                             leave=False, initial=skip, total=loop.batches_per_epoch)
         _zero_grads(loop)
         first = next(iter(loop.optimizers.values())).optimizer
+        batch_done = time.perf_counter()
         for step_in_epoch, batch in enumerate(iterator, start=skip):
+            self.profiler.add("data", time.perf_counter() - batch_done)  # waiting for the loader
             logs = self._train_batch(loop, progress, batch, step_in_epoch)
             progress.step_in_epoch = step_in_epoch + 1
             progress.epoch_time = time.time() - started
@@ -499,6 +503,7 @@ class Trainer:
                 self._save_checkpoint(loop, progress, self.weights_dir / "last.pt")
                 raise TrainingInterrupted(self._interrupt_message(progress), self.weights_dir / "last.pt",
                                           stop.signum)
+            batch_done = time.perf_counter()
 
     def _plot_train_batch(self, batch: Any) -> None:
         """``train_batch0.jpg``: the first batch as the model sees it, with its targets (a task that can draw
@@ -510,7 +515,8 @@ class Trainer:
 
     def _train_batch(self, loop: _Loop, progress: _Progress, batch: Any, step_in_epoch: int) -> dict[str, float]:
         cfg = self.config
-        batch = self.task.to_device(batch, self.device)
+        with self.profiler.stage("to_device"):
+            batch = self.task.to_device(batch, self.device)
         if loop.tb_logger is not None and progress.global_step == 0:
             loop.tb_logger.log_batch_images(self.task.sample_images(batch), 0)
         if cfg.run.plots and self.dist.is_main and progress.global_step == 0:
@@ -528,7 +534,7 @@ class Trainer:
         for name, opt in loop.optimizers.items():
             if progress.global_step % opt.spec.every:
                 continue
-            with autocast:
+            with autocast, self.profiler.stage("forward"):
                 out = opt.spec.step(loop.model, batch)
             loss = out["loss"]
             if not torch.isfinite(loss).all():
@@ -539,18 +545,21 @@ class Trainer:
                     f"({parts}); stopped. The last good checkpoint is kept at {self.weights_dir / 'last.pt'}. "
                     "Try a lower optim.lr, train.clip_grad_norm, or train.amp=false."
                 )
-            opt.scaler.scale(loss if self.task.loss_is_batch_sum else loss / accumulate).backward()
+            with self.profiler.stage("backward"):
+                opt.scaler.scale(loss if self.task.loss_is_batch_sum else loss / accumulate).backward()
             # With several optimizers each one's parts are logged under its name: ``<name>_loss``.
             logs.update({f"{name}_{k}" if several else k: float(v.detach()) for k, v in out.items()})
             if window_closes:
-                self._optimizer_step(loop, opt)
+                with self.profiler.stage("optimizer"):
+                    self._optimizer_step(loop, opt)
                 progress.stepped_in_batch = True
         for key, value in logs.items():
             progress.sums[key] = progress.sums.get(key, 0.0) + value
             progress.counts[key] = progress.counts.get(key, 0) + 1
         progress.seen += 1
         if window_closes:
-            self._advance_schedules(loop, progress)
+            with self.profiler.stage("schedule_ema"):
+                self._advance_schedules(loop, progress)
         progress.global_step += 1
         progress.stepped_in_batch = False
         return logs
@@ -592,10 +601,11 @@ class Trainer:
         is_last = epoch + 1 == cfg.train.epochs
         if loop.val_loader is not None and ((epoch + 1) % cfg.train.val_interval == 0 or is_last):
             eval_model = loop.ema.module if loop.ema is not None else loop.bare_model
-            progress.last_metrics, val_losses = run_validation(
-                self.task, eval_model, loop.val_loader, self.device, cfg.train.amp,
-                progress=self.dist.is_main and cfg.run.progress,
-            )
+            with self.profiler.stage("validation"):
+                progress.last_metrics, val_losses = run_validation(
+                    self.task, eval_model, loop.val_loader, self.device, cfg.train.amp,
+                    progress=self.dist.is_main and cfg.run.progress,
+                )
             fitness = self.task.fitness(progress.last_metrics)
             if self.dist.is_main and cfg.run.plots:
                 images = self.task.epoch_images(self.run_dir, epoch + 1, progress.last_metrics)
@@ -621,8 +631,12 @@ class Trainer:
         progress.sums, progress.counts, progress.seen, progress.epoch_time = {}, {}, 0, 0.0
         progress.sums_at_step, progress.counts_at_step, progress.seen_at_step = {}, {}, 0
         if self.dist.is_main:
-            self._commit(loop, progress, row, improved)
+            with self.profiler.stage("checkpoint"):
+                self._commit(loop, progress, row, improved)
             self.log(_epoch_line(row, train_time, self.task.headline_metrics))
+            if self.profiler.enabled:
+                self.log(self.profiler.summary(epoch + 1))
+        self.profiler.reset()
 
     def _commit(self, loop: _Loop, progress: _Progress, row: dict[str, float], improved: bool) -> None:
         """Save the finished epoch. ``last.pt`` is the commit point: what is written before it is redone
