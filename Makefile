@@ -44,7 +44,7 @@ contracts: venv-test
 	$(VENV)/bin/lint-imports
 
 pytest: venv-test
-	$(VENV)/bin/pytest -q -p no:cacheprovider tests
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=25 tests
 
 test: lint contracts pytest
 
