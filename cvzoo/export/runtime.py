@@ -10,6 +10,7 @@ which is how the tasks tell an exported graph (fixed input size, decoding or NMS
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ class OnnxRuntimeModel:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(images, dtype=np.float32)})
 
 
-class ExportedModel:
+class ExportedModel(ABC):
     """An exported graph called like a torch model in eval mode. Subclasses set ``metadata`` and
     ``output_names`` and implement ``run(images ndarray) -> list of output arrays``.
 
@@ -55,8 +56,9 @@ class ExportedModel:
     metadata: dict[str, str]
     output_names: list[str]
 
+    @abstractmethod
     def run(self, images: np.ndarray) -> list[np.ndarray]:
-        raise NotImplementedError
+        """The graph's outputs for ``images`` ``[B, C, H, W]`` float32."""
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         arrays = self.run(np.ascontiguousarray(images.detach().cpu().float().numpy()))
