@@ -611,8 +611,12 @@ class Trainer:
                 images = self.task.epoch_images(self.run_dir, epoch + 1, progress.last_metrics)
                 if images and loop.tb_logger is not None and cfg.train.log_images:
                     loop.tb_logger.log_epoch_images(images, epoch + 1)
+        elif "loss" in train_logs:
+            fitness = -train_logs["loss"]
         else:
-            fitness = -train_logs.get("loss", math.inf)
+            # No validation and no single loss to compare (several optimizers: a GAN's generator and
+            # discriminator losses do not fall as it improves): the latest epoch is the best one.
+            fitness = float(epoch)
         improved = fitness > progress.best_fitness
         if improved:
             progress.best_fitness, progress.patience = fitness, 0

@@ -365,3 +365,16 @@ def test_accumulation_with_several_optimizers_is_an_error_naming_the_key(tmp_pat
     config = make_config(tmp_path, "train.accumulate=2")
     with pytest.raises(ValueError, match="train.accumulate: gradient accumulation needs a task with one optimizer"):
         Trainer(config, ToyTwoOptimizerTask(config)).fit()
+
+
+def test_without_validation_several_optimizers_keep_the_latest_epoch_as_best(tmp_path):
+    """No val split and no single ``loss`` (a GAN's two losses): best.pt follows the latest epoch, rather than
+    never being written."""
+    from tests.engine.toy_task import ToyTwoOptimizerTask
+
+    config = make_config(tmp_path, "train.epochs=2")
+    task = ToyTwoOptimizerTask(config)
+    task.build_datasets = lambda: (task.train_set, None)
+    result = Trainer(config, task).fit()
+    best = load_checkpoint(result.run_dir / "weights" / "best.pt")
+    assert result.best_checkpoint is not None and best["epoch"] == 2
