@@ -42,6 +42,7 @@ from cvzoo.export.runtime import BACKEND_OF_SUFFIX
 from cvzoo.layers.reparam import prepare_for_inference
 from cvzoo.models.registry import UnknownModelError, get_entry, model_recipe
 from cvzoo.tasks import Task, task_class
+from cvzoo.tasks.base import checkpoint_config
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def load_trained(weights: str | Path, device: str | torch.device = "cpu") -> tup
             f"{weights} is not a cvzoo training checkpoint (no config/task inside); for a bare state dict "
             "use cvzoo.create_model(name, weights=PATH)"
         )
-    config = from_dict(Config, upgrade_saved_config(checkpoint["config"]))
+    config = checkpoint_config(from_dict(Config, upgrade_saved_config(checkpoint["config"])))
     task = task_class(checkpoint["task"])(config)
     model = task.build_inference_model(checkpoint.get("extras", {}))
     state = checkpoint["ema"]["module"] if checkpoint.get("ema") else checkpoint["model"]

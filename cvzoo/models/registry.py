@@ -3,9 +3,9 @@
     register_model("resnet50", ResNet, block=Bottleneck, layers=(3, 4, 6, 3), task="classify")
     model = create_model("resnet50", num_classes=10)
 
-Names are snake_case; an optional ``.tag`` suffix names a weight set (``resnet50.tv_in1k``) and is
-ignored when building the architecture. Registering a name twice is an error, so two files can never
-silently shadow each other.
+Names are snake_case; an optional ``.tag`` suffix names a weight set (``resnet50.tv_in1k``): the
+architecture is the part before it, and ``create_model`` loads the set (``cvzoo.models.pretrained``).
+Registering a name twice is an error, so two files can never silently shadow each other.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,21 @@ from torch.utils.data import Dataset, default_collate
 
 from cvzoo.config import Config, ConfigError, OptimConfig, SchedulerConfig
 from cvzoo.config.moved import moved_hint
-from cvzoo.models.registry import ModelArgumentError, UnknownModelError, check_model_kwargs
+from cvzoo.models.registry import ModelArgumentError, UnknownModelError, check_model_kwargs, split_name
 from cvzoo.models.transfer import param_groups
 
 
 def bare(model: nn.Module) -> nn.Module:
     """The model inside a DistributedDataParallel wrapper, whose methods (``loss``) the wrapper hides."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def checkpoint_config(config: Config) -> Config:
+    """The config a checkpoint's model is rebuilt from: ``model.name`` without a weight tag. A run started
+    from published weights (``resnet50.tv_in1k``) keeps the tag in its config, but its checkpoint holds the
+    trained weights: rebuilding must not download (or, offline, fail on) the weights it started from."""
+    arch, tag = split_name(config.model.name)
+    return replace(config, model=replace(config.model, name=arch)) if tag else config
 
 
 @dataclass

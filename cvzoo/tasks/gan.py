@@ -35,7 +35,7 @@ from cvzoo.config import Config, ConfigError
 from cvzoo.data.datasets.classification import ArrayClassificationDataset, build_classification_dataset
 from cvzoo.metrics.generative import fid, kid
 from cvzoo.models.registry import create_model
-from cvzoo.tasks.base import Evaluator, OptimizerSpec, Task, bare
+from cvzoo.tasks.base import Evaluator, OptimizerSpec, Task, bare, checkpoint_config
 from cvzoo.tasks.classification import ClassificationTask, _stratified_head
 
 GRID_SEED = 1234  # the fixed noise of the per-epoch grids (the same images every epoch)
@@ -101,7 +101,7 @@ class FeatureExtractor(nn.Module):
         from cvzoo.config import from_dict
         from cvzoo.config.moved import upgrade_saved_config
 
-        task = ClassificationTask(from_dict(Config, upgrade_saved_config(checkpoint["config"])))
+        task = ClassificationTask(checkpoint_config(from_dict(Config, upgrade_saved_config(checkpoint["config"]))))
         self.model = task.build_inference_model(checkpoint["extras"])
         state = checkpoint["ema"]["module"] if checkpoint.get("ema") else checkpoint["model"]
         self.model.load_state_dict(state)

@@ -153,3 +153,22 @@ def test_timm_keywords_features_only_out_indices_and_global_pool():
         create_model("resnet18", in_chans=1, in_channels=1)
     with pytest.raises(ValueError, match="features_only"):
         create_model("resnet18", out_indices=(1,))
+
+
+def test_a_checkpoint_of_a_run_started_from_a_weight_set_reloads_without_downloading(tmp_path, monkeypatch):
+    """The run's config keeps ``lenet_mnist.<tag>``; val / predict / export rebuild the architecture only (the
+    checkpoint holds the trained weights) and never fetch the set, which offline would fail."""
+    from cvzoo import api
+    from tests.export.conftest import untrained_checkpoint
+
+    path = untrained_checkpoint(tmp_path / "best.pt", "classify", "lenet_mnist", "fashion_mnist_sample")
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["config"]["model"]["name"] = "lenet_mnist.some_published_set"
+    torch.save(checkpoint, path)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("rebuilding a checkpoint must not download weights")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    task, model, _ = api.load_trained(path)
+    torch.testing.assert_close(model.state_dict(), checkpoint["model"])

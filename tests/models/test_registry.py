@@ -46,9 +46,14 @@ def test_default_kwargs_and_overrides():
     assert sum(p.numel() for p in cifar.parameters()) == pytest.approx(0.27e6, rel=0.03)
 
 
-def test_tag_suffix_is_ignored_when_building():
-    model = create_model("resnet20_cifar.fashion_mnist", num_classes=3)
-    assert isinstance(model, CifarResNet)
+def test_a_tag_names_a_weight_set_and_an_unknown_one_is_an_error():
+    """A tag is never ignored: ``resnet20_cifar.fashion_mnist`` would otherwise give random weights under a
+    weight set's name (tests/models/test_pretrained.py loads real ones)."""
+    from cvzoo.models.pretrained import UnknownWeightsError
+
+    assert get_entry("resnet20_cifar.fashion_mnist").builder is CifarResNet  # the architecture is the part before
+    with pytest.raises(UnknownWeightsError, match="no weight set resnet20_cifar.fashion_mnist; .*none are published"):
+        create_model("resnet20_cifar.fashion_mnist", num_classes=3)
 
 
 def test_unknown_name_and_duplicates(monkeypatch):
