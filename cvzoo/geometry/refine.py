@@ -133,15 +133,25 @@ def views_residuals_and_jacobians(
         ``(residuals [2P], d_intrinsics [2P, 9], d_poses [2P, 6], rows)`` over the ``P`` points of all views in
         order; ``rows[i]`` is view ``i``'s slice of the ``2P`` rows (its pose block of ``d_poses``).
     """
+    camera, d_camera_d_pose = boards_in_camera(poses, object_points)
+    residuals, d_int, d_camera = camera_point_residuals(intrinsics, camera, np.concatenate(image_points))
+    d_poses = (d_camera @ d_camera_d_pose).reshape(-1, POSE_SIZE)
+    bounds = np.cumsum([0] + [2 * len(points) for points in object_points])
+    return residuals, d_int, d_poses, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def boards_in_camera(poses: np.ndarray, object_points: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Every view's board points in the camera frame, ``Xc = R_i X + t_i``, and ``d(Xc)/d(pose_i)``.
+
+    Returns:
+        ``(camera [P, 3], d_camera_d_pose [P, 3, 6])`` over the ``P`` points of all views in order (the
+        rotation columns by :func:`rotate_points_batch`, the translation columns the identity).
+    """
     poses = np.asarray(poses, dtype=np.float64).reshape(-1, POSE_SIZE)
     rotated, d_rotation = rotate_points_batch(poses[:, :3], object_points)
     view_of_point = np.repeat(np.arange(len(poses)), [len(points) for points in object_points])
-    camera = rotated + poses[view_of_point, 3:]
-    residuals, d_int, d_camera = camera_point_residuals(intrinsics, camera, np.concatenate(image_points))
-    # d(Xc)/d(tvec) = I, so the translation columns are d_camera itself.
-    d_poses = np.concatenate([d_camera @ d_rotation, d_camera], axis=2).reshape(-1, POSE_SIZE)
-    bounds = np.cumsum([0] + [2 * len(points) for points in object_points])
-    return residuals, d_int, d_poses, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    identity = np.broadcast_to(np.eye(3), (len(rotated), 3, 3))
+    return rotated + poses[view_of_point, 3:], np.concatenate([d_rotation, identity], axis=2)
 
 
 def rotate_points_batch(rvecs: np.ndarray, point_sets: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

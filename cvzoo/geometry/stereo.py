@@ -36,11 +36,10 @@ from cvzoo.geometry.calibration import (
 )
 from cvzoo.geometry.errors import CalibrationError
 from cvzoo.geometry.refine import (
+    boards_in_camera,
     camera_point_residuals,
     levenberg_marquardt,
-    rotate_points_batch,
     rotation_derivatives,
-    views_residuals_and_jacobians,
 )
 from cvzoo.geometry.result import CalibrationResult
 from cvzoo.geometry.rotation import rodrigues, rotation_to_rvec, skew
@@ -172,15 +171,16 @@ def _rig_normal_equations(
     count = len(object_points)
     rig_r, rig_t, poses = x[:3], x[3:6], x[6:].reshape(count, 6)
     R_rig = rodrigues(rig_r)
-    r_left, _, J_left, rows = views_residuals_and_jacobians(left_intrinsics, poses, object_points, left_points)
-    rotated, d_view_rotation = rotate_points_batch(poses[:, :3], object_points)
-    in_left = rotated + np.repeat(poses[:, 3:], [len(board) for board in object_points], axis=0)
+    in_left, d_left_d_pose = boards_in_camera(poses, object_points)
+    r_left, _, d_left = camera_point_residuals(left_intrinsics, in_left, np.concatenate(left_points))
+    J_left = (d_left @ d_left_d_pose).reshape(-1, 6)
     in_right_rotated = in_left @ R_rig.T
     r_right, _, d_camera = camera_point_residuals(right_intrinsics, in_right_rotated + rig_t, np.concatenate(right_points))
     # d(Xc)/d(rig rvec) by the rotation derivative, d(Xc)/d(rig t) = I; d(Xc)/d(view pose) = R_rig d(X_left)/d(pose).
     J_rig = np.concatenate([d_camera @ rotation_derivatives(rig_r, in_right_rotated), d_camera], 2).reshape(-1, 6)
-    d_camera_rig = d_camera @ R_rig
-    J_right = np.concatenate([d_camera_rig @ d_view_rotation, d_camera_rig], 2).reshape(-1, 6)
+    J_right = (d_camera @ R_rig @ d_left_d_pose).reshape(-1, 6)
+    bounds = np.cumsum([0] + [2 * len(board) for board in object_points])
+    rows = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
     size = 6 + 6 * count
     JtJ, Jtr = np.zeros((size, size)), np.zeros(size)
     JtJ[:6, :6] = J_rig.T @ J_rig
