@@ -5,7 +5,7 @@
 Both sides start from the same detected (or generated) corners and do the same work: calibrate each camera
 (Zhang + Levenberg-Marquardt), then the rig with the intrinsics held (``cv2.calibrateCamera`` x 2 +
 ``cv2.stereoCalibrate(CALIB_FIX_INTRINSIC)``). Two corner sets: ``--pairs`` synthetic pairs of a 9x6
-board seen by a rig with distortion (0.2 px noise), and the four real MRPT pairs of tests/geometry/assets.
+board seen by a rig with distortion (0.2 px noise), and the four real MRPT pairs bundled in cvzoo/data/assets/chessboards.
 Printed: the median time of each side over alternating repeats, the ratio, and the rig's agreement
 (rms, |T| and the rotation between the two answers).
 """
@@ -13,16 +13,16 @@ Printed: the median time of each side over alternating repeats, the ratio, and t
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import cv2
 import numpy as np
 from _timing import alternate, median, median_ratio
 
+from cvzoo.data.bundled import asset_path
 from cvzoo.geometry import calibrate_from_points, chessboard_points, find_chessboard_corners, project_points
 from cvzoo.geometry.stereo import stereo_calibrate_from_points
 
-ASSETS = Path(__file__).resolve().parents[1] / "tests" / "geometry" / "assets"
+ASSETS = asset_path("chessboards")
 
 
 def synthetic_pairs(count: int, seed: int = 0):

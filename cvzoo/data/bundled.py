@@ -1,7 +1,8 @@
-"""The Fashion-MNIST sample shipped inside the package (see ``cvzoo/data/assets/README.md``).
+"""The data shipped inside the package (see ``cvzoo/data/assets/README.md``).
 
-1000 training images (100 per class) and 200 validation images (20 per class), 28x28 uint8 grey,
-so that demos and tests run without any download.
+The Fashion-MNIST sample: 1000 training images (100 per class) and 200 validation images (20 per class),
+28x28 uint8 grey, so that demos and tests run without any download. ``asset_path`` finds the other files
+(the MRPT chessboards, the VOC sample photo) that the documentation's examples use.
 """
 
 from __future__ import annotations
@@ -16,6 +17,20 @@ from cvzoo.data.images import DatasetError
 SAMPLE_NAME = "fashion_mnist_sample"
 _ASSET = "assets/fashion_mnist_sample.npz"
 _SPLITS = ("train", "val")
+
+
+def asset_path(name: str) -> Path:
+    """The path of a file or folder bundled in ``cvzoo/data/assets`` (e.g. ``"chessboards"``, ``"voc_sample"``).
+
+    Raises:
+        DatasetError: no such asset; the message lists the bundled ones.
+    """
+    root = Path(str(resources.files("cvzoo.data").joinpath("assets")))
+    path = root / name
+    if not name or not path.exists():
+        known = sorted(p.name for p in root.iterdir() if p.name != "README.md")
+        raise DatasetError(f"no bundled asset {name!r} in {root}; bundled: {known}")
+    return path
 
 
 def load_fashion_sample(split: str = "train") -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -8,6 +8,7 @@ import pytest
 import scipy.ndimage as ndi
 from pycocotools import mask as coco_mask
 
+from cvzoo.data.bundled import asset_path
 from cvzoo.data.formats.masks import (
     annotation_masks,
     instance_map_to_masks,
@@ -27,7 +28,7 @@ ASSETS = os.path.join(os.path.dirname(__file__), "assets")
 
 @pytest.fixture(scope="module")
 def object_map():
-    return read_index_png(os.path.join(ASSETS, "voc_sample", "SegmentationObject", "sample.png"))
+    return read_index_png(os.path.join(asset_path("voc_sample"), "SegmentationObject", "sample.png"))
 
 
 def _random_polygons(seed=0, count=40):

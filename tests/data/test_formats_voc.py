@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cvzoo.data.bundled import asset_path
 from cvzoo.data.formats._common import AnnotationFormatError
 from cvzoo.data.formats.voc import VOC_CLASSES, parse_voc_xml, read_voc, voc_xml, write_voc
 from cvzoo.data.formats.yolo import label_rows
@@ -100,7 +101,7 @@ def test_class_list_from_annotations_or_given(tmp_path):
 
 
 def test_real_sample():
-    ds = read_voc(os.path.join(ASSETS, "voc_sample"), "train")
+    ds = read_voc(str(asset_path("voc_sample")), "train")
     image = ds.images[0]
     assert (image.width, image.height, len(image)) == (500, 375, 19)
     assert [ds.class_names[i] for i in image.labels[:2]] == ["bottle", "chair"]
@@ -113,14 +114,14 @@ def test_real_sample_instance_masks_come_from_segmentation_object(tmp_path):
 
     from cvzoo.data.formats.masks import annotation_masks
 
-    image = read_voc(os.path.join(ASSETS, "voc_sample"), "train").images[0]
+    image = read_voc(str(asset_path("voc_sample")), "train").images[0]
     assert image.rles is not None and len(image.rles) == 19
     masks = annotation_masks(image)
     for mask, (x1, y1, x2, y2) in zip(masks, image.boxes):
         ys, xs = np.nonzero(mask)
         assert len(xs) and x1 - 1 <= xs.min() and xs.max() <= x2 and y1 - 1 <= ys.min() and ys.max() <= y2
     root = tmp_path / "voc"
-    shutil.copytree(os.path.join(ASSETS, "voc_sample"), root)
+    shutil.copytree(str(asset_path("voc_sample")), root)
     png = next((root / "SegmentationObject").glob("*.png"))
     Image.open(png).crop((0, 0, 400, 300)).save(png)
     with pytest.raises(AnnotationFormatError, match=r"the instance mask is 400x300 \(width x height\) but its XML "

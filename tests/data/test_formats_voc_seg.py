@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cvzoo.data.bundled import asset_path
 from cvzoo.data.formats._common import AnnotationFormatError
 from cvzoo.data.formats.voc_seg import (
     instances_from_pngs,
@@ -18,7 +19,7 @@ from cvzoo.data.formats.voc_seg import (
 )
 
 ASSETS = os.path.join(os.path.dirname(__file__), "assets")
-SAMPLE = os.path.join(ASSETS, "voc_sample")
+SAMPLE = str(asset_path("voc_sample"))
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
+from cvzoo.data.bundled import asset_path
 from cvzoo.data.formats.voc_seg import read_index_png
 from cvzoo.ops.masks import (
     MaskFormatError,
@@ -37,7 +38,7 @@ def _random_masks(seed=0):
 
 
 def _voc_masks():
-    objects = read_index_png(os.path.join(ASSETS, "voc_sample", "SegmentationObject", "sample.png"))
+    objects = read_index_png(os.path.join(asset_path("voc_sample"), "SegmentationObject", "sample.png"))
     return [(objects == i) for i in range(1, 20)]
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cvzoo.data.bundled import asset_path
 from cvzoo.geometry import chessboard_points, project_points, rodrigues, rotation_to_rvec
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = asset_path("chessboards")
 
 
 @pytest.fixture(scope="session")
