@@ -1,0 +1,115 @@
+"""Every fenced ``python`` block of README.md and docs/*.md runs as written.
+
+The blocks of one page run in order in one namespace (a later block may use the names an earlier block of
+the same page defined, as a reader who pastes them one after the other would), with a fresh temporary folder
+as the working directory, so a block that reads a file relative to the repository root, or a name defined on
+another page, fails here as it would for a reader. A block that cannot run in a test (a GPU, a downloaded
+weight file, the reader's own data set) is preceded in the markdown by ``<!-- not run: reason -->``; the
+reason is required and the reader sees it in the source.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+FENCE_OPEN = re.compile(r"^```python\s*$")
+FENCE_CLOSE = re.compile(r"^```\s*$")
+NOT_RUN = re.compile(r"^<!--\s*not run:\s*(?P<reason>.*?)\s*-->\s*$")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced python block: its source, the 1-based line of its first code line, a skip reason."""
+
+    code: str
+    line: int
+    not_run: str | None
+
+
+def extract_blocks(text: str, page: str) -> list[Block]:
+    """The ``python`` blocks of a markdown page in order.
+
+    Raises:
+        ValueError: a block is not closed, or a ``not run`` marker gives no reason (``page:line`` named).
+    """
+    lines = text.splitlines()
+    blocks: list[Block] = []
+    index = 0
+    while index < len(lines):
+        if not FENCE_OPEN.match(lines[index]):
+            index += 1
+            continue
+        opening = index
+        end = opening + 1
+        while end < len(lines) and not FENCE_CLOSE.match(lines[end]):
+            end += 1
+        if end == len(lines):
+            raise ValueError(f"{page}:{opening + 1}: python block is never closed")
+        previous = opening - 1
+        while previous >= 0 and not lines[previous].strip():
+            previous -= 1
+        marker = NOT_RUN.match(lines[previous].strip()) if previous >= 0 else None
+        if marker is not None and not marker.group("reason"):
+            raise ValueError(f"{page}:{previous + 1}: 'not run' marker without a reason")
+        blocks.append(Block("\n".join(lines[opening + 1:end]) + "\n", opening + 2,
+                            marker.group("reason") if marker else None))
+        index = end + 1
+    return blocks
+
+
+def run_page(path: Path, namespace: dict | None = None) -> None:
+    """Run the blocks of one page in order in one namespace; a failure names the page and line.
+
+    Each block is compiled with the markdown file as its file name and its lines at their place in the
+    page, so a traceback points at the markdown line that failed.
+    """
+    page = path.relative_to(REPO).as_posix()
+    namespace = {"__name__": "__main__"} if namespace is None else namespace
+    for block in extract_blocks(path.read_text(encoding="utf-8"), page):
+        if block.not_run is not None:
+            continue
+        code = compile("\n" * (block.line - 1) + block.code, str(path), "exec")
+        try:
+            exec(code, namespace)  # noqa: S102 - running the documentation is the point of this test
+        except Exception as error:  # noqa: BLE001 - any failure of a block is reported with its place
+            raise AssertionError(f"{page}:{block.line}: python block failed:\n"
+                                 f"{traceback.format_exc()}") from error
+
+
+def test_extract_blocks_reads_places_and_markers():
+    text = ("# t\n```python\nx = 1\n```\n\n<!-- not run: needs a GPU -->\n```python\ny = x\n```\n"
+            "```bash\nls\n```\n")
+    first, second = extract_blocks(text, "t.md")
+    assert (first.code, first.line, first.not_run) == ("x = 1\n", 3, None)
+    assert (second.code, second.line, second.not_run) == ("y = x\n", 8, "needs a GPU")
+    with pytest.raises(ValueError, match="t.md:1: python block is never closed"):
+        extract_blocks("```python\nx = 1\n", "t.md")
+    with pytest.raises(ValueError, match="t.md:1: 'not run' marker without a reason"):
+        extract_blocks("<!-- not run: -->\n```python\nx = 1\n```\n", "t.md")
+
+
+def test_run_page_names_the_failing_markdown_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(f"{__name__}.REPO", tmp_path)
+    page = tmp_path / "p.md"
+    page.write_text("```python\nvalue = 2\n```\ntext\n```python\nassert value == 2\nmissing_name\n```\n")
+    with pytest.raises(AssertionError, match=r"p\.md:6: python block failed") as failure:
+        run_page(page)
+    assert 'p.md", line 7' in str(failure.value)
+
+
+PAGES_WITH_CODE = [page for page in PAGES
+                   if any(FENCE_OPEN.match(line) for line in page.read_text(encoding="utf-8").splitlines())]
+
+
+@pytest.mark.parametrize("path", PAGES_WITH_CODE, ids=lambda path: path.relative_to(REPO).as_posix())
+def test_docs_python_blocks_run(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    run_page(path)
