@@ -154,3 +154,40 @@ def test_repvgg_parameter_counts_match_timm(name):
         reference = timm.create_model(_reference(name)[1], pretrained=False)
         ours = create_model(name)
     assert _num_params(ours) == _num_params(reference)
+
+
+# timm's EfficientNet builder layouts (conv_stem / blocks.S.J.conv_pw ... / conv_head). timm's mobilenetv3_*
+# use BN eps 1e-5: our mobilenet_v3_*_100 variants; torchvision's eps 1e-3 models take them with norm_eps.
+TIMM_BN = {"norm_eps": 1e-5, "norm_momentum": 0.1}
+TIMM_BUILDER_CASES = [
+    ("efficientnet_b0", "efficientnet_b0", {}),
+    ("efficientnet_b2", "efficientnet_b2", {}),
+    ("mobilenetv3_large_100", "mobilenet_v3_large_100", {}),
+    ("mobilenetv3_small_100", "mobilenet_v3_small_100", {}),
+    ("mobilenetv3_small_100", "mobilenet_v3_small", TIMM_BN),
+]
+
+
+@pytest.mark.parametrize(("timm_name", "name", "kwargs"), TIMM_BUILDER_CASES, ids=[c[0] for c in TIMM_BUILDER_CASES])
+def test_timm_efficientnet_builder_checkpoint_gives_same_outputs(timm_name, name, kwargs, tmp_path, skip_init,
+                                                                 random_norm_stats):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    reference = random_norm_stats(timm.create_model(timm_name, pretrained=False))
+    path = tmp_path / "reference.pth"
+    torch.save(reference.state_dict(), path)
+    with skip_init():  # strict load: every tensor comes from the timm file
+        ours = create_model(name, weights=str(path), **kwargs)
+    assert _num_params(ours) == _num_params(reference)
+    _assert_same_outputs(reference, ours, 32)
+
+
+@pytest.mark.parametrize("timm_name", ["efficientnet_b1", "efficientnet_b3", "efficientnet_b4", "efficientnet_b5"])
+def test_timm_efficientnet_variants_load_strictly(timm_name):
+    timm = pytest.importorskip("timm")
+    with torch.device("meta"):
+        reference = timm.create_model(timm_name, pretrained=False)
+        ours = create_model(timm_name)
+    assert _num_params(ours) == _num_params(reference)
+    report = load_weights(ours, reference.state_dict(), strict=True)
+    assert report.ok and report.remap == "efficientnet:timm"

@@ -35,7 +35,9 @@ from cvzoo.models.classification.mobilenet_v2 import (
     apply_mapping,
     feature_points,
     rename_conv_norm,
+    rename_timm_block,
     rename_torchvision_block,
+    timm_block_indices,
 )
 from cvzoo.models.features import FeatureInfo
 from cvzoo.models.registry import register_model
@@ -215,6 +217,31 @@ def remap_torchvision_efficientnet(state: StateDict) -> StateDict:
 
 
 register_remap("efficientnet", remap_torchvision_efficientnet, name="efficientnet:torchvision")
+
+
+def remap_timm_efficientnet(state: StateDict) -> StateDict:
+    """timm ``conv_stem``/``bn1`` / ``blocks.S.J.*`` / ``conv_head``/``bn2`` / ``classifier`` -> ours.
+
+    timm's ``efficientnet_b0``-``b4`` are the same computation as ours (BN eps 1e-5, symmetric padding, SE
+    squeezed to a quarter of the block input). Its ``efficientnet_b5``-``b7`` keep eps 1e-5 where ours
+    (torchvision's) use 1e-3: build ours with ``norm_eps=1e-5, norm_momentum=0.1`` for those. The
+    ``tf_efficientnet_*`` files have the same keys but TensorFlow's asymmetric 'same' padding and eps 1e-3,
+    which no cvzoo EfficientNet computes: they load, but their outputs differ.
+    """
+    if "conv_stem.weight" not in state or "conv_head.weight" not in state or "conv_head.bias" in state:
+        raise KeyError("not a timm EfficientNet state dict")
+    mapping = {"conv_stem.weight": "stem.conv.weight", "conv_head.weight": "head_conv.conv.weight"}
+    for key in state:
+        if key.startswith("bn1."):
+            mapping[key] = "stem.bn." + key[len("bn1."):]
+        elif key.startswith("bn2."):
+            mapping[key] = "head_conv.bn." + key[len("bn2."):]
+    for stage, index in timm_block_indices(state):
+        mapping.update(rename_timm_block(state, f"blocks.{stage}.{index}", f"stages.{stage}.{index}"))
+    return apply_mapping(state, mapping)
+
+
+register_remap("efficientnet", remap_timm_efficientnet, name="efficientnet:timm")
 
 
 def efficientnet(

@@ -235,6 +235,39 @@ def rename_torchvision_block(state: StateDict, old_prefix: str, new_prefix: str)
     return mapping
 
 
+# timm's EfficientNet builder (``timm/models/_efficientnet_blocks.py``) names the parts of a block instead
+# of numbering them: an inverted residual is conv_pw/bn1 (expand), conv_dw/bn2 (depthwise), se, conv_pwl/bn3
+# (project); a depthwise-separable block (no expansion) is conv_dw/bn1, se, conv_pw/bn2.
+_TIMM_INVERTED_RESIDUAL = {"conv_pw": "expand.conv", "bn1": "expand.bn", "conv_dw": "depthwise.conv",
+                           "bn2": "depthwise.bn", "conv_pwl": "project.conv", "bn3": "project.bn"}
+_TIMM_DEPTHWISE_SEPARABLE = {"conv_dw": "depthwise.conv", "bn1": "depthwise.bn", "conv_pw": "project.conv",
+                             "bn2": "project.bn"}
+_TIMM_SE = {"se.conv_reduce": "se.fc1", "se.conv_expand": "se.fc2"}
+
+
+def rename_timm_block(state: StateDict, old_prefix: str, new_prefix: str) -> dict[str, str]:
+    """Old -> new names for one block of timm's EfficientNet builder (EfficientNet, MobileNet v3).
+
+    Raises:
+        KeyError: a part that is neither of the two block kinds (e.g. timm's Fused-MBConv ``conv_exp``).
+    """
+    parts = {key[len(old_prefix) + 1:] for key in state if key.startswith(f"{old_prefix}.")}
+    names = _TIMM_INVERTED_RESIDUAL if any(p.startswith("conv_pwl.") for p in parts) else _TIMM_DEPTHWISE_SEPARABLE
+    names = {**names, **_TIMM_SE}
+    mapping = {}
+    for part in parts:
+        module, _, leaf = part.rpartition(".")
+        if module not in names:
+            raise KeyError(f"{old_prefix}.{part}: not a part of timm's inverted-residual or depthwise-separable block")
+        mapping[f"{old_prefix}.{part}"] = f"{new_prefix}.{names[module]}.{leaf}"
+    return mapping
+
+
+def timm_block_indices(state: StateDict) -> list[tuple[int, int]]:
+    """The ``(stage, index)`` of every ``blocks.S.J`` in a timm EfficientNet-builder state dict, in order."""
+    return sorted({(int(m.group(1)), int(m.group(2))) for k in state if (m := re.match(r"^blocks\.(\d+)\.(\d+)\.", k))})
+
+
 def rename_conv_norm(state: StateDict, old_prefix: str, new_prefix: str) -> dict[str, str]:
     """``old.0.weight`` / ``old.1.*`` (torchvision's Conv2dNormActivation) -> ``new.conv.*`` / ``new.bn.*``."""
     mapping = {}

@@ -31,7 +31,9 @@ from cvzoo.models.classification.mobilenet_v2 import (
     feature_points,
     init_mobilenet_weights,
     rename_conv_norm,
+    rename_timm_block,
     rename_torchvision_block,
+    timm_block_indices,
 )
 from cvzoo.models.features import FeatureInfo
 from cvzoo.models.registry import register_model
@@ -87,6 +89,8 @@ class MobileNetV3(Classifier):
         width_mult: channel multiplier (rounded to multiples of 8).
         drop_rate: dropout before the classifier.
         dilated: trade the last stride for dilation (output stride 16).
+        norm_eps, norm_momentum: BatchNorm settings (torchvision's 0.001 / 0.01; timm's ``mobilenetv3_*``
+            use PyTorch's defaults 1e-5 / 0.1).
     """
 
     classifier_name = "classifier"
@@ -100,9 +104,11 @@ class MobileNetV3(Classifier):
         width_mult: float = 1.0,
         drop_rate: float = 0.2,
         dilated: bool = False,
+        norm_eps: float = 0.001,
+        norm_momentum: float = 0.01,
     ) -> None:
         super().__init__()
-        norm_layer = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
+        norm_layer = partial(nn.BatchNorm2d, eps=norm_eps, momentum=norm_momentum)
         stem_channels = make_divisible(16 * width_mult, 8)
         self.stem = ConvNormAct(in_channels, stem_channels, 3, 2, norm_layer=norm_layer, act_layer=nn.Hardswish)
         blocks, reductions, channels, reduction, dilation = [], [], stem_channels, 2, 1
@@ -177,6 +183,40 @@ def remap_torchvision_mobilenet_v3(state: StateDict) -> StateDict:
 
 register_remap("mobilenetv3", remap_torchvision_mobilenet_v3, name="mobilenetv3:torchvision")
 
+
+def remap_timm_mobilenet_v3(state: StateDict) -> StateDict:
+    """timm ``mobilenetv3_large_100`` / ``_small_100`` -> ours (build ours with ``norm_eps=1e-5, norm_momentum=0.1``).
+
+    timm nests the blocks by stage (``blocks.S.J``) where ours are flat, and its last stage is the 1x1
+    conv-BN-hardswish that is our ``head_conv``. Its head is the paper's: pool, then a 1x1 conv with bias
+    (``conv_head``) and hardswish; on the pooled 1x1 map that conv is our ``pre_logits`` linear layer, so
+    its kernel is reshaped. The SE widths (a quarter of the expanded width rounded to 8) and hard-sigmoid
+    gate are torchvision's; only the BN eps differs (1e-5), hence the keyword. ``tf_mobilenetv3_*`` use
+    TensorFlow's 'same' padding and ``mobilenetv3_rw`` another head: not the same computation.
+    """
+    if "conv_stem.weight" not in state or "conv_head.bias" not in state:
+        raise KeyError("not a timm MobileNet v3 state dict")
+    indices = timm_block_indices(state)
+    last_stage = indices[-1][0] if indices else -1
+    head = [(s, j) for s, j in indices if s == last_stage]
+    if len(head) != 1 or f"blocks.{last_stage}.0.conv.weight" not in state:
+        raise KeyError("timm MobileNet v3: the last stage is not one conv-BN-act (the head conv)")
+    mapping = {"conv_stem.weight": "stem.conv.weight", f"blocks.{last_stage}.0.conv.weight": "head_conv.conv.weight",
+               "conv_head.bias": "pre_logits.0.bias"}
+    for key in state:
+        if key.startswith("bn1."):
+            mapping[key] = "stem.bn." + key[len("bn1."):]
+        elif key.startswith(f"blocks.{last_stage}.0.bn1."):
+            mapping[key] = "head_conv.bn." + key[len(f"blocks.{last_stage}.0.bn1."):]
+    for flat, (stage, index) in enumerate(i for i in indices if i[0] != last_stage):
+        mapping.update(rename_timm_block(state, f"blocks.{stage}.{index}", f"blocks.{flat}"))
+    converted = apply_mapping({k: v for k, v in state.items() if k != "conv_head.weight"}, mapping)
+    converted["pre_logits.0.weight"] = state["conv_head.weight"].flatten(1)  # [out, in, 1, 1] -> [out, in]
+    return converted
+
+
+register_remap("mobilenetv3", remap_timm_mobilenet_v3, name="mobilenetv3:timm")
+
 register_model(
     "mobilenet_v3_large", MobileNetV3, settings=MOBILENET_V3_LARGE, last_channels=1280,
     reference="torchvision:mobilenet_v3_large",
@@ -184,4 +224,15 @@ register_model(
 register_model(
     "mobilenet_v3_small", MobileNetV3, settings=MOBILENET_V3_SMALL, last_channels=1024,
     reference="torchvision:mobilenet_v3_small",
+)
+# timm's MobileNet v3 (the same network with PyTorch's BN defaults, eps 1e-5 / momentum 0.1): the variants
+# its checkpoints, and its published weight sets by tag, load into with the same outputs.
+_timm_bn = {"norm_eps": 1e-5, "norm_momentum": 0.1}
+register_model(
+    "mobilenet_v3_large_100", MobileNetV3, settings=MOBILENET_V3_LARGE, last_channels=1280, **_timm_bn,
+    reference="timm:mobilenetv3_large_100",
+)
+register_model(
+    "mobilenet_v3_small_100", MobileNetV3, settings=MOBILENET_V3_SMALL, last_channels=1024, **_timm_bn,
+    reference="timm:mobilenetv3_small_100",
 )
