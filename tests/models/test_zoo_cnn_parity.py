@@ -161,10 +161,11 @@ def test_repvgg_parameter_counts_match_timm(name):
 TIMM_BN = {"norm_eps": 1e-5, "norm_momentum": 0.1}
 TIMM_BUILDER_CASES = [
     ("efficientnet_b0", "efficientnet_b0", {}),
-    ("efficientnet_b2", "efficientnet_b2", {}),
     ("mobilenetv3_large_100", "mobilenet_v3_large_100", {}),
     ("mobilenetv3_small_100", "mobilenet_v3_small_100", {}),
     ("mobilenetv3_small_100", "mobilenet_v3_small", TIMM_BN),
+    ("mobilenetv2_050", "mobilenet_v2_050", {}),
+    ("mobilenetv2_100", "mobilenet_v2", {}),
 ]
 
 
@@ -182,7 +183,8 @@ def test_timm_efficientnet_builder_checkpoint_gives_same_outputs(timm_name, name
     _assert_same_outputs(reference, ours, 32)
 
 
-@pytest.mark.parametrize("timm_name", ["efficientnet_b1", "efficientnet_b3", "efficientnet_b4", "efficientnet_b5"])
+@pytest.mark.parametrize("timm_name", ["efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
+                                       "efficientnet_b5"])
 def test_timm_efficientnet_variants_load_strictly(timm_name):
     timm = pytest.importorskip("timm")
     with torch.device("meta"):

@@ -38,6 +38,7 @@ from cvzoo.models.classification.mobilenet_v2 import (
     rename_timm_block,
     rename_torchvision_block,
     timm_block_indices,
+    timm_stem_head_mapping,
 )
 from cvzoo.models.features import FeatureInfo
 from cvzoo.models.registry import register_model
@@ -230,12 +231,7 @@ def remap_timm_efficientnet(state: StateDict) -> StateDict:
     """
     if "conv_stem.weight" not in state or "conv_head.weight" not in state or "conv_head.bias" in state:
         raise KeyError("not a timm EfficientNet state dict")
-    mapping = {"conv_stem.weight": "stem.conv.weight", "conv_head.weight": "head_conv.conv.weight"}
-    for key in state:
-        if key.startswith("bn1."):
-            mapping[key] = "stem.bn." + key[len("bn1."):]
-        elif key.startswith("bn2."):
-            mapping[key] = "head_conv.bn." + key[len("bn2."):]
+    mapping = timm_stem_head_mapping(state)
     for stage, index in timm_block_indices(state):
         mapping.update(rename_timm_block(state, f"blocks.{stage}.{index}", f"stages.{stage}.{index}"))
     return apply_mapping(state, mapping)

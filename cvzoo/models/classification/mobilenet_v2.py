@@ -268,6 +268,17 @@ def timm_block_indices(state: StateDict) -> list[tuple[int, int]]:
     return sorted({(int(m.group(1)), int(m.group(2))) for k in state if (m := re.match(r"^blocks\.(\d+)\.(\d+)\.", k))})
 
 
+def timm_stem_head_mapping(state: StateDict) -> dict[str, str]:
+    """timm's ``conv_stem``/``bn1`` and ``conv_head``/``bn2`` (a 1x1 conv-BN head, before pooling) -> ours."""
+    mapping = {"conv_stem.weight": "stem.conv.weight", "conv_head.weight": "head_conv.conv.weight"}
+    for key in state:
+        if key.startswith("bn1."):
+            mapping[key] = "stem.bn." + key[len("bn1."):]
+        elif key.startswith("bn2."):
+            mapping[key] = "head_conv.bn." + key[len("bn2."):]
+    return mapping
+
+
 def rename_conv_norm(state: StateDict, old_prefix: str, new_prefix: str) -> dict[str, str]:
     """``old.0.weight`` / ``old.1.*`` (torchvision's Conv2dNormActivation) -> ``new.conv.*`` / ``new.bn.*``."""
     mapping = {}
@@ -300,6 +311,25 @@ def remap_torchvision_mobilenet_v2(state: StateDict) -> StateDict:
 
 register_remap("mobilenetv2", remap_torchvision_mobilenet_v2, name="mobilenetv2:torchvision")
 
+
+
+def remap_timm_mobilenet_v2(state: StateDict) -> StateDict:
+    """timm ``mobilenetv2_050/100/140`` (``conv_stem`` / ``blocks.S.J`` / ``conv_head`` + ``bn2``) -> ours.
+
+    The same network (ReLU6, BN eps 1e-5, the same width rounding and 1280-channel floor of the last conv);
+    timm nests the blocks by stage where ours are flat. ``mobilenetv2_110d`` / ``_120d`` change the depths
+    and have no cvzoo variant.
+    """
+    if "conv_stem.weight" not in state or "conv_head.weight" not in state or "conv_head.bias" in state:
+        raise KeyError("not a timm MobileNet v2 state dict")
+    mapping = timm_stem_head_mapping(state)
+    for flat, (stage, index) in enumerate(timm_block_indices(state)):
+        mapping.update(rename_timm_block(state, f"blocks.{stage}.{index}", f"blocks.{flat}"))
+    return apply_mapping(state, mapping)
+
+
+register_remap("mobilenetv2", remap_timm_mobilenet_v2, name="mobilenetv2:timm")
+
 register_model("mobilenet_v2", MobileNetV2, reference="torchvision:mobilenet_v2")
-register_model("mobilenet_v2_050", MobileNetV2, width_mult=0.5)
-register_model("mobilenet_v2_140", MobileNetV2, width_mult=1.4)
+register_model("mobilenet_v2_050", MobileNetV2, width_mult=0.5, reference="timm:mobilenetv2_050")
+register_model("mobilenet_v2_140", MobileNetV2, width_mult=1.4, reference="timm:mobilenetv2_140")
