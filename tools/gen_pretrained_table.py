@@ -104,7 +104,11 @@ def main() -> int:
                     defaults[arch] = tag
         timm_arch = entry.reference.split(":", 1)[1] if entry.reference.startswith("timm:") else arch
         timm_tags = [name for name in timm.list_pretrained(f"{timm_arch}.*") if name.split(".")[0] == timm_arch]
-        for index, name in enumerate(timm_tags):
+        # timm's default tag is the architecture's own pretrained config (list_pretrained sorts by name: its
+        # first tag can be an ImageNet-21k file, e.g. mobilenetv3_large_100.miil_in21k).
+        timm_default = timm.models.get_pretrained_cfg(timm_arch).tag if timm_tags else None
+        timm_rows = []
+        for name in timm_tags:
             cfg = timm.models.get_pretrained_cfg(name)
             match = HASH.search(cfg.url or "")
             if not match or "download.pytorch.org" in cfg.url:  # torchvision's own files are listed above
@@ -116,8 +120,9 @@ def main() -> int:
                 continue
             tag = "timm_" + name.split(".", 1)[1]
             rows.append((arch, tag, cfg.url, match.group(1), fit, "timm"))
-            if index == 0:  # timm lists an architecture's default tag first
-                defaults.setdefault(arch, tag)
+            timm_rows.append(tag)
+        if timm_rows:  # timm's default when it is a hashed file, else the first one written
+            defaults.setdefault(arch, f"timm_{timm_default}" if f"timm_{timm_default}" in timm_rows else timm_rows[0])
         print(f"{arch}: {sum(r[0] == arch for r in rows)} weight sets ({time.time() - started:.1f} s)", file=sys.stderr)
 
     lines = [
