@@ -193,3 +193,14 @@ def test_timm_efficientnet_variants_load_strictly(timm_name):
     assert _num_params(ours) == _num_params(reference)
     report = load_weights(ours, reference.state_dict(), strict=True)
     assert report.ok and report.remap == "efficientnet:timm"
+
+
+def test_timm_builder_weight_sets_are_listed_by_name():
+    from cvzoo.models.pretrained import weight_sets
+
+    # Written by tools/gen_pretrained_table.py once these layouts loaded strictly (they did not before).
+    assert "timm_ra_in1k" in weight_sets("efficientnet_b0")
+    assert "timm_ra_in1k" in weight_sets("mobilenet_v3_large_100")
+    assert "timm_lamb_in1k" in weight_sets("mobilenet_v3_small_100")
+    assert "timm_ra_in1k" in weight_sets("mobilenet_v2_140")
+    assert not any(tag.startswith("timm_") for tag in weight_sets("mobilenet_v3_large"))  # eps 1e-3: not timm's
