@@ -165,14 +165,17 @@ class RTDETR(OnePassDetector):
     @torch.no_grad()
     def _reset_heads(self) -> None:
         """RT-DETR's start: class biases at the prior probability 0.01 (Lin et al. 2017, sec. 4.1: the focal
-        loss of the many negatives does not swamp the first iterations), box corrections at zero (a layer first
-        passes its reference on), Glorot class weights."""
+        loss of the many negatives does not swamp the first iterations), box corrections at (nearly) zero (a
+        layer first passes its reference on), Glorot class weights. RT-DETR zeroes the box heads' last layer
+        outright; its weight starts here at N(0, 1e-4) instead, which moves the first boxes by ~1e-4 but lets
+        the gradient reach the heads' hidden layers from the first step (a zero weight blocks it until the
+        first update)."""
         prior = -torch.log(torch.tensor((1 - 0.01) / 0.01)).item()
         for head in [self.enc_score_head, *self.decoder.class_heads]:
             nn.init.xavier_uniform_(head.weight)
             nn.init.constant_(head.bias, prior)
         for box_head in [self.enc_bbox_head, *self.decoder.box_heads]:
-            nn.init.zeros_(box_head.layers[-1].weight)
+            nn.init.normal_(box_head.layers[-1].weight, std=1e-4)
             nn.init.zeros_(box_head.layers[-1].bias)
 
     # ----------------------------------------------------------------------------------------- network
