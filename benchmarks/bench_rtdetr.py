@@ -17,6 +17,7 @@ median ratio cvzoo / transformers (target >= 1.0).
 
     .venv-bench/bin/python benchmarks/bench_rtdetr.py latency
     .venv-bench/bin/python benchmarks/bench_rtdetr.py latency --model rtdetr_r50vd
+    .venv-bench/bin/python benchmarks/bench_rtdetr.py latency --model rtdetr_r50vd --imgsz 128 --repeats 2  # parity only
     .venv-bench/bin/python benchmarks/bench_rtdetr.py throughput --imgsz 640
 """
 
@@ -72,9 +73,10 @@ def latency(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        reference, ours = reference_pair(args.model, 80, Path(tmp))
+        reference, ours = reference_pair(args.model, 80, Path(tmp), size=args.imgsz)
     processor = RTDetrImageProcessor()
-    image = torch.rand(1, 3, 640, 640, generator=torch.Generator().manual_seed(1))
+    size = args.imgsz
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
 
     def run_ours():
         with torch.no_grad():
@@ -83,7 +85,7 @@ def latency(args: argparse.Namespace) -> None:
     def run_theirs():
         with torch.no_grad():
             out = reference(pixel_values=image)
-            return processor.post_process_object_detection(out, threshold=0.5, target_sizes=[(640, 640)])[0]
+            return processor.post_process_object_detection(out, threshold=0.5, target_sizes=[(size, size)])[0]
 
     with torch.no_grad():
         out = ours.forward_network(image)
@@ -97,7 +99,7 @@ def latency(args: argparse.Namespace) -> None:
     print(f"detections at score 0.5: cvzoo {len(ours_detections)}, transformers {len(their_detections['scores'])}")
     times = alternate({"cvzoo": lambda: (run_ours(), None)[1], "transformers": lambda: (run_theirs(), None)[1]},
                       repeats=args.repeats, warmup=2)
-    print(f"{args.model} 640x640, {args.threads} threads: cvzoo {median(times['cvzoo']) * 1000:.0f} ms, "
+    print(f"{args.model} {size}x{size}, {args.threads} threads: cvzoo {median(times['cvzoo']) * 1000:.0f} ms, "
           f"transformers {median(times['transformers']) * 1000:.0f} ms, "
           f"ratio {median_ratio(times['cvzoo'], times['transformers']):.3f} (target <= 1.0); "
           f"peak RSS {peak_rss_mib():.0f} MiB")
@@ -164,7 +166,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batches", type=int, default=2)
-    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--imgsz", type=int, default=640, help="image side (a multiple of 32; 640 is the figure)")
     args = parser.parse_args()
     {"latency": latency, "throughput": throughput}[args.mode](args)
 
