@@ -17,7 +17,13 @@ from cvzoo.models import create_model
 from cvzoo.models.weights import load_weights
 
 transformers = pytest.importorskip("transformers")
-from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrResNetConfig  # noqa: E402
+from transformers import (  # noqa: E402
+    RTDetrConfig,
+    RTDetrForObjectDetection,
+    RTDetrResNetConfig,
+    RTDetrV2Config,
+    RTDetrV2ForObjectDetection,
+)
 
 NUM_CLASSES = 3
 SIZE = 128
@@ -25,7 +31,7 @@ SIZE = 128
 OURS = {"num_blocks": 3, "size": SIZE}
 
 
-def hf_config(**overrides) -> RTDetrConfig:
+def hf_config(config_class=RTDetrConfig, **overrides) -> RTDetrConfig:
     """transformers' configuration of ``rtdetr_r18vd_tiny``."""
     backbone = RTDetrResNetConfig(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512],
                                   embedding_size=64, out_features=["stage2", "stage3", "stage4"])
@@ -33,7 +39,7 @@ def hf_config(**overrides) -> RTDetrConfig:
                 "encoder_in_channels": [128, 256, 512], "decoder_in_channels": [64, 64, 64], "encoder_ffn_dim": 128,
                 "decoder_ffn_dim": 128, "encoder_attention_heads": 4, "decoder_attention_heads": 4,
                 "decoder_layers": 2, "num_queries": 30, "num_denoising": 20, "hidden_expansion": 0.5, **overrides}
-    return RTDetrConfig(**settings)
+    return config_class(**settings)
 
 
 def perturb(model: torch.nn.Module, seed: int) -> None:
@@ -43,8 +49,8 @@ def perturb(model: torch.nn.Module, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
+            if not tensor.is_floating_point() or name.endswith("n_points_scale"):
+                continue  # RT-DETRv2's 1 / P per point is a constant of the layout, not a weight
             noise = torch.randn(tensor.shape, generator=generator)
             if name.endswith("running_var") or (name.endswith("weight") and tensor.ndim == 1):
                 tensor.copy_(0.5 + torch.rand(tensor.shape, generator=generator))
@@ -130,3 +136,24 @@ def test_version_4_key_names_load_too(pair, tmp_path):
     model = create_model("rtdetr_r18vd_tiny", num_classes=NUM_CLASSES, weights=str(path), **OURS).eval()
     for (name, a), b in zip(model.state_dict().items(), ours.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_rtdetr_v2_with_discrete_sampling_equals_theirs(tmp_path):
+    """RT-DETRv2's sampling settings against ``RTDetrV2ForObjectDetection``: one-cell ("discrete") sampling
+    and an offset scale other than RT-DETR's 0.5; its state dict (top-level head copies, the per-point scale
+    buffer) loads into the same model through the same remap (RT-DETRv2 keeps RT-DETR's network)."""
+    torch.manual_seed(4)
+    reference = RTDetrV2ForObjectDetection(hf_config(RTDetrV2Config, decoder_method="discrete",
+                                                     decoder_offset_scale=0.7))
+    perturb(reference, 4)
+    reference.eval()
+    path = tmp_path / "hf_v2.pt"
+    torch.save(reference.state_dict(), path)
+    ours = create_model("rtdetr_r18vd_tiny", num_classes=NUM_CLASSES, weights=str(path), sampling="discrete",
+                        offset_scale=0.7, **OURS).eval()
+    pixels = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = reference(pixel_values=pixels)
+        out = ours.forward_network(pixels)
+    torch.testing.assert_close(out["logits"][-1], expected.logits, rtol=0, atol=1e-4)
+    torch.testing.assert_close(out["boxes"][-1], expected.pred_boxes, rtol=0, atol=1e-4)

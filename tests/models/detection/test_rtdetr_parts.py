@@ -11,7 +11,7 @@ from cvzoo.models import create_model
 from cvzoo.models.detection.base import TargetError
 from cvzoo.models.detection.one_pass import DetectSettings
 from cvzoo.models.detection.rtdetr.criterion import RTDETRCriterion
-from cvzoo.models.detection.rtdetr.deformable import deformable_sample
+from cvzoo.models.detection.rtdetr.deformable import MSDeformableAttention, deformable_sample
 from cvzoo.models.detection.rtdetr.denoising import denoising_groups
 from cvzoo.ops import box_convert
 
@@ -35,9 +35,25 @@ def test_deformable_sampling_at_a_cell_centre_reads_that_cell():
     value = torch.arange(6.0).view(1, 6, 1, 1)  # one level of 2 rows x 3 columns, one head of width 1
     # The centre of row 1, column 2 is at ((2 + 0.5) / 3, (1 + 0.5) / 2); halfway between columns 0 and 1 of
     # row 0 the sample is their mean.
-    locations = torch.tensor([[2.5 / 3, 0.75], [1.0 / 3, 0.25]]).view(1, 2, 1, 1, 1, 2)
-    out = deformable_sample(value, [(2, 3)], locations, torch.ones(1, 2, 1, 1, 1))
+    locations = torch.tensor([[2.5 / 3, 0.75], [1.0 / 3, 0.25]]).view(1, 2, 1, 1, 2)
+    out = deformable_sample(value, [(2, 3)], locations, torch.ones(1, 2, 1, 1), [1])
     torch.testing.assert_close(out.flatten(), torch.tensor([5.0, 0.5]))
+    # RT-DETRv2's discrete sampling reads the cell int(x W + 0.5), int(y H + 0.5): (3, 2) clamped to (2, 1),
+    # then (1, 1) -> cell 4.
+    discrete = deformable_sample(value, [(2, 3)], locations, torch.ones(1, 2, 1, 1), [1], method="discrete")
+    torch.testing.assert_close(discrete.flatten(), torch.tensor([5.0, 4.0]))
+
+
+def test_deformable_attention_with_points_per_level():
+    """RT-DETRv2's form: a number of points per level; the offsets' unit is 1 / P_l of offset_scale x the box."""
+    attention = MSDeformableAttention(dim=8, num_heads=2, num_levels=2, num_points=(3, 1), offset_scale=0.5)
+    assert attention.sampling_offsets.out_features == 2 * 4 * 2 and attention.attention_weights.out_features == 2 * 4
+    torch.testing.assert_close(attention.point_scale, torch.tensor([1 / 3, 1 / 3, 1 / 3, 1.0]))
+    memory = torch.randn(1, 4 * 4 + 2 * 2, 8)
+    out = attention(torch.randn(1, 5, 8), torch.rand(1, 5, 4), memory, [(4, 4), (2, 2)])
+    assert out.shape == (1, 5, 8) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="num_points gives 3 levels"):
+        MSDeformableAttention(dim=8, num_heads=2, num_levels=2, num_points=(1, 2, 3))
 
 
 def test_denoising_groups_noise_padding_and_mask():

@@ -2,7 +2,7 @@
 
 - ``backbone``: ResNet-vd (deep stem, avg-pool shortcut) returning C3, C4, C5;
 - ``encoder``: the hybrid encoder (AIFI on S5 with a 2-D sine-cosine position, CCFM fusion of CSP/RepVGG blocks);
-- ``deformable``: multi-scale deformable attention in plain PyTorch (``grid_sample``);
+- ``deformable``: multi-scale deformable attention in plain PyTorch (``grid_sample``; RT-DETRv2's sampling settings);
 - ``decoder``: anchors, query selection's helpers, the decoder with iterative box refinement;
 - ``denoising``: contrastive denoising queries and their attention mask;
 - ``criterion``: focal-cost Hungarian matching, varifocal + L1 + GIoU losses (auxiliary, encoder, denoising);

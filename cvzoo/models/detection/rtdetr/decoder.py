@@ -66,11 +66,11 @@ class DecoderLayer(nn.Module):
     (its query gets the position), FFN (ReLU)."""
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float, num_levels: int,
-                 num_points: int) -> None:
+                 num_points: int | Sequence[int], offset_scale: float = 0.5, method: str = "default") -> None:
         super().__init__()
         self.self_attn = Attention(dim, num_heads, dropout)
         self.norm1 = nn.LayerNorm(dim)
-        self.cross_attn = MSDeformableAttention(dim, num_heads, num_levels, num_points)
+        self.cross_attn = MSDeformableAttention(dim, num_heads, num_levels, num_points, offset_scale, method)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, ffn_dim, nn.ReLU, dropout)
         self.norm3 = nn.LayerNorm(dim)
@@ -92,13 +92,16 @@ class Decoder(nn.Module):
         num_classes: ``K`` (sigmoid scores, no "no object" column).
         dim, num_heads, ffn_dim, dropout, num_layers: width (256), heads (8), FFN width (1024), dropout (0),
             depth (6; 3 in the R18 model).
-        num_levels, num_points: of the deformable cross-attention (3, 4).
+        num_levels, num_points, offset_scale, method: of the deformable cross-attention (3, 4 per level, 0.5,
+            bilinear; ``MSDeformableAttention``).
     """
 
     def __init__(self, num_classes: int, dim: int = 256, num_heads: int = 8, ffn_dim: int = 1024,
-                 dropout: float = 0.0, num_layers: int = 6, num_levels: int = 3, num_points: int = 4) -> None:
+                 dropout: float = 0.0, num_layers: int = 6, num_levels: int = 3, num_points: int | Sequence[int] = 4,
+                 offset_scale: float = 0.5, method: str = "default") -> None:
         super().__init__()
-        self.layers = nn.ModuleList(DecoderLayer(dim, num_heads, ffn_dim, dropout, num_levels, num_points)
+        self.layers = nn.ModuleList(DecoderLayer(dim, num_heads, ffn_dim, dropout, num_levels, num_points, offset_scale,
+                                                 method)
                                     for _ in range(num_layers))
         self.query_pos_head = BoxHead(4, 2 * dim, dim, num_layers=2)
         self.class_heads = nn.ModuleList(nn.Linear(dim, num_classes) for _ in range(num_layers))

@@ -21,32 +21,42 @@ from torch import nn
 
 
 def deformable_sample(value: torch.Tensor, shapes: Sequence[tuple[int, int]], locations: torch.Tensor,
-                      weights: torch.Tensor) -> torch.Tensor:
-    """The weighted sum of bilinear samples of multi-level value maps.
+                      weights: torch.Tensor, points: Sequence[int], method: str = "default") -> torch.Tensor:
+    """The weighted sum of samples of multi-level value maps.
 
     Args:
         value: ``[B, S, M, D]`` the flattened maps (``S = sum(H_l W_l)``, finest first), split into ``M`` heads.
         shapes: each level's ``(H_l, W_l)``.
-        locations: ``[B, Q, M, L, P, 2]`` sampling positions ``(x, y)`` in [0, 1] of each level's extent.
-        weights: ``[B, Q, M, L, P]`` attention weights.
+        locations: ``[B, Q, M, P, 2]`` sampling positions ``(x, y)`` in [0, 1] of each level's extent, the
+            ``P = sum(points)`` points level by level.
+        weights: ``[B, Q, M, P]`` attention weights.
+        points: sampling points of each level.
+        method: ``"default"``: bilinear ``grid_sample``; ``"discrete"``: the value of one cell, index
+            ``int(x W + 0.5)`` (RT-DETRv2's deployment-friendly sampling, Lv et al. 2024, sec. 3.2).
 
     Returns:
         ``[B, Q, M D]``.
     """
     batch, _, heads, head_dim = value.shape
-    queries, levels, points = locations.shape[1], locations.shape[3], locations.shape[4]
-    grids = 2 * locations - 1  # grid_sample's [-1, 1] coordinates
+    queries = locations.shape[1]
     samples = []
+    level_locations = locations.split(list(points), dim=3)
     for level, maps in enumerate(value.split([h * w for h, w in shapes], dim=1)):
         height, width = shapes[level]
-        # [B, H W, M, D] -> [B M, D, H, W]; the level's grid [B, Q, M, P, 2] -> [B M, Q, P, 2].
+        # [B, H W, M, D] -> [B M, D, H, W]; the level's positions [B, Q, M, P_l, 2] -> [B M, Q, P_l, 2].
         maps = maps.permute(0, 2, 3, 1).reshape(batch * heads, head_dim, height, width)
-        grid = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
-        samples.append(F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
-    # [B M, D, Q, L, P] weighted by [B M, 1, Q, L, P], summed over the L P points.
-    stacked = torch.stack(samples, dim=-2)
-    weights = weights.transpose(1, 2).reshape(batch * heads, 1, queries, levels, points)
-    out = (stacked * weights).sum((-1, -2)).view(batch, heads * head_dim, queries)
+        grid = level_locations[level].transpose(1, 2).flatten(0, 1)
+        if method == "discrete":
+            cells = (grid * torch.tensor([width, height], dtype=grid.dtype, device=grid.device) + 0.5).to(torch.int64)
+            column, row = cells[..., 0].clamp(0, width - 1), cells[..., 1].clamp(0, height - 1)
+            index = (row * width + column).flatten(1)[:, None].expand(-1, head_dim, -1)
+            sampled = maps.flatten(2).gather(2, index).view(batch * heads, head_dim, queries, -1)
+        else:
+            sampled = F.grid_sample(maps, 2 * grid - 1, mode="bilinear", padding_mode="zeros", align_corners=False)
+        samples.append(sampled)
+    # [B M, D, Q, P] weighted by [B M, 1, Q, P], summed over the points of every level.
+    weights = weights.transpose(1, 2).reshape(batch * heads, 1, queries, -1)
+    out = (torch.cat(samples, dim=-1) * weights).sum(-1).view(batch, heads * head_dim, queries)
     return out.transpose(1, 2)
 
 
@@ -57,31 +67,44 @@ class MSDeformableAttention(nn.Module):
         dim: token width ``C``.
         num_heads: heads ``M`` (8); must divide ``dim``.
         num_levels: value maps ``L`` (3).
-        num_points: sampling points per head and level ``P`` (4).
+        num_points: sampling points per head and level ``P`` (4), or one number per level (RT-DETRv2).
+        offset_scale: a point's offset unit, in box sizes, times ``1 / P_l`` (0.5: half the box's size over P,
+            RT-DETR's; RT-DETRv2 makes it a setting).
+        method: ``"default"`` (bilinear) or ``"discrete"`` sampling (:func:`deformable_sample`).
     """
 
-    def __init__(self, dim: int = 256, num_heads: int = 8, num_levels: int = 3, num_points: int = 4) -> None:
+    def __init__(self, dim: int = 256, num_heads: int = 8, num_levels: int = 3, num_points: int | Sequence[int] = 4,
+                 offset_scale: float = 0.5, method: str = "default") -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"hidden_dim {dim} is not divisible by num_heads {num_heads}")
-        self.num_heads, self.num_levels, self.num_points = num_heads, num_levels, num_points
-        self.sampling_offsets = nn.Linear(dim, num_heads * num_levels * num_points * 2)
-        self.attention_weights = nn.Linear(dim, num_heads * num_levels * num_points)
+        points = (num_points,) * num_levels if isinstance(num_points, int) else tuple(int(p) for p in num_points)
+        if len(points) != num_levels:
+            raise ValueError(f"num_points gives {len(points)} levels, the attention has {num_levels}")
+        if method not in ("default", "discrete"):
+            raise ValueError(f"method must be 'default' or 'discrete', got {method!r}")
+        self.num_heads, self.num_levels, self.points = num_heads, num_levels, points
+        self.offset_scale, self.method = offset_scale, method
+        total = sum(points)
+        self.sampling_offsets = nn.Linear(dim, num_heads * total * 2)
+        self.attention_weights = nn.Linear(dim, num_heads * total)
         self.value_proj = nn.Linear(dim, dim)
         self.output_proj = nn.Linear(dim, dim)
+        # Each point's offset unit 1 / P_l (a constant of the layout, not a weight).
+        scale = torch.tensor([1.0 / p for p in points for _ in range(p)])
+        self.register_buffer("point_scale", scale, persistent=False)
         self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Deformable DETR's start: each head samples along its own direction (``M`` directions around the
-        circle, points at 1..P times the step), uniform attention weights, Glorot projections."""
+        circle, points at 1..P_l times the step), uniform attention weights, Glorot projections."""
         nn.init.zeros_(self.sampling_offsets.weight)
         angles = torch.arange(self.num_heads, dtype=torch.float32) * (2 * math.pi / self.num_heads)
         directions = torch.stack((angles.cos(), angles.sin()), -1)
         directions = directions / directions.abs().max(-1, keepdim=True).values
-        steps = torch.arange(1, self.num_points + 1, dtype=torch.float32)
-        grid = directions[:, None, None, :] * steps[None, None, :, None]
-        self.sampling_offsets.bias.copy_(grid.expand(-1, self.num_levels, -1, -1).flatten())
+        steps = torch.cat([torch.arange(1, p + 1, dtype=torch.float32) for p in self.points])
+        self.sampling_offsets.bias.copy_((directions[:, None, :] * steps[None, :, None]).flatten())
         nn.init.zeros_(self.attention_weights.weight)
         nn.init.zeros_(self.attention_weights.bias)
         for layer in (self.value_proj, self.output_proj):
@@ -103,15 +126,14 @@ class MSDeformableAttention(nn.Module):
             ``[B, Q, C]``.
         """
         batch, queries, dim = query.shape
-        heads, levels, points = self.num_heads, self.num_levels, self.num_points
+        heads = self.num_heads
         value = self.value_proj(memory)
         if memory_mask is not None:
             value = value.masked_fill(~memory_mask[..., None], 0.0)
         value = value.view(batch, memory.shape[1], heads, dim // heads)
-        offsets = self.sampling_offsets(query).view(batch, queries, heads, levels, points, 2)
-        weights = self.attention_weights(query).view(batch, queries, heads, levels * points).softmax(-1)
-        weights = weights.view(batch, queries, heads, levels, points)
-        # Offsets are in units of half the box's size over P (RT-DETR / Deformable DETR with boxes).
-        centre, size = reference[:, :, None, None, None, :2], reference[:, :, None, None, None, 2:]
-        locations = centre + offsets / points * size * 0.5
-        return self.output_proj(deformable_sample(value, shapes, locations, weights))
+        offsets = self.sampling_offsets(query).view(batch, queries, heads, -1, 2)
+        weights = self.attention_weights(query).view(batch, queries, heads, -1).softmax(-1)
+        # Offsets are in units of offset_scale x the box's size over P_l (RT-DETR: half the size over P).
+        centre, size = reference[:, :, None, None, :2], reference[:, :, None, None, 2:]
+        locations = centre + offsets * self.point_scale.to(offsets.dtype)[:, None] * size * self.offset_scale
+        return self.output_proj(deformable_sample(value, shapes, locations, weights, self.points, self.method))

@@ -1,4 +1,5 @@
-"""transformers' ``RTDetrForObjectDetection`` checkpoints -> cvzoo's :class:`RTDETR` keys.
+"""transformers' ``RTDetrForObjectDetection`` and ``RTDetrV2ForObjectDetection`` checkpoints -> cvzoo's
+:class:`RTDETR` keys.
 
 Both of transformers' layouts load: version 5's (``mlp.fc1``, ``o_proj``, ``encoder.aifi``) and the one of
 version 4 and of the files on the Hugging Face hub (``fc1``, ``out_proj``, ``encoder.encoder``, and the
@@ -88,7 +89,9 @@ def transformers_rtdetr_to_cvzoo(state: StateDict) -> StateDict:
         if key.endswith("num_batches_tracked") and ".backbone." in key:
             continue  # the backbone's frozen batch norms keep none (a live one fills its own)
         if re.match(r"^(class_embed|bbox_embed)\.", key):
-            continue  # transformers 4's top-level copies of the decoder's heads (tied)
+            continue  # top-level copies of the decoder's heads (tied: transformers 4, RT-DETRv2)
+        if key.endswith(".encoder_attn.n_points_scale"):
+            continue  # RT-DETRv2's 1 / P_l per point: a constant of the layout, computed by the model
         new = key[len("model."):] if key.startswith("model.") else key
         for pattern, replacement in _RULES:
             new = re.sub(pattern, replacement, new)

@@ -84,7 +84,9 @@ class RTDETR(OnePassDetector):
         num_blocks: RepVGG blocks per fusion block (3).
         decoder_layers: (6; 3 for R18).
         decoder_ffn_dim: (1024).
-        num_points: deformable sampling points per head and level (4).
+        num_points: deformable sampling points per head and level (4), or one number per level (RT-DETRv2).
+        offset_scale: the deformable offsets' unit in box sizes (0.5; a setting in RT-DETRv2).
+        sampling: ``"default"`` (bilinear) or ``"discrete"`` (RT-DETRv2's one-cell sampling, no ``grid_sample``).
         num_queries: queries ``N`` selected from the encoder (300), the most objects an image can hold.
         num_denoising: the denoising-query budget in training (100; 0 turns denoising off).
         label_noise_ratio, box_noise_scale: denoising noise (0.5, 1.0).
@@ -118,7 +120,9 @@ class RTDETR(OnePassDetector):
         num_blocks: int = 3,
         decoder_layers: int = 6,
         decoder_ffn_dim: int = 1024,
-        num_points: int = 4,
+        num_points: int | Sequence[int] = 4,
+        offset_scale: float = 0.5,
+        sampling: str = "default",
         num_queries: int = 300,
         num_denoising: int = 100,
         label_noise_ratio: float = 0.5,
@@ -154,7 +158,7 @@ class RTDETR(OnePassDetector):
         self.enc_score_head = nn.Linear(hidden_dim, num_classes)
         self.enc_bbox_head = BoxHead(hidden_dim, hidden_dim, 4, 3)
         self.decoder = Decoder(num_classes, hidden_dim, num_heads, decoder_ffn_dim, dropout, decoder_layers, levels,
-                               num_points)
+                               num_points, offset_scale, sampling)
         # The "no object" row (index K) pads the denoising groups of images with fewer objects.
         self.denoising_class_embed = (nn.Embedding(num_classes + 1, hidden_dim, padding_idx=num_classes)
                                       if num_denoising > 0 else None)
@@ -294,6 +298,12 @@ register_model("rtdetr_r18vd", RTDETR, backbone="resnet18_vd", expansion=0.5, de
                reference="transformers:PekingU/rtdetr_r18vd", **_DETECT)
 register_model("rtdetr_r50vd", RTDETR, backbone="resnet50_vd", reference="transformers:PekingU/rtdetr_r50vd",
                **_DETECT)
+# RT-DETRv2 (Lv et al. 2024, "RT-DETRv2: Improved Baseline with Bag-of-Freebies") keeps this network at its
+# defaults (4 points on each of 3 levels, bilinear sampling, offsets at half the box over P: transformers'
+# RTDetrV2ForObjectDetection computes the same function), so its checkpoints load into the names above through
+# the same remap; its sampling settings are keyword arguments: points per level (``num_points=(4, 4, 4)``),
+# ``offset_scale``, and ``sampling="discrete"`` for runtimes without grid_sample (inference: one-cell sampling
+# gives the offsets no gradient).
 # A reduced RT-DETR that trains on a CPU: ResNet-18-vd, a 64-wide encoder and decoder with 4 heads, one
 # RepVGG block per fusion block, 2 decoder layers, 30 queries, 20 denoising queries, images at 320 (the
 # synthetic scenes' size). The architecture is RT-DETR's.
