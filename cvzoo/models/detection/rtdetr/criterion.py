@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from cvzoo.losses import varifocal_loss
-from cvzoo.models.detection.base import TargetError
+from cvzoo.models.detection.detr.criterion import check_objects_fit_queries
 from cvzoo.models.detection.rtdetr.denoising import DenoisingGroups
 from cvzoo.ops import HungarianMatcher, box_convert, box_iou_elementwise, generalized_box_iou_elementwise
 
@@ -74,11 +74,7 @@ class RTDETRCriterion(nn.Module):
         Raises:
             TargetError: an image has more objects than the model has queries (naming the image and both).
         """
-        queries = logits.shape[2]
-        for index, target in enumerate(targets):
-            if len(target["labels"]) > queries:
-                raise TargetError(f"image {index} of the batch has {len(target['labels'])} objects but the model "
-                                  f"predicts {queries} (num_queries): RT-DETR matches each object to its own query")
+        check_objects_fit_queries(targets, logits.shape[2], "RT-DETR")
         num_boxes = max(sum(len(t["labels"]) for t in targets), 1)
         per_layer = [self.terms(layer_logits, layer_boxes, targets, None, num_boxes)
                      for layer_logits, layer_boxes in zip(logits, boxes)]
