@@ -44,7 +44,9 @@ contracts: venv-test
 	$(VENV)/bin/lint-imports
 
 pytest: venv-test
-	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=25 tests
+	# One worker per core (pytest-xdist), whole files per worker so module fixtures are built once;
+	# tests/conftest.py gives each worker one compute thread.
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n auto --dist loadfile --durations=25 tests
 
 test: lint contracts pytest
 

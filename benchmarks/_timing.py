@@ -36,3 +36,19 @@ def median_ratio(a: list[float], b: list[float]) -> float:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def alternate_pairs(calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Two callables timed in pairs, A B then B A (so neither always runs first, after the other's caches),
+    after ``warmup`` calls of each; returns the wall seconds of every timed call per name."""
+    (a, run_a), (b, run_b) = calls.items()
+    for _ in range(warmup):
+        run_a(), run_b()
+    times: dict[str, list[float]] = {a: [], b: []}
+    for i in range(repeats):
+        order = ((a, run_a), (b, run_b))
+        for name, fn in order if i % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times

@@ -16,6 +16,21 @@ the per-pair ratios cvzoo / torchvision (target <= 1.0).
 image, min_size 400), for telling a real difference from the machine's noise.
 
     .venv/bin/python benchmarks/bench_onestage.py profile --models retinanet_resnet50_fpn --repeats 3
+
+``throughput``: a bare training loop (forward + backward + SGD step) over each model, both built for training
+from scratch (torchvision's builder with ``weights=None, weights_backbone=None``: trainable batch norm, every
+backbone stage trainable; cvzoo's same settings, carrying torchvision's init), on the same batches of 2
+synthetic scenes of 320-480 px (min_size 320 / max_size 480) with the same seed before each forward;
+iterations alternate A B, B A after a warm-up; images/s of each and the median per-iteration ratio cvzoo /
+torchvision (target >= 1.0).
+
+    .venv/bin/python benchmarks/bench_onestage.py throughput --repeats 8
+
+``train``: both models from the same random init trained by one SGD loop on the same batches, flips and
+seeds, then evaluated by the same COCO evaluator on the validation scenes; mAP of each and the difference
+(target: within 1 point). See ``_detector_loop.same_loop_training``.
+
+    .venv/bin/python benchmarks/bench_onestage.py train --model retinanet_resnet50_fpn --epochs 6
 """
 
 from __future__ import annotations
@@ -23,16 +38,25 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median, median_ratio, peak_rss_mib  # noqa: E402
+from _detector_loop import (  # noqa: E402
+    Pair,
+    add_throughput_arguments,
+    add_train_arguments,
+    check_same_trainable_size,
+    same_loop_training,
+    throughput_table,
+)
+from _timing import alternate_pairs, median, median_ratio, peak_rss_mib  # noqa: E402
 
 from cvzoo.models import create_model  # noqa: E402
+from cvzoo.models.weights import load_weights  # noqa: E402
 
 MODELS = ("retinanet_resnet50_fpn", "fcos_resnet50_fpn")
 # Class-logit and box-offset weight factors giving distinct scores and boxes of many sizes (the parity test's).
@@ -97,21 +121,8 @@ def bench_latency(args: argparse.Namespace) -> None:
         if len(got) == len(expected["boxes"]):
             diff = float(max((got.boxes - expected["boxes"]).abs().max(), (got.scores - expected["scores"]).abs().max()))
 
-        def run_ours(ours=ours, batch=batch, sizes=sizes) -> None:
-            ours.predict(batch, sizes)
-
-        def run_reference(reference=reference, image=image) -> None:
-            reference([image])
-
-        for _ in range(args.warmup):
-            run_ours(), run_reference()
-        times: dict[str, list[float]] = {"cvzoo": [], "tv": []}
-        for i in range(args.repeats):
-            order = (("cvzoo", run_ours), ("tv", run_reference))
-            for key, fn in order if i % 2 == 0 else order[::-1]:
-                start = time.perf_counter()
-                fn()
-                times[key].append(time.perf_counter() - start)
+        times = alternate_pairs({"cvzoo": partial(ours.predict, batch, sizes), "tv": partial(reference, [image])},
+                                args.repeats, args.warmup)
         ratio = median_ratio(times["cvzoo"], times["tv"])
         print(f"{name:28s} {'800x1067':>9s} {counts:>9s} {diff:9.1e} {1e3 * median(times['cvzoo']):9.1f} "
               f"{1e3 * median(times['tv']):9.1f} {ratio:6.3f}", flush=True)
@@ -148,15 +159,50 @@ def bench_profile(args: argparse.Namespace) -> None:
         print(f"  {'total':36s} {total[0]:10.1f}         {total[1]:10.1f}", flush=True)
 
 
+def scratch_pair(name: str, min_size: int, max_size: int) -> Pair:
+    """(cvzoo, torchvision) built for training from scratch, 3 classes, torchvision's init in both: its builder
+    without weights (trainable batch norm, all five backbone stages trainable), ours with the same settings.
+    RetinaNet and FCOS use the same label numbers on both sides (no background class)."""
+    from torchvision.models import detection as tvd
+
+    torch.manual_seed(0)
+    reference = getattr(tvd, name)(weights=None, weights_backbone=None, num_classes=3, min_size=min_size,
+                                   max_size=max_size)
+    ours = create_model(name, num_classes=3, min_size=min_size, max_size=max_size, frozen_batch_norm=False,
+                        trainable_backbone_layers=5)
+    # Named, not "auto": see bench_rcnn.scratch_pair (trainable batch norms carry num_batches_tracked).
+    load_weights(ours, reference.state_dict(), strict=True,
+                 remap="torchvision:fcos" if name.startswith("fcos") else "torchvision:retinanet")
+    check_same_trainable_size(ours, reference)
+
+    def lower_threshold(model: nn.Module) -> None:
+        model.score_thresh = 0.001  # ours: predict(conf_threshold=0.001)
+
+    return Pair(ours, reference, label_offset=0, lower_reference_threshold=lower_threshold)
+
+
+def bench_throughput(args: argparse.Namespace) -> None:
+    throughput_table(args, args.models, partial(scratch_pair, min_size=320, max_size=480),
+                     "min_size 320 / max_size 480")
+
+
+def bench_train(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    same_loop_training(args.model, partial(scratch_pair, args.model, args.min_size, args.min_size * 3 // 2), args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["latency", "profile"])
+    parser.add_argument("what", choices=["latency", "profile", "throughput", "train"])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(SHARPEN))
     parser.add_argument("--repeats", type=int, default=10, help="A B pairs")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    add_throughput_arguments(parser)
+    add_train_arguments(parser, "retinanet_resnet50_fpn")
     args = parser.parse_args()
-    {"latency": bench_latency, "profile": bench_profile}[args.what](args)
+    {"latency": bench_latency, "profile": bench_profile, "throughput": bench_throughput,
+     "train": bench_train}[args.what](args)
 
 
 if __name__ == "__main__":

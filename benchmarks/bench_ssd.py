@@ -10,6 +10,20 @@ torchvision (target <= 1.0).
 
     .venv-bench/bin/python benchmarks/bench_ssd.py latency
     .venv-bench/bin/python benchmarks/bench_ssd.py latency --models ssdlite320_mobilenet_v3_large --repeats 10
+
+``throughput``: a bare training loop (forward + backward + SGD step) over each model, both built for training
+from scratch (torchvision's builder without weights, every backbone stage trainable; cvzoo's carrying
+torchvision's init), on the same batches of 2 synthetic scenes of 320-480 px with the same seed before each
+forward; iterations alternate A B, B A after a warm-up; images/s of each and the median per-iteration ratio
+cvzoo / torchvision (target >= 1.0).
+
+    .venv-bench/bin/python benchmarks/bench_ssd.py throughput --repeats 8
+
+``train``: both models from the same random init trained by one SGD loop on the same batches, flips and
+seeds, then evaluated by the same COCO evaluator on the validation scenes; mAP of each and the difference
+(target: within 1 point). See ``_detector_loop.same_loop_training``.
+
+    .venv-bench/bin/python benchmarks/bench_ssd.py train --model ssdlite320_mobilenet_v3_large --epochs 6
 """
 
 from __future__ import annotations
@@ -17,16 +31,25 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median, median_ratio, peak_rss_mib  # noqa: E402
+from _detector_loop import (  # noqa: E402
+    Pair,
+    add_throughput_arguments,
+    add_train_arguments,
+    check_same_trainable_size,
+    same_loop_training,
+    throughput_table,
+)
+from _timing import alternate_pairs, median, median_ratio, peak_rss_mib  # noqa: E402
 
 from cvzoo.models import create_model  # noqa: E402
+from cvzoo.models.weights import load_weights  # noqa: E402
 
 MODELS = ("ssdlite320_mobilenet_v3_large", "ssd300_vgg16")
 
@@ -72,27 +95,39 @@ def latency(args: argparse.Namespace) -> None:
                 if same and len(got) else float("nan"))
         print(f"{name}: {len(got)} vs {len(expected['boxes'])} detections, max abs diff {diff:.3g}")
 
-        def run_ours(ours: nn.Module = ours) -> None:
-            with torch.no_grad():
-                ours.predict(batch)
-
-        def run_reference(reference: nn.Module = reference) -> None:
-            with torch.no_grad():
-                reference([image])
-
-        for _ in range(args.warmup):
-            run_ours()
-            run_reference()
-        times: dict[str, list[float]] = {"cvzoo": [], "torchvision": []}
-        for pair in range(args.repeats):
-            order = (("cvzoo", run_ours), ("torchvision", run_reference))
-            for label, fn in order if pair % 2 == 0 else order[::-1]:
-                start = time.perf_counter()
-                fn()
-                times[label].append(time.perf_counter() - start)
+        with torch.no_grad():
+            times = alternate_pairs({"cvzoo": partial(ours.predict, batch), "torchvision": partial(reference, [image])},
+                                    args.repeats, args.warmup)
         print(f"  cvzoo {median(times['cvzoo']) * 1000:.1f} ms, torchvision {median(times['torchvision']) * 1000:.1f} ms, "
               f"ratio (median of pairs) {median_ratio(times['cvzoo'], times['torchvision']):.3f}; "
               f"peak RSS {peak_rss_mib():.0f} MiB")
+
+
+def scratch_pair(name: str) -> Pair:
+    """(cvzoo, torchvision) built for training from scratch, 3 classes, torchvision's init in both: its builder
+    without weights (every backbone stage trainable), ours with the same settings. Both resize every image to
+    the model's fixed size; torchvision's labels count the background as 0."""
+    from torchvision.models import detection as tvd
+
+    torch.manual_seed(0)
+    reference = getattr(tvd, name)(weights=None, weights_backbone=None, num_classes=4)
+    ours = create_model(name, num_classes=3)  # from scratch: every stage trains, as torchvision's
+    load_weights(ours, reference.state_dict(), strict=True, remap="torchvision:ssd")
+    check_same_trainable_size(ours, reference)
+
+    def lower_threshold(model: nn.Module) -> None:
+        model.score_thresh = 0.001  # ours: predict(conf_threshold=0.001)
+
+    return Pair(ours, reference, label_offset=1, lower_reference_threshold=lower_threshold)
+
+
+def throughput_mode(args: argparse.Namespace) -> None:
+    throughput_table(args, args.models, scratch_pair, "each resized to the model's fixed size")
+
+
+def train_mode(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    same_loop_training(args.model, partial(scratch_pair, args.model), args)
 
 
 def main() -> None:
@@ -103,9 +138,17 @@ def main() -> None:
     lat.add_argument("--repeats", type=int, default=10)
     lat.add_argument("--warmup", type=int, default=2)
     lat.add_argument("--threads", type=int, default=2)
+    thr = sub.add_parser("throughput", help="bare-loop training images/s, cvzoo / torchvision")
+    thr.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    thr.add_argument("--repeats", type=int, default=8, help="timed iterations")
+    thr.add_argument("--warmup", type=int, default=2)
+    thr.add_argument("--threads", type=int, default=2)
+    add_throughput_arguments(thr)
+    trn = sub.add_parser("train", help="same init, batches and loop: mAP of each")
+    trn.add_argument("--threads", type=int, default=2)
+    add_train_arguments(trn, "ssdlite320_mobilenet_v3_large")
     args = parser.parse_args()
-    if args.command == "latency":
-        latency(args)
+    {"latency": latency, "throughput": throughput_mode, "train": train_mode}[args.command](args)
 
 
 if __name__ == "__main__":

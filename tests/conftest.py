@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -10,6 +12,15 @@ from cvzoo.data.synthetic import SceneConfig, write_voc_segmentation
 # Two easily told apart shapes on textured backgrounds: learnable by a tiny U-Net in a few epochs.
 SEGMENTATION_SCENES = SceneConfig(image_size=(64, 64), objects_per_image=(1, 3), scale_range=(0.3, 0.6),
                                   classes=("trouser", "bag"))
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs ``-n 2``) each worker computes on one thread, and so do the
+    processes its tests start: two workers of two OpenMP threads each on a 2-core machine spin against
+    each other (measured many times slower than one thread each)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

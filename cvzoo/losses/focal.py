@@ -75,6 +75,7 @@ def varifocal_loss(
     alpha: float = 0.75,
     gamma: float = 2.0,
     reduction: str = "none",
+    positive: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Varifocal loss (Zhang et al. 2021, "VarifocalNet", eq. 2).
 
@@ -87,11 +88,18 @@ def varifocal_loss(
         targets: ``[...]`` IoU-aware scores ``q`` in ``[0, 1]`` (0 for negatives), same shape.
         alpha, gamma: weight and focusing exponent of the negatives.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+        positive: ``[...]`` bool, the positives when they are known apart from ``q`` (a set-prediction
+            detector's matched pairs): a matched box that misses its object (``q = 0``) then gets weight 0
+            instead of being pushed down as a negative (RT-DETR's form). None: ``q > 0``.
     """
     check_same_shape(inputs, targets, ("inputs", "targets"), "varifocal_loss")
     check_reduction(reduction, "varifocal_loss")
     targets = targets.to(inputs.dtype)
-    positive = (targets > 0).to(inputs.dtype)
+    if positive is None:
+        positive = targets > 0
+    else:
+        check_same_shape(inputs, positive, ("inputs", "positive"), "varifocal_loss")
+    positive = positive.to(inputs.dtype)
     weight = positive * targets + (1 - positive) * alpha * torch.sigmoid(inputs) ** gamma
     loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none") * weight
     return reduce_loss(loss, reduction)

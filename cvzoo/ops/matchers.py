@@ -96,9 +96,15 @@ class HungarianMatcher:
     ``p_i`` is the softmax over classes; the assignment of minimum total cost comes from
     ``scipy.optimize.linear_sum_assignment`` per image.
 
+    Detectors with sigmoid class scores (Deformable DETR, RT-DETR) use the focal form of the class cost
+    instead (``class_cost="focal"``): the focal loss of calling the class present minus that of calling it
+    absent, ``alpha (1 - p)^gamma (-log p) - (1 - alpha) p^gamma (-log(1 - p))`` with ``p`` the sigmoid.
+
     Args:
-        cost_class, cost_bbox, cost_giou: the weights (DETR: 1, 5, 2).
+        cost_class, cost_bbox, cost_giou: the weights (DETR: 1, 5, 2; RT-DETR: 2, 5, 2).
         box_format: format of predicted and target boxes (DETR: normalised ``"cxcywh"``).
+        class_cost: ``"softmax"`` (DETR) or ``"focal"`` (sigmoid scores).
+        focal_alpha, focal_gamma: of the focal class cost (0.25, 2).
     """
 
     def __init__(
@@ -107,10 +113,15 @@ class HungarianMatcher:
         cost_bbox: float = 5.0,
         cost_giou: float = 2.0,
         box_format: str = "cxcywh",
+        class_cost: str = "softmax",
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
     ) -> None:
         if cost_class == 0 and cost_bbox == 0 and cost_giou == 0:
             raise ValueError("HungarianMatcher: all costs are 0")
         check_choice(box_format, ("xyxy", "xywh", "cxcywh"), "box_format", "HungarianMatcher")
+        check_choice(class_cost, ("softmax", "focal"), "class_cost", "HungarianMatcher")
+        self.class_cost, self.focal_alpha, self.focal_gamma = class_cost, focal_alpha, focal_gamma
         self.cost_class, self.cost_bbox, self.cost_giou = cost_class, cost_bbox, cost_giou
         self.box_format = box_format
 
@@ -123,8 +134,14 @@ class HungarianMatcher:
         target_boxes: torch.Tensor,
     ) -> torch.Tensor:
         """``[Q, T]`` cost of Q queries (``logits [Q, C]``, ``boxes [Q, 4]``) against T targets."""
-        prob = logits.float().softmax(-1)
-        cost = -self.cost_class * prob[:, target_labels]
+        if self.class_cost == "focal":
+            # The 1e-8 keeps the logs finite at p = 0 or 1 (Deformable DETR's matcher).
+            prob = logits.float().sigmoid()[:, target_labels]
+            present = self.focal_alpha * (1 - prob) ** self.focal_gamma * -(prob + 1e-8).log()
+            absent = (1 - self.focal_alpha) * prob ** self.focal_gamma * -(1 - prob + 1e-8).log()
+            cost = self.cost_class * (present - absent)
+        else:
+            cost = -self.cost_class * logits.float().softmax(-1)[:, target_labels]
         cost = cost + self.cost_bbox * torch.cdist(boxes.float(), target_boxes.float(), p=1)
         pred_xyxy = box_convert(boxes.float(), self.box_format, "xyxy")
         target_xyxy = box_convert(target_boxes.float(), self.box_format, "xyxy")

@@ -63,6 +63,18 @@ def test_varifocal_hand_made():
     assert varifocal_loss(logits, targets, reduction="sum").item() == pytest.approx(loss.sum().item())
 
 
+def test_varifocal_with_explicit_positives_weighs_a_missed_match_zero():
+    """RT-DETR's form: a matched pair whose boxes do not overlap (q = 0) is a positive of weight q = 0, not a
+    negative; the other entries are unchanged."""
+    logits = torch.zeros(3)
+    targets = torch.tensor([0.8, 0.0, 0.0])
+    positive = torch.tensor([True, True, False])
+    loss = varifocal_loss(logits, targets, alpha=0.75, gamma=2.0, positive=positive)
+    torch.testing.assert_close(loss, torch.tensor([0.8 * LOG2, 0.0, 0.75 * 0.25 * LOG2]))
+    with pytest.raises(ShapeError):
+        varifocal_loss(logits, targets, positive=positive[:2])
+
+
 def test_quality_focal_hand_made():
     logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])  # sigmoid = 0.5 / 0.75
     targets = torch.tensor([[0.6, 0.0], [0.75, 0.0]])

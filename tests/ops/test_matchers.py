@@ -75,6 +75,22 @@ def test_hungarian_matcher_is_optimal():
         matcher(logits, boxes, targets[:1])
 
 
+def test_hungarian_focal_class_cost_by_hand():
+    """The focal class cost (Deformable DETR, RT-DETR): with equal boxes only the class decides. Query 0
+    scores class 0 at p = 0.5: cost 2 (0.25 * 0.25 * log 2 - 0.75 * 0.25 * log 2) = -0.25 log 2 (up to the
+    1e-8 in the logs); a query sure of the class (p ~ 1) costs less and takes the object."""
+    logits = torch.tensor([[[0.0, -9.0], [9.0, -9.0]]])
+    boxes = torch.full((1, 2, 4), 0.5)
+    targets = [{"labels": torch.tensor([0]), "boxes": torch.full((1, 4), 0.5)}]
+    matcher = HungarianMatcher(2.0, 5.0, 2.0, class_cost="focal", focal_alpha=0.25, focal_gamma=2.0)
+    cost = matcher.cost_matrix(logits[0], boxes[0], targets[0]["labels"], targets[0]["boxes"])
+    torch.testing.assert_close(cost[0, 0], torch.tensor(-0.25 * math.log(2.0) - 2.0), rtol=0, atol=1e-6)
+    (queries, objects), = matcher(logits, boxes, targets)
+    assert queries.tolist() == [1] and objects.tolist() == [0]
+    with pytest.raises(ValueError, match="class_cost"):
+        HungarianMatcher(class_cost="sigmoid")
+
+
 def test_fcos_center_sampling_and_ranges():
     points, strides = make_grid_points([(8, 8), (4, 4)], [8, 16])  # 64x64 image
     gt = torch.tensor([[4.0, 4.0, 60.0, 36.0]])  # centre (32, 20)

@@ -38,16 +38,20 @@ class RepVGGBlock(nn.Module):
         out_channels: output channels.
         stride: stride of both convs.
         groups: groups of both convs (the paper's g2/g4 variants).
+        identity: keep the identity branch where shapes allow (RT-DETR's fusion blocks have none).
+        act_layer: the activation (ReLU; RT-DETR's blocks use SiLU).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, groups: int = 1, identity: bool = True,
+                 act_layer: type[nn.Module] = nn.ReLU) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.stride, self.groups = in_channels, out_channels, stride, groups
-        self.identity = nn.BatchNorm2d(in_channels) if in_channels == out_channels and stride == 1 else None
+        has_identity = identity and in_channels == out_channels and stride == 1
+        self.identity = nn.BatchNorm2d(in_channels) if has_identity else None
         self.conv3x3 = ConvNormAct(in_channels, out_channels, 3, stride, groups=groups, act_layer=None)
         self.conv1x1 = ConvNormAct(in_channels, out_channels, 1, stride, groups=groups, act_layer=None)
         self.fused: nn.Conv2d | None = None
-        self.act = nn.ReLU(inplace=True)
+        self.act = act_layer(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused is not None:

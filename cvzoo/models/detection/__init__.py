@@ -6,6 +6,7 @@ from cvzoo.models.detection import (
     detr,  # noqa: F401
     onestage,  # noqa: F401
     rcnn,  # noqa: F401
+    rtdetr,  # noqa: F401
     ssd,  # noqa: F401
     ssd_remap,  # noqa: F401
     ssdlite,  # noqa: F401

@@ -47,6 +47,14 @@ NARROW.update({name: {"hidden_dim": 32, "num_heads": 2, "encoder_layers": 1, "de
                       "num_queries": 20, **({} if name == "detr_resnet50" else {"backbone": "resnet18"})}
                for name in DETECTORS if name.startswith("detr_")})
 
+# RT-DETR at an eighth of its width on 64 x 64 inputs (84 encoder tokens), one RepVGG block per fusion block,
+# two decoder layers, 20 queries and 20 denoising queries; rtdetr_r50vd keeps its ResNet-50-vd (the bottleneck
+# layout), the others run on ResNet-18-vd. test_rtdetr_parity.py checks the architecture against transformers.
+NARROW.update({name: {"hidden_dim": 32, "num_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "num_blocks": 1,
+                      "decoder_layers": 2, "num_queries": 20, "num_denoising": 20, "size": 64,
+                      **({} if name == "rtdetr_r50vd" else {"backbone": "resnet18_vd"})}
+               for name in DETECTORS if name.startswith("rtdetr_")})
+
 
 def _build(name: str) -> Detector:
     accepted = accepted_keywords(get_entry(name).builder) or set()

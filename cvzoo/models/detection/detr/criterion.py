@@ -28,6 +28,15 @@ from cvzoo.ops import HungarianMatcher, box_convert, generalized_box_iou_element
 Target = dict[str, torch.Tensor]
 
 
+
+def check_objects_fit_queries(targets: Sequence[Target], queries: int, family: str) -> None:
+    """A set-prediction detector matches each object to its own query: more objects than queries in an image
+    cannot be matched, so it is a ``TargetError`` naming the image and both numbers."""
+    for index, target in enumerate(targets):
+        if len(target["labels"]) > queries:
+            raise TargetError(f"image {index} of the batch has {len(target['labels'])} objects but the model "
+                              f"predicts {queries} (num_queries): {family} matches each object to its own query")
+
 class SetCriterion(nn.Module):
     """Hungarian matching + DETR's losses.
 
@@ -63,11 +72,7 @@ class SetCriterion(nn.Module):
         Raises:
             TargetError: an image has more objects than the model has queries (naming the image and both).
         """
-        queries = logits.shape[2]
-        for index, target in enumerate(targets):
-            if len(target["labels"]) > queries:
-                raise TargetError(f"image {index} of the batch has {len(target['labels'])} objects but the model "
-                                  f"predicts {queries} (num_queries): DETR matches each object to its own query")
+        check_objects_fit_queries(targets, logits.shape[2], "DETR")
         # The box terms are averaged over the batch's objects (DETR also averages this count over processes).
         num_boxes = max(sum(len(t["labels"]) for t in targets), 1)
         per_layer = [self.layer_losses(layer_logits, layer_boxes, targets, num_boxes)

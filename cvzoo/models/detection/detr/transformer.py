@@ -45,11 +45,13 @@ class Attention(nn.Module):
         return tokens.view(batch, length, self.num_heads, dim // self.num_heads).transpose(1, 2)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``query [B, Nq, C]``, ``key`` and ``value [B, Nk, C]``, ``key_mask [B, Nk]`` (True = attend) ->
-        ``[B, Nq, C]``."""
+                key_mask: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``query [B, Nq, C]``, ``key`` and ``value [B, Nk, C]``, ``key_mask [B, Nk]`` and ``attn_mask [Nq, Nk]``
+        (bool, True = attend; RT-DETR's denoising groups use the latter) -> ``[B, Nq, C]``."""
         q, k, v = self._heads(self.q_proj(query)), self._heads(self.k_proj(key)), self._heads(self.v_proj(value))
         mask = None if key_mask is None else key_mask[:, None, None, :]
+        if attn_mask is not None:
+            mask = attn_mask if mask is None else mask & attn_mask
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).flatten(2))
 
@@ -57,12 +59,14 @@ class Attention(nn.Module):
 class EncoderLayer(nn.Module):
     """Post-norm encoder layer: ``x = norm1(x + attn(x + pos, x + pos, x))``, ``x = norm2(x + ffn(x))``."""
 
-    def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float) -> None:
+    def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float,
+                 act_layer: type[nn.Module] = nn.ReLU) -> None:
         super().__init__()
         self.self_attn = Attention(dim, num_heads, dropout)
         self.norm1 = nn.LayerNorm(dim)
-        # DETR's FFN: linear -> ReLU -> dropout -> linear, and dropout on the residual branch.
-        self.mlp = Mlp(dim, ffn_dim, nn.ReLU, dropout)
+        # DETR's FFN: linear -> ReLU -> dropout -> linear, and dropout on the residual branch (RT-DETR's AIFI
+        # layer is the same with GELU).
+        self.mlp = Mlp(dim, ffn_dim, act_layer, dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
