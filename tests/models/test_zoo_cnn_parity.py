@@ -169,7 +169,8 @@ TIMM_BUILDER_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("timm_name", "name", "kwargs"), TIMM_BUILDER_CASES, ids=[c[0] for c in TIMM_BUILDER_CASES])
+@pytest.mark.parametrize(("timm_name", "name", "kwargs"), TIMM_BUILDER_CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in TIMM_BUILDER_CASES])
 def test_timm_efficientnet_builder_checkpoint_gives_same_outputs(timm_name, name, kwargs, tmp_path, skip_init,
                                                                  random_norm_stats):
     timm = pytest.importorskip("timm")
