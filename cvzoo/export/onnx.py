@@ -1,4 +1,5 @@
-"""ONNX export with a dynamic batch dimension and an optional parity check in onnxruntime."""
+"""ONNX export (torch.export-based by default, the TorchScript tracer where a model declares it) with a dynamic
+batch dimension and an optional parity check in onnxruntime."""
 
 from __future__ import annotations
 
@@ -29,13 +30,35 @@ def require_export_packages(*modules: str) -> None:
         )
 
 
+# The two exporters of torch.onnx. "dynamo" captures the model with torch.export and translates the ATen graph
+# through onnxscript's torchlib: the exporter PyTorch maintains. "torchscript" is the tracing exporter that
+# PyTorch deprecates; a model keeps it only where it declares ``onnx_exporter = "torchscript"`` on its export
+# module, with the reason written there (custom ``symbolic`` functions, which only the tracer honours; shapes
+# that depend on the data, which torch.export cannot express without a translation of its own).
+ONNX_EXPORTERS = ("dynamo", "torchscript")
+# The lowest opset each exporter writes by default: torchlib's functions are written for opset 18 (the dynamo
+# exporter would convert a lower one afterwards, op by op, which fails on some ops), the tracer's zoo-wide
+# tested opset is 17.
+DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}
+
+
+def onnx_exporter_for(module: nn.Module, requested: str | None = None) -> str:
+    """The exporter of ``module``: ``requested`` when given, else the module's declared ``onnx_exporter``,
+    else ``"dynamo"``."""
+    choice = requested if requested is not None else getattr(module, "onnx_exporter", "dynamo")
+    if choice not in ONNX_EXPORTERS:
+        where = "asked for" if requested is not None else f"declared by {type(module).__name__}.onnx_exporter"
+        raise ValueError(f"unknown ONNX exporter {choice!r} ({where}); use one of {', '.join(ONNX_EXPORTERS)}")
+    return choice
+
+
 def export_onnx(
     model: nn.Module,
     path: str | Path,
     example: torch.Tensor,
     input_names: Sequence[str] = ("images",),
     output_names: Sequence[str] = ("output",),
-    opset: int = 17,
+    opset: int | None = None,
     dynamic_batch: bool = True,
     dynamic_hw: bool = False,
     check: bool = True,
@@ -43,22 +66,33 @@ def export_onnx(
     metadata: Mapping[str, str] | None = None,
     compare: Callable[[torch.Tensor, Sequence[torch.Tensor], Sequence[np.ndarray]], float] | None = None,
     dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    exporter: str | None = None,
+    optimize: bool = False,
 ) -> Path:
     """Export ``model`` (eval mode) to ``path``; with ``check`` run it in onnxruntime and compare.
 
-    Uses the TorchScript-based exporter (``dynamo=False``): it is fast, needs no extra packages and
-    supports every op of the zoo at opset 17, as well as custom symbolics such as the ONNX
-    ``NonMaxSuppression`` of ``cvzoo.models.detection.graph_nms`` (the dynamo exporter traces into
-    torchvision's NMS instead and fails on its data-dependent branch). ``dynamic_batch`` marks axis 0
-    of every input/output as dynamic (``dynamic_hw`` also axes 2-3 of the inputs). ``metadata``
-    key/value strings are recorded in the file (onnxruntime reads them as ``custom_metadata_map``).
-    ``compare(inputs, expected, got) -> difference`` replaces the element-wise check (e.g. for
-    detections after NMS, where near-tied candidates may legitimately come out differently).
-    ``dynamic_axes`` (``torch.onnx.export``'s, by input/output name) replaces the axes ``dynamic_batch`` and
-    ``dynamic_hw`` would mark, for a graph whose axes are its own (an R-CNN: one image of any size in, a
-    variable number of detections out); the check then runs the example alone.
+    ``exporter`` is ``"dynamo"`` (torch.export + onnxscript, the default) or ``"torchscript"`` (the
+    deprecated tracer); ``None`` takes the model's declared ``onnx_exporter`` (:func:`onnx_exporter_for`).
+    ``opset`` defaults to the exporter's (:data:`DEFAULT_OPSET`); the dynamo exporter needs 18 or more.
+    ``optimize`` (dynamo only) runs onnxscript's graph optimizer (constant folding, redundant-op removal)
+    on the result; docs/deploy.md has what it measured to change.
+    ``dynamic_batch`` marks axis 0 of every input/output as dynamic (``dynamic_hw`` also axes 2-3 of the
+    inputs). ``metadata`` key/value strings are recorded in the file (onnxruntime reads them as
+    ``custom_metadata_map``). ``compare(inputs, expected, got) -> difference`` replaces the element-wise
+    check (e.g. for detections after NMS, where near-tied candidates may legitimately come out
+    differently). ``dynamic_axes`` (``torch.onnx.export``'s, by input/output name) replaces the axes
+    ``dynamic_batch`` and ``dynamic_hw`` would mark, for a graph whose axes are its own (an R-CNN: one
+    image of any size in, a variable number of detections out); the check then runs the example alone.
     """
     require_export_packages()
+    exporter = onnx_exporter_for(model, exporter)
+    opset = DEFAULT_OPSET[exporter] if opset is None else int(opset)
+    if exporter == "dynamo" and opset < DEFAULT_OPSET["dynamo"]:
+        raise ValueError(f"the dynamo ONNX exporter writes opset {DEFAULT_OPSET['dynamo']} or later, got opset "
+                         f"{opset}; ask for the torchscript exporter for an older opset")
+    if optimize and exporter != "dynamo":
+        raise ValueError("optimize (onnxscript's graph optimizer) is part of the dynamo ONNX exporter; the "
+                         "torchscript exporter folds constants itself")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
@@ -77,16 +111,53 @@ def export_onnx(
                 dynamic_axes[name] = {0: "batch"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (example,), str(path), input_names=list(input_names), output_names=list(output_names),
-            opset_version=opset, dynamic_axes=dynamic_axes, dynamo=False,
-        )
-    if metadata:
-        write_metadata(path, metadata)
+        if exporter == "dynamo":
+            _export_dynamo(model, path, example, input_names, output_names, opset, dynamic_axes or {}, optimize,
+                           metadata)
+        else:
+            torch.onnx.export(
+                model, (example,), str(path), input_names=list(input_names), output_names=list(output_names),
+                opset_version=opset, dynamic_axes=dynamic_axes, dynamo=False,
+            )
+            if metadata:
+                write_metadata(path, metadata)
     if check:
         check_onnx_parity(model, path, example, atol=atol, compare=compare,
                           batch_sizes=(example.shape[0], 2) if dynamic_batch else (example.shape[0],))
     return path
+
+
+def _export_dynamo(model: nn.Module, path: Path, example: torch.Tensor, input_names: Sequence[str],
+                   output_names: Sequence[str], opset: int, dynamic_axes: Mapping[str, Mapping[int, str]],
+                   optimize: bool, metadata: Mapping[str, str] | None) -> None:
+    """``torch.onnx.export(dynamo=True)`` of ``model`` on ``example``: torch.export capture, then ONNX.
+
+    The input's dynamic axes become ``torch.export.Dim`` s named as in ``dynamic_axes``; the outputs' follow
+    from the graph. ``metadata`` goes into the file as it is written.
+    """
+    if len(input_names) != 1:
+        raise ValueError(f"export_onnx takes one input tensor, got input names {list(input_names)}")
+    dims: dict[str, torch.export.Dim] = {}
+    spec = {axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in
+            dynamic_axes.get(input_names[0], {}).items()}
+    for axis in spec:
+        # torch.export treats an axis of size 0 or 1 in the example as a constant (a size-1 axis may be a
+        # broadcast), and then refuses to make it dynamic: capture with the example doubled along it.
+        if example.shape[axis] < 2:
+            example = torch.cat([example, example], dim=axis)
+    # The module itself (not a program captured beforehand), so that torch.onnx.is_in_onnx_export() holds
+    # while torch.export captures it, as the models' export branches expect.
+    onnx_program = torch.onnx.export(model, (example,), input_names=list(input_names),
+                                     output_names=list(output_names), opset_version=opset, dynamo=True,
+                                     dynamic_shapes=(spec or None,), optimize=optimize, verbose=False)
+    # The symbolic sizes come out as torch.export's symbols (s0, s77, ...): name them as asked, wherever
+    # they appear (the outputs' batch axis is the input's symbol).
+    shape = onnx_program.model.graph.inputs[0].shape
+    onnx_program.rename_axes({shape[axis]: label for axis, label in
+                              dynamic_axes.get(input_names[0], {}).items() if not isinstance(shape[axis], int)})
+    onnx_program.model.metadata_props.update({key: str(value) for key, value in (metadata or {}).items()})
+    # Weights inside the file (not beside it): the zoo's models are far below protobuf's 2 GB limit.
+    onnx_program.save(str(path), external_data=False)
 
 
 def write_metadata(path: Path, metadata: Mapping[str, str]) -> None:
