@@ -3,10 +3,12 @@ batch dimension and an optional parity check in onnxruntime."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,13 +44,27 @@ ONNX_EXPORTERS = ("dynamo", "torchscript")
 DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}
 
 
+# torch.onnx.export(dynamo=True) in the form used here (ONNXProgram, the onnxscript optimizer) exists from
+# torch 2.6; cvzoo admits torch >= 2.2, where the default stays the tracer.
+DYNAMO_MIN_TORCH = (2, 6)
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
 def onnx_exporter_for(module: nn.Module, requested: str | None = None) -> str:
     """The exporter of ``module``: ``requested`` when given, else the module's declared ``onnx_exporter``,
-    else ``"dynamo"``."""
-    choice = requested if requested is not None else getattr(module, "onnx_exporter", "dynamo")
+    else ``"dynamo"`` (``"torchscript"`` under torch < 2.6, which lacks it)."""
+    default = "dynamo" if _torch_version() >= DYNAMO_MIN_TORCH else "torchscript"
+    choice = requested if requested is not None else getattr(module, "onnx_exporter", default)
     if choice not in ONNX_EXPORTERS:
         where = "asked for" if requested is not None else f"declared by {type(module).__name__}.onnx_exporter"
         raise ValueError(f"unknown ONNX exporter {choice!r} ({where}); use one of {', '.join(ONNX_EXPORTERS)}")
+    if choice == "dynamo" and default != "dynamo":
+        raise ValueError(f"the dynamo ONNX exporter needs torch >= 2.6, this is torch {torch.__version__}: "
+                         "use the torchscript exporter or a newer torch")
     return choice
 
 
@@ -67,15 +83,17 @@ def export_onnx(
     compare: Callable[[torch.Tensor, Sequence[torch.Tensor], Sequence[np.ndarray]], float] | None = None,
     dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
     exporter: str | None = None,
-    optimize: bool = False,
+    optimize: bool = True,
 ) -> Path:
     """Export ``model`` (eval mode) to ``path``; with ``check`` run it in onnxruntime and compare.
 
     ``exporter`` is ``"dynamo"`` (torch.export + onnxscript, the default) or ``"torchscript"`` (the
     deprecated tracer); ``None`` takes the model's declared ``onnx_exporter`` (:func:`onnx_exporter_for`).
     ``opset`` defaults to the exporter's (:data:`DEFAULT_OPSET`); the dynamo exporter needs 18 or more.
-    ``optimize`` (dynamo only) runs onnxscript's graph optimizer (constant folding, redundant-op removal)
-    on the result; docs/deploy.md has what it measured to change.
+    ``optimize`` runs onnxscript's graph optimizer (constant folding, redundant-op removal) on the dynamo
+    exporter's graph: without it that graph has 2.7-3.6x the nodes of the tracer's and runs slower in
+    onnxruntime; with it, fewer nodes than the tracer's (benchmarks/bench_onnx_exporters.py, docs/deploy.md).
+    The torchscript exporter folds constants itself and ignores it.
     ``dynamic_batch`` marks axis 0 of every input/output as dynamic (``dynamic_hw`` also axes 2-3 of the
     inputs). ``metadata`` key/value strings are recorded in the file (onnxruntime reads them as
     ``custom_metadata_map``). ``compare(inputs, expected, got) -> difference`` replaces the element-wise
@@ -90,9 +108,6 @@ def export_onnx(
     if exporter == "dynamo" and opset < DEFAULT_OPSET["dynamo"]:
         raise ValueError(f"the dynamo ONNX exporter writes opset {DEFAULT_OPSET['dynamo']} or later, got opset "
                          f"{opset}; ask for the torchscript exporter for an older opset")
-    if optimize and exporter != "dynamo":
-        raise ValueError("optimize (onnxscript's graph optimizer) is part of the dynamo ONNX exporter; the "
-                         "torchscript exporter folds constants itself")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
@@ -145,11 +160,18 @@ def _export_dynamo(model: nn.Module, path: Path, example: torch.Tensor, input_na
         # broadcast), and then refuses to make it dynamic: capture with the example doubled along it.
         if example.shape[axis] < 2:
             example = torch.cat([example, example], dim=axis)
-    # The module itself (not a program captured beforehand), so that torch.onnx.is_in_onnx_export() holds
-    # while torch.export captures it, as the models' export branches expect.
-    onnx_program = torch.onnx.export(model, (example,), input_names=list(input_names),
-                                     output_names=list(output_names), opset_version=opset, dynamo=True,
-                                     dynamic_shapes=(spec or None,), optimize=optimize, verbose=False)
+    # What torch.onnx.export(dynamo=True) runs, less its first step: it rebuilds the registry of torchlib's
+    # ONNX functions (parsing ~500 of them) on every call, 2.3 of the 3.5 s a tiny model's export takes
+    # (docs/deploy.md); the registry does not change between exports of one opset, so it is built once per
+    # process. ``_core.export`` is private: the pyproject's torch bound (< 2.15) is what it was checked on.
+    # Given the module itself (not a program captured beforehand), torch.onnx.is_in_onnx_export() holds while
+    # torch.export captures it, as the models' export branches expect.
+    from torch.onnx._internal.exporter import _core
+
+    onnx_program = _core.export(model, (example,), registry=_torchlib_registry(opset),
+                                dynamic_shapes=(spec or None,), input_names=list(input_names),
+                                output_names=list(output_names), optimize=optimize, opset_version=opset,
+                                verbose=False)
     # The symbolic sizes come out as torch.export's symbols (s0, s77, ...): name them as asked, wherever
     # they appear (the outputs' batch axis is the input's symbol).
     shape = onnx_program.model.graph.inputs[0].shape
@@ -158,6 +180,14 @@ def _export_dynamo(model: nn.Module, path: Path, example: torch.Tensor, input_na
     onnx_program.model.metadata_props.update({key: str(value) for key, value in (metadata or {}).items()})
     # Weights inside the file (not beside it): the zoo's models are far below protobuf's 2 GB limit.
     onnx_program.save(str(path), external_data=False)
+
+
+@functools.cache
+def _torchlib_registry(opset: int) -> Any:
+    """torch's registry of the ATen -> ONNX functions of onnxscript's torchlib at ``opset`` (built once)."""
+    from torch.onnx._internal.exporter import _registration
+
+    return _registration.ONNXRegistry.from_torchlib(opset_version=opset)
 
 
 def write_metadata(path: Path, metadata: Mapping[str, str]) -> None:

@@ -96,8 +96,6 @@ def test_bad_exporter_choices_are_clear_errors(small_net, tmp_path):
         export_onnx(declared, tmp_path / "b.onnx", x)
     with pytest.raises(ValueError, match="opset 18 or later, got opset 17"):
         export_onnx(small_net, tmp_path / "c.onnx", x, opset=17)
-    with pytest.raises(ValueError, match="optimize .* part of the dynamo ONNX exporter"):
-        export_onnx(small_net, tmp_path / "d.onnx", x, exporter="torchscript", optimize=True)
     assert not any(tmp_path.iterdir())  # each failed before writing anything
 
 
@@ -110,3 +108,10 @@ def test_the_cli_flag_chooses_the_exporter(tmp_path):
     assert main(["export", str(weights), "--onnx-exporter", "torchscript"]) == 0
     assert onnx.load(str(tmp_path / "best.onnx")).opset_import[0].version == 17
     assert read_metadata(tmp_path / "best.onnx")["cvzoo_task"] == "classify"
+
+
+def test_torch_without_the_dynamo_exporter_defaults_to_the_tracer(small_net, monkeypatch):
+    monkeypatch.setattr(torch, "__version__", "2.4.1")
+    assert onnx_exporter_for(small_net) == "torchscript"
+    with pytest.raises(ValueError, match="needs torch >= 2.6, this is torch 2.4.1"):
+        onnx_exporter_for(small_net, "dynamo")
