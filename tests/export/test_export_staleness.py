@@ -92,7 +92,8 @@ def test_an_unchanged_checkpoint_reuses_its_file(weights, trained, caplog):
     written = path.stat().st_mtime_ns
     with caplog.at_level(logging.WARNING, logger="cvzoo.api"):
         api.predict(weights, trained[1], device="cpu", topk=3, backend="onnxruntime")
-    assert caplog.text == "" and path.stat().st_mtime_ns == written
+    # No warning (torch.export's structured-trace logger leaves DEBUG records of the export above in caplog).
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING] and path.stat().st_mtime_ns == written
 
 
 def test_a_given_onnx_file_from_another_checkpoint_is_an_error(weights, trained, tmp_path, capsys):
