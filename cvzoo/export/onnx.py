@@ -163,7 +163,8 @@ def _export_dynamo(model: nn.Module, path: Path, example: torch.Tensor, input_na
     # What torch.onnx.export(dynamo=True) runs, less its first step: it rebuilds the registry of torchlib's
     # ONNX functions (parsing ~500 of them) on every call, 2.3 of the 3.5 s a tiny model's export takes
     # (docs/deploy.md); the registry does not change between exports of one opset, so it is built once per
-    # process. ``_core.export`` is private: the pyproject's torch bound (< 2.15) is what it was checked on.
+    # process. ``_core.export`` is private and was checked on torch 2.14 only (the pyproject caps torch below
+    # 2.15); a torch whose signature differs fails here with a TypeError, not with another exporter.
     # Given the module itself (not a program captured beforehand), torch.onnx.is_in_onnx_export() holds while
     # torch.export captures it, as the models' export branches expect.
     from torch.onnx._internal.exporter import _core
