@@ -44,9 +44,11 @@ ONNX_EXPORTERS = ("dynamo", "torchscript")
 DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}
 
 
-# torch.onnx.export(dynamo=True) in the form used here (ONNXProgram, the onnxscript optimizer) exists from
-# torch 2.6; cvzoo admits torch >= 2.2, where the default stays the tracer.
-DYNAMO_MIN_TORCH = (2, 6)
+# torch.onnx.export(dynamo=True) exists from torch 2.6, but this module drives it through a private entry
+# point (_export_dynamo) that was checked on torch 2.14 only, and the zoo's models were exported and compared
+# with onnxruntime on that version: from 2.14 the default is dynamo; cvzoo admits torch >= 2.2, where an older
+# torch keeps the tracer, which works on all of them.
+DYNAMO_MIN_TORCH = (2, 14)
 
 
 def _torch_version() -> tuple[int, int]:
@@ -56,14 +58,15 @@ def _torch_version() -> tuple[int, int]:
 
 def onnx_exporter_for(module: nn.Module, requested: str | None = None) -> str:
     """The exporter of ``module``: ``requested`` when given, else the module's declared ``onnx_exporter``,
-    else ``"dynamo"`` (``"torchscript"`` under torch < 2.6, which lacks it)."""
+    else ``"dynamo"`` (``"torchscript"`` under a torch older than ``DYNAMO_MIN_TORCH``)."""
     default = "dynamo" if _torch_version() >= DYNAMO_MIN_TORCH else "torchscript"
     choice = requested if requested is not None else getattr(module, "onnx_exporter", default)
     if choice not in ONNX_EXPORTERS:
         where = "asked for" if requested is not None else f"declared by {type(module).__name__}.onnx_exporter"
         raise ValueError(f"unknown ONNX exporter {choice!r} ({where}); use one of {', '.join(ONNX_EXPORTERS)}")
     if choice == "dynamo" and default != "dynamo":
-        raise ValueError(f"the dynamo ONNX exporter needs torch >= 2.6, this is torch {torch.__version__}: "
+        raise ValueError(f"cvzoo's dynamo ONNX export needs torch >= {'.'.join(map(str, DYNAMO_MIN_TORCH))}, "
+                         f"this is torch {torch.__version__}: "
                          "use the torchscript exporter or a newer torch")
     return choice
 

@@ -113,5 +113,5 @@ def test_the_cli_flag_chooses_the_exporter(tmp_path):
 def test_torch_without_the_dynamo_exporter_defaults_to_the_tracer(small_net, monkeypatch):
     monkeypatch.setattr(torch, "__version__", "2.4.1")
     assert onnx_exporter_for(small_net) == "torchscript"
-    with pytest.raises(ValueError, match="needs torch >= 2.6, this is torch 2.4.1"):
+    with pytest.raises(ValueError, match="needs torch >= 2.14, this is torch 2.4.1"):
         onnx_exporter_for(small_net, "dynamo")
