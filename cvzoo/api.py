@@ -489,9 +489,9 @@ def export_path(out: str | Path, fmt: str) -> Path:
 
 
 def export(weights: str | Path, format: str = "onnx", out: str | Path | None = None, batch: int = 1,
-           imgsz: int | None = None, check: bool = True, opset: int = 17, nms: bool = False,
+           imgsz: int | None = None, check: bool = True, opset: int | None = None, nms: bool = False,
            conf: float = 0.25, iou: float = 0.7, max_det: int = 300, calib: int = 64, calib_split: str = "train",
-           calib_data: str | None = None) -> list[Path]:
+           calib_data: str | None = None, onnx_exporter: str | None = None) -> list[Path]:
     """Export a checkpoint to ONNX (dynamic batch; checked in onnxruntime), its int8 version, OpenVINO IR
     (float32 / int8) and/or TorchScript; ``format`` is one of ``EXPORT_FORMATS``, a comma-separated list of
     them, or ``all`` (ONNX and TorchScript).
@@ -503,6 +503,10 @@ def export(weights: str | Path, format: str = "onnx", out: str | Path | None = N
     exported from other weights). The int8 and OpenVINO formats are made from the ONNX file (written
     too); the int8 ones are calibrated on ``calib`` images of the ``calib_split`` split of the training
     data (or of ``calib_data``), with eval transforms.
+
+    ``onnx_exporter`` (``"dynamo"`` / ``"torchscript"``) overrides the exporter the model's export module
+    declares (``cvzoo.export.onnx.onnx_exporter_for``: torch.export-based unless the module says why not);
+    ``opset`` defaults to that exporter's (18 / 17).
     """
     from cvzoo.export import export_onnx, export_torchscript
     from cvzoo.export.metadata import task_metadata
@@ -533,7 +537,8 @@ def export(weights: str | Path, format: str = "onnx", out: str | Path | None = N
         export_onnx(module, onnx_path, example,
                     output_names=getattr(module, "output_names", None) or task.export_output_names(),
                     opset=opset, check=check, metadata=metadata, compare=module.parity_difference if nms else None,
-                    dynamic_axes=getattr(module, "dynamic_axes", None), atol=getattr(module, "parity_atol", 1e-4))
+                    dynamic_axes=getattr(module, "dynamic_axes", None), atol=getattr(module, "parity_atol", 1e-4),
+                    exporter=onnx_exporter)
     images = None
     if any(f.endswith("-int8") for f in formats):
         if calib_data is not None:

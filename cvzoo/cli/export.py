@@ -17,7 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="output path without suffix (default: next to the checkpoint)")
     parser.add_argument("--batch", type=int, default=1, help="example batch size (the ONNX batch is dynamic)")
     parser.add_argument("--imgsz", type=int, help="input size (default: the training size)")
-    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: 18 with the dynamo exporter, 17 with torchscript)")
+    parser.add_argument("--onnx-exporter", choices=("dynamo", "torchscript"),
+                        help="ONNX exporter (default: the model's; torch.export-based unless the model declares "
+                             "the TorchScript tracer, e.g. NMS in the graph, R-CNN)")
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime / reload parity check")
     parser.add_argument("--nms", action="store_true",
                         help="detection, ONNX: NMS inside the graph; outputs boxes, scores, labels, num_dets")
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         paths = export(args.weights, format=args.format, out=args.out, batch=args.batch, imgsz=args.imgsz,
                        check=not args.no_check, opset=args.opset, nms=args.nms, conf=args.conf, iou=args.iou,
                        max_det=args.max_det, calib=args.calib, calib_split=args.calib_split,
-                       calib_data=args.calib_data)
+                       calib_data=args.calib_data, onnx_exporter=args.onnx_exporter)
     except (FileNotFoundError, ValueError, RuntimeError, ImportError) as err:
         raise CliError(str(err)) from err
     for path in paths:

@@ -78,7 +78,9 @@ def test_backend_flag_runs_the_checkpoints_export_and_must_match_a_files_format(
 def test_empty_or_wrong_channel_calibration_sets_are_clear_errors(classifier, tmp_path):
     weights, paths, _ = classifier
     with pytest.raises(ValueError, match="calibration set is empty"):
-        api.export(weights, format="onnx-int8", out=tmp_path / "none", calib=0)
+        # The tracer: the ONNX file is written before calibration fails, and the error, not the exporter, is
+        # the subject here (the torch.export-based default costs ~1 s more, docs/deploy.md).
+        api.export(weights, format="onnx-int8", out=tmp_path / "none", calib=0, onnx_exporter="torchscript")
     with pytest.raises(ValueError, match=r"calibration set \(mine\) is empty"):
         quantize_onnx(paths["cls.onnx"], tmp_path / "q.onnx", [], "mine")
     rgb = [torch.rand(1, 3, 28, 28)]  # LeNet on Fashion-MNIST takes one channel
@@ -95,7 +97,7 @@ def test_a_missing_package_names_what_to_install(classifier, tmp_path, monkeypat
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("nncf", "openvino") else real(name, *a))
     with pytest.raises(ImportError, match=r"needs openvino, nncf.*pip install 'cvzoo\[openvino\]'"):
-        api.export(weights, format="openvino-int8", out=tmp_path / "m", calib=2)
+        api.export(weights, format="openvino-int8", out=tmp_path / "m", calib=2, onnx_exporter="torchscript")
     with pytest.raises(ImportError, match=r"needs openvino.*pip install 'cvzoo\[openvino\]'"):
         api.predict(paths["cls.xml"], [], device="cpu")
 

@@ -16,6 +16,11 @@ from cvzoo.engine.checkpoint import load_checkpoint  # noqa: E402
 from cvzoo.export.provenance import CHECKPOINT_SHA256, file_sha256  # noqa: E402
 from cvzoo.export.runtime import OnnxTorchModel  # noqa: E402
 
+# The subject is which file predict runs, told by the checkpoint hash both ONNX exporters record alike: the
+# tests' own exports take the tracer (about 1 s less each than the torch.export-based default on this LeNet,
+# docs/deploy.md); the exports predict makes by itself take the default.
+EXPLICIT_EXPORTER = "torchscript"
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -63,13 +68,13 @@ def _assert_same(a, b):
 
 
 def test_export_records_the_checkpoint_sha256(weights):
-    (path,) = api.export(weights, format="onnx")
+    (path,) = api.export(weights, format="onnx", onnx_exporter=EXPLICIT_EXPORTER)
     assert OnnxTorchModel(path).metadata[CHECKPOINT_SHA256] == file_sha256(weights)
 
 
 def test_a_retrained_checkpoint_is_exported_again_before_predicting(weights, trained, caplog):
     images = trained[1]
-    api.export(weights, format="onnx")
+    api.export(weights, format="onnx", onnx_exporter=EXPLICIT_EXPORTER)
     old = api.predict(weights, images, device="cpu", topk=3, backend="onnxruntime")
     _retrain(weights)
     with caplog.at_level(logging.WARNING, logger="cvzoo.api"):
@@ -88,15 +93,16 @@ def test_a_missing_default_file_is_exported(weights, trained, caplog):
 
 
 def test_an_unchanged_checkpoint_reuses_its_file(weights, trained, caplog):
-    (path,) = api.export(weights, format="onnx")
+    (path,) = api.export(weights, format="onnx", onnx_exporter=EXPLICIT_EXPORTER)
     written = path.stat().st_mtime_ns
     with caplog.at_level(logging.WARNING, logger="cvzoo.api"):
         api.predict(weights, trained[1], device="cpu", topk=3, backend="onnxruntime")
-    assert caplog.text == "" and path.stat().st_mtime_ns == written
+    # No warning (torch.export's structured-trace logger leaves DEBUG records of the export above in caplog).
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING] and path.stat().st_mtime_ns == written
 
 
 def test_a_given_onnx_file_from_another_checkpoint_is_an_error(weights, trained, tmp_path, capsys):
-    (other,) = api.export(weights, format="onnx", out=tmp_path / "other")
+    (other,) = api.export(weights, format="onnx", onnx_exporter=EXPLICIT_EXPORTER, out=tmp_path / "other")
     _retrain(weights)
     with pytest.raises(ValueError, match="was exported from another checkpoint"):
         api.predict(weights, trained[1], device="cpu", backend="onnxruntime", onnx=other)
@@ -108,7 +114,7 @@ def test_a_given_onnx_file_from_another_checkpoint_is_an_error(weights, trained,
 def test_an_onnx_file_without_a_recorded_checkpoint_is_not_used_silently(weights, trained, tmp_path, caplog):
     import onnx
 
-    (path,) = api.export(weights, format="onnx")
+    (path,) = api.export(weights, format="onnx", onnx_exporter=EXPLICIT_EXPORTER)
     graph = onnx.load(str(path))  # as an export from before the hash was recorded
     kept = [(p.key, p.value) for p in graph.metadata_props if p.key != CHECKPOINT_SHA256]
     del graph.metadata_props[:]

@@ -107,6 +107,10 @@ class NmsDetector(nn.Module):
     """Export wrapper: images -> padded detections after NMS (see the module docstring for the contract)."""
 
     output_names = OUTPUT_NAMES
+    # The TorchScript-based exporter: the NonMaxSuppression node comes from BatchedNmsOp.symbolic, which only
+    # that exporter calls; torch.export traces into torchvision's NMS instead, whose output size depends on
+    # the data (cvzoo.export.onnx.ONNX_EXPORTERS).
+    onnx_exporter = "torchscript"
 
     def __init__(self, model: nn.Module, conf: float = 0.25, iou: float = 0.7, max_det: int = 300) -> None:
         super().__init__()

@@ -200,6 +200,11 @@ def test_export_where_the_model_declares_it(detector, tmp_path):
     # A module that takes images of any size (R-CNN: one image, its detections) names its dynamic axes and
     # its outputs; it is then also run at another size than the traced one.
     dynamic_axes = getattr(module, "dynamic_axes", None)
+    # The TorchScript tracer on every detector, whichever exporter its module declares: the contract is that
+    # the graph traces and agrees, and the tracer does it in ~1 s where the torch.export-based exporter takes
+    # 3-15 s per detector (docs/deploy.md). The declared exporter runs end to end once per export-module
+    # family: DecodedDetector in tests/export/test_deploy_formats.py (YOLOv8) and
+    # test_detection_cornernet_e2e.py, RCNNExport (tracer) in test_detection_rcnn_e2e.py.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (example,), str(path), input_names=["images"],

@@ -103,8 +103,11 @@ def test_onnx_export_with_and_without_nms_matches_pytorch(tmp_path, name):
     nms_path = export_onnx(nms_module, tmp_path / "nms.onnx", example, output_names=OUTPUT_NAMES,
                            metadata=nms_module.metadata(), check=True, atol=0.05,
                            compare=nms_module.parity_difference)
+    # The plain graph by the same exporter as the NMS graph (NmsDetector declares the tracer), so that NMS
+    # inside and outside see the same decoded numbers (the dynamo graph rounds differently: ~4e-3 pixels on
+    # this calibrated detector's 300-pixel boxes).
     plain_path = export_onnx(DecodedDetector(model), tmp_path / "plain.onnx", example,
-                             output_names=["predictions"], check=True, atol=0.05)
+                             output_names=["predictions"], check=True, atol=0.05, exporter=nms_module.onnx_exporter)
     nms_graph, plain_graph = OnnxTorchModel(nms_path), OnnxTorchModel(plain_path)
     assert nms_graph.metadata[META_NMS] == "1" and float(nms_graph.metadata[META_IOU]) == iou
     assert nms_graph.output_names == list(OUTPUT_NAMES)

@@ -236,6 +236,11 @@ class RCNNExport(nn.Module):
     # boxes differ by ~3e-3 pixels, as much as PyTorch's own with the backbone channels-last (a tenth of
     # that for the MobileNet models). The export check allows 1e-2 (pixels, scores, mask probabilities).
     parity_atol = 1e-2
+    # The TorchScript-based exporter: the graph runs the model's own predict, whose proposal and detection
+    # counts come out of torchvision's NMS (data-dependent sizes) and whose image sizes are traced as 0-d
+    # tensors under torch.onnx.is_in_onnx_export(); torch.export would need unbacked sizes and an ONNX
+    # translation of that NMS (cvzoo.export.onnx.ONNX_EXPORTERS).
+    onnx_exporter = "torchscript"
 
     def __init__(self, model: Detector) -> None:
         super().__init__()
