@@ -488,6 +488,18 @@ def export_path(out: str | Path, fmt: str) -> Path:
     return Path(f"{out}{suffix[fmt]}")
 
 
+def _require_format_packages(formats: list[str]) -> None:
+    """The packages each format needs, checked before the checkpoint is read or any file written."""
+    if any(f.startswith("openvino") for f in formats):
+        from cvzoo.export.openvino import require_openvino
+
+        require_openvino("openvino", *(("nncf",) if "openvino-int8" in formats else ()))
+    if "onnx-int8" in formats:
+        from cvzoo.export.quantize import require_quantization
+
+        require_quantization()
+
+
 def export(weights: str | Path, format: str = "onnx", out: str | Path | None = None, batch: int = 1,
            imgsz: int | None = None, check: bool = True, opset: int | None = None, nms: bool = False,
            conf: float = 0.25, iou: float = 0.7, max_det: int = 300, calib: int = 64, calib_split: str = "train",
@@ -515,6 +527,7 @@ def export(weights: str | Path, format: str = "onnx", out: str | Path | None = N
     formats = ["onnx", "torchscript"] if format == "all" else [f.strip() for f in format.split(",") if f.strip()]
     for fmt in formats:
         export_path("x", fmt)  # unknown names fail before any work
+    _require_format_packages(formats)  # and so does a missing optional package
     task, model, checkpoint = load_trained(weights, "cpu")
     if nms:
         if not task.supports_export_nms:

@@ -98,6 +98,7 @@ def test_a_missing_package_names_what_to_install(classifier, tmp_path, monkeypat
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("nncf", "openvino") else real(name, *a))
     with pytest.raises(ImportError, match=r"needs openvino, nncf.*pip install 'cvzoo\[openvino\]'"):
         api.export(weights, format="openvino-int8", out=tmp_path / "m", calib=2, onnx_exporter="torchscript")
+    assert not list(tmp_path.glob("m*")), "the missing package must be found before any file is written"
     with pytest.raises(ImportError, match=r"needs openvino.*pip install 'cvzoo\[openvino\]'"):
         api.predict(paths["cls.xml"], [], device="cpu")
 
