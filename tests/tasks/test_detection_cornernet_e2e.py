@@ -8,13 +8,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from cvzoo import api
 from cvzoo.cli.main import main
 from cvzoo.data.synthetic import SceneConfig, write_coco_dataset, write_yolo_dataset
-from cvzoo.models.detection.base import Detections
 from cvzoo.models.detection.graph_nms import detections_difference
+from tests.tasks.detection_rows import detections_of
 
 SCENES = SceneConfig(size_range=(48, 96), objects_per_image=(1, 2), scale_range=(0.3, 0.6), classes=["trouser", "bag"])
 COMMON = ["--epochs", "1", "--batch", "4", "--imgsz", "64", "--device", "cpu", "--set", "run.progress=false",
@@ -58,7 +57,7 @@ def test_cornernet_trains_validates_predicts_and_exports(trained, tmp_path, caps
     (onnx_path,) = api.export(weights, out=tmp_path / "plain")
     exported = api.predict(weights, images, device="cpu", conf=0.0, backend="onnxruntime", onnx=onnx_path)
     for torch_result, onnx_result in zip(results, exported):
-        expected, got = _detections(torch_result), _detections(onnx_result)
+        expected, got = detections_of(torch_result), detections_of(onnx_result)
         assert len(got) == len(expected) > 0
         box, score = detections_difference(expected, got)
         assert box <= 2e-2 and score < 1e-3, (box, score)  # rows round boxes to 0.01
@@ -73,8 +72,3 @@ def test_cornernet_trains_on_a_coco_dataset(tmp_path):
     values = dict(zip(rows[0].split(","), rows[1].split(",")))
     assert np.isfinite(float(values["train/loss"])) and float(values["train/loss"]) > 0
 
-
-def _detections(result: dict) -> Detections:
-    rows = result["detections"]
-    return Detections(torch.tensor([d["box"] for d in rows]).reshape(-1, 4), torch.tensor([d["score"] for d in rows]),
-                      torch.tensor([d["label"] for d in rows]))

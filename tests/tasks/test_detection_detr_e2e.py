@@ -12,7 +12,7 @@ from cvzoo.cli.main import main
 from cvzoo.data.synthetic import SceneConfig, write_coco_dataset, write_yolo_dataset
 from cvzoo.models import list_models
 from tests.models.detection.test_detector_contract import _in_order_of
-from tests.tasks.test_detection_onestage_e2e import _detections
+from tests.tasks.detection_rows import detections_of
 
 MODEL = "detr_resnet18_tiny"
 pytestmark = pytest.mark.skipif(MODEL not in list_models(task="detect"), reason="DETR not registered")
@@ -58,7 +58,7 @@ def test_detr_trains_validates_predicts_and_exports(tmp_path, one_thread):
     exported = api.predict(weights, images, device="cpu", conf=0.0, backend="onnxruntime")
     for torch_result, onnx_result in zip(results, exported):
         assert onnx_result["size"] == torch_result["size"]
-        expected, got = _detections(torch_result), _detections(onnx_result)
+        expected, got = detections_of(torch_result), detections_of(onnx_result)
         assert len(got) == len(expected) == 20
         # Near-tied scores of an untrained model may come in either order: rows are paired by label, box, score.
         paired = _in_order_of((expected.boxes, expected.scores, expected.labels),

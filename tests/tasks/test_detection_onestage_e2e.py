@@ -11,8 +11,8 @@ from cvzoo import api
 from cvzoo.cli.main import main
 from cvzoo.data.synthetic import SceneConfig, write_yolo_dataset
 from cvzoo.models import list_models
-from cvzoo.models.detection.base import Detections
 from tests.models.detection.test_detector_contract import _in_order_of
+from tests.tasks.detection_rows import detections_of
 
 MODEL = "fcos_resnet50_fpn"
 pytestmark = pytest.mark.skipif(MODEL not in list_models(task="detect"), reason="one-stage family not registered")
@@ -62,7 +62,7 @@ def test_fcos_trains_validates_predicts_and_exports(tmp_path):
     exported = api.predict(weights, images, device="cpu", conf=0.0, backend="onnxruntime")
     for torch_result, onnx_result in zip(results, exported):
         assert onnx_result["size"] == torch_result["size"]
-        expected, got = _detections(torch_result), _detections(onnx_result)
+        expected, got = detections_of(torch_result), detections_of(onnx_result)
         assert len(got) == len(expected) > 0
         # Paired greedily by label, box and score: after one epoch some boxes are clipped to the same point
         # (no area, so NMS keeps them all) and near-tied scores may come in either order.
@@ -71,8 +71,3 @@ def test_fcos_trains_validates_predicts_and_exports(tmp_path):
         assert torch.equal(paired[2], got.labels)
         assert (paired[0] - got.boxes).abs().max() <= 2e-2 and (paired[1] - got.scores).abs().max() < 1e-3
 
-
-def _detections(result: dict) -> Detections:
-    rows = result["detections"]
-    return Detections(torch.tensor([d["box"] for d in rows]).reshape(-1, 4), torch.tensor([d["score"] for d in rows]),
-                      torch.tensor([d["label"] for d in rows]))

@@ -5,14 +5,13 @@ export to ONNX (one image of any size in, its final detections out) -> predict w
 from __future__ import annotations
 
 import pytest
-import torch
 
 from cvzoo import api
 from cvzoo.cli.main import main
 from cvzoo.data.synthetic import SceneConfig, write_yolo_dataset
 from cvzoo.models import list_models
-from cvzoo.models.detection.base import Detections
 from cvzoo.models.detection.graph_nms import detections_difference
+from tests.tasks.detection_rows import detections_of
 
 MODEL = "fasterrcnn_mobilenet_v3_large_320_fpn"
 pytestmark = pytest.mark.skipif(MODEL not in list_models(task="detect"), reason="R-CNN family not registered")
@@ -50,15 +49,10 @@ def test_rcnn_trains_validates_and_predicts_on_images_of_their_own_size(tmp_path
     exported = api.predict(weights, images, device="cpu", conf=0.0, backend="onnxruntime")
     for torch_result, onnx_result in zip(results, exported):
         assert onnx_result["size"] == torch_result["size"]
-        expected, got = _detections(torch_result), _detections(onnx_result)
+        expected, got = detections_of(torch_result), detections_of(onnx_result)
         assert len(got) == len(expected) > 0
         # Matched by label and nearest box: a model after one epoch scores many boxes alike, and scores
         # closer than the runtimes' float error may come out in either order.
         box, score = detections_difference(expected, got)
         assert box <= 2e-2 and score < 1e-3, (box, score)  # rows round boxes to 0.01
 
-
-def _detections(result: dict) -> Detections:
-    rows = result["detections"]
-    return Detections(torch.tensor([d["box"] for d in rows]).reshape(-1, 4), torch.tensor([d["score"] for d in rows]),
-                      torch.tensor([d["label"] for d in rows]))
