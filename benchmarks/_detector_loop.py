@@ -249,3 +249,35 @@ def same_loop_training(name: str, build_pair: Callable[[], Pair], args: argparse
     print(f"detections (score >= 0.001): cvzoo {stats['cvzoo']['count']}, torchvision {stats['tv']['count']}")
     print(f"epoch time ratio cvzoo / torchvision {median_ratio(times['cvzoo'], times['tv']):.3f}; "
           f"peak RSS {peak_rss_mib():.0f} MiB")
+
+
+def profile_training(name: str, build_pair: Callable[[str], Pair], args: argparse.Namespace, steps: int = 3) -> None:
+    """Self CPU time and call count per operator of ``steps`` training steps of each side (torch.profiler,
+    the same batches after one warm-up step), largest differences first: tells extra work (other operators
+    or counts) from the same work run slower."""
+    from torch.profiler import profile
+
+    torch.set_num_threads(args.threads)
+    pair = build_pair(name)
+    images, anns = scenes((steps + 1) * 2, "train", (320, 480))
+    batches = [to_inputs(images[i:i + 2], anns.images[i:i + 2], label_offset=pair.label_offset)
+               for i in range(0, (steps + 1) * 2, 2)]
+    models = {"cvzoo": pair.ours.train(), "tv": pair.reference.train()}
+    table: dict[str, dict[str, tuple[int, float]]] = {}
+    for key, model in models.items():
+        optimizer = sgd(model, 0.01)
+        train_step(model, optimizer, batches[0], key == "cvzoo", seed=0)
+        with profile() as prof:
+            for step, inputs in enumerate(batches[1:], start=1):
+                train_step(model, optimizer, inputs, key == "cvzoo", seed=step)
+        table[key] = {e.key: (e.count, e.self_cpu_time_total / 1e3) for e in prof.key_averages()}
+    totals = {key: sum(ms for _, ms in ops.values()) for key, ops in table.items()}
+    print(f"{name}: {steps} training steps, {args.threads} threads: self CPU {totals['cvzoo']:.0f} ms cvzoo, "
+          f"{totals['tv']:.0f} ms torchvision")
+    names = sorted(set(table["cvzoo"]) | set(table["tv"]),
+                   key=lambda n: -abs(table["cvzoo"].get(n, (0, 0.0))[1] - table["tv"].get(n, (0, 0.0))[1]))
+    print(f"{'operator':56s} {'calls':>11s} {'self ms cvzoo':>14s} {'self ms tv':>11s}")
+    for op in names[:25]:
+        (n_ours, ms_ours), (n_ref, ms_ref) = table["cvzoo"].get(op, (0, 0.0)), table["tv"].get(op, (0, 0.0))
+        print(f"{op[:56]:56s} {n_ours:5d}/{n_ref:<5d} {ms_ours:14.1f} {ms_ref:11.1f}")
+

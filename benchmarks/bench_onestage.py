@@ -26,6 +26,11 @@ torchvision (target >= 1.0).
 
     .venv/bin/python benchmarks/bench_onestage.py throughput --repeats 8
 
+``train-profile``: the operators of three training steps of each side (torch.profiler), largest differences
+first.
+
+    .venv/bin/python benchmarks/bench_onestage.py train-profile --models retinanet_resnet50_fpn
+
 ``train``: both models from the same random init trained by one SGD loop on the same batches, flips and
 seeds, then evaluated by the same COCO evaluator on the validation scenes; mAP of each and the difference
 (target: within 1 point). See ``_detector_loop.same_loop_training``.
@@ -50,6 +55,7 @@ from _detector_loop import (  # noqa: E402
     add_throughput_arguments,
     add_train_arguments,
     check_same_trainable_size,
+    profile_training,
     same_loop_training,
     throughput_table,
 )
@@ -186,6 +192,11 @@ def bench_throughput(args: argparse.Namespace) -> None:
                      "min_size 320 / max_size 480")
 
 
+def bench_train_profile(args: argparse.Namespace) -> None:
+    for name in args.models:
+        profile_training(name, partial(scratch_pair, min_size=320, max_size=480), args)
+
+
 def bench_train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     same_loop_training(args.model, partial(scratch_pair, args.model, args.min_size, args.min_size * 3 // 2), args)
@@ -193,7 +204,7 @@ def bench_train(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["latency", "profile", "throughput", "train"])
+    parser.add_argument("what", choices=["latency", "profile", "throughput", "train", "train-profile"])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(SHARPEN))
     parser.add_argument("--repeats", type=int, default=10, help="A B pairs")
     parser.add_argument("--warmup", type=int, default=2)
@@ -202,7 +213,7 @@ def main() -> None:
     add_train_arguments(parser, "retinanet_resnet50_fpn")
     args = parser.parse_args()
     {"latency": bench_latency, "profile": bench_profile, "throughput": bench_throughput,
-     "train": bench_train}[args.what](args)
+     "train": bench_train, "train-profile": bench_train_profile}[args.what](args)
 
 
 if __name__ == "__main__":
