@@ -10,11 +10,19 @@
 3. Each GAN row trains for ``--minutes`` of wall time at most (whole epochs; the epoch count is estimated
    from a first epoch) and reports the best validation FID / KID (and CAS) of its run on the test set.
 
-Numbers from different feature extractors do not compare: these are not Inception FIDs.
+Numbers from different feature extractors do not compare: these are not Inception FIDs. CAS is bounded by the
+judge: a sample it misclassifies counts against the generator, so the floor row's CAS is the judge's own top-1
+on the real test images (a perfect generator's CAS). ``--judge-config recipes/fashion_mnist.yaml`` trains a
+stronger judge (ResNet-9, ~94 %) by that recipe; ``--rejudge WEIGHTS...`` scores GAN checkpoints of an earlier
+run with this run's judge, without training a GAN again.
 
     make bench-data    # or: apt-get install dataset-fashion-mnist
     .venv/bin/python benchmarks/bench_gan_fashion_mnist.py --data data/fashion-mnist            # ~30 min, 2 cores
     .venv/bin/python benchmarks/bench_gan_fashion_mnist.py --data data/fashion-mnist --quick    # a smoke run
+    .venv/bin/python benchmarks/bench_gan_fashion_mnist.py --data data/fashion-mnist --rows cdcgan --minutes 30 \
+        --project runs/bench_gan                                                   # keep the run's checkpoints
+    .venv/bin/python benchmarks/bench_gan_fashion_mnist.py --data data/fashion-mnist --judge-config \
+        recipes/fashion_mnist.yaml --rejudge runs/bench_gan/gan/cdcgan/weights/best.pt           # another judge
 """
 
 from __future__ import annotations
@@ -43,14 +51,37 @@ ROWS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def train_judge(data: str, project: str, epochs: int, limit: int) -> Path:
-    result = cvzoo.train(
-        model="lenet_mnist", data=data, epochs=epochs, batch=128, device="cpu", project=project, name="judge",
-        overrides=["data.workers=0", "classify.augment.hflip=0.5", "classify.augment.padding=2",
-                   "run.progress=false", "run.tensorboard=false", "run.plots=false", f"data.limit_train={limit}"],
-    )
-    print(f"judge lenet_mnist: test top-1 {result.metrics.get('metrics/top1'):.4f}", flush=True)
-    return result.best_checkpoint
+def train_judge(data: str, project: str, model: str, epochs: int, limit: int,
+                config: str | None = None) -> tuple[Path, float, str]:
+    """The judge's checkpoint and its top-1 on the real test images: the CAS a perfect generator would get
+    (a sample the judge misclassifies counts against the generator, so CAS is bounded by the judge).
+
+    With ``config`` (a classification recipe such as ``recipes/fashion_mnist.yaml``) the judge is that
+    recipe's model and schedule; its final validation is plain (no flip TTA), as the judge scores samples.
+    """
+    common = ["data.workers=0", "run.progress=false", "run.tensorboard=false", "run.plots=false",
+              f"data.limit_train={limit}", f"data.source={data}", f"run.project={project}", "run.name=judge"]
+    if config:
+        result = cvzoo.train(config, overrides=[*common, "train.val_augment=false", "train.device=cpu"])
+        model = build_config(config).model.name
+    else:
+        result = cvzoo.train(model=model, epochs=epochs, batch=128, device="cpu",
+                             overrides=[*common, "classify.augment.hflip=0.5", "classify.augment.padding=2"])
+    top1 = float(result.metrics["metrics/top1"])
+    print(f"judge {model}: test top-1 {top1:.4f}", flush=True)
+    return result.best_checkpoint, top1, model
+
+
+def rejudge(weights: str, data: str, judge: Path, val_n: int) -> dict:
+    """FID / KID (and CAS) of a trained GAN checkpoint in another judge's features, as `cvzoo val` computes
+    them: the generator is not retrained, so a stronger judge can be compared on the same samples."""
+    metrics = cvzoo.evaluate(weights, data=data, device="cpu", plots=False,
+                             overrides=[f"gan.features={judge}", f"data.limit_val={val_n}", "data.workers=0"])
+    out = {"row": f"rejudged {Path(weights).parent.parent.name}/{Path(weights).name}",
+           "fid": float(metrics["fid"]), "kid": float(metrics["kid"])}
+    if "cas" in metrics:
+        out["cas"] = float(metrics["cas"])
+    return out
 
 
 @torch.no_grad()
@@ -98,7 +129,12 @@ def main() -> None:
     parser.add_argument("--data", default="data/fashion-mnist", help="folder with the four *-ubyte(.gz) files")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--minutes", type=float, default=8.0, help="time box of each GAN row")
+    parser.add_argument("--judge-model", default="lenet_mnist", help="the judge classifier (a registered model)")
     parser.add_argument("--judge-epochs", type=int, default=3)
+    parser.add_argument("--judge-config", default=None,
+                        help="train the judge by a classification recipe instead (e.g. recipes/fashion_mnist.yaml)")
+    parser.add_argument("--rejudge", nargs="+", default=[], metavar="WEIGHTS",
+                        help="GAN checkpoints of an earlier run to score with this run's judge (no GAN training)")
     parser.add_argument("--floor-n", type=int, default=5000)
     parser.add_argument("--val-n", type=int, default=2000, help="test images (and samples) per FID")
     parser.add_argument("--limit", type=int, default=0, help="training images (0 = all 60k)")
@@ -111,17 +147,22 @@ def main() -> None:
         args.minutes, args.judge_epochs, args.floor_n, args.val_n, args.limit = 0.01, 1, 500, 500, 2000
     torch.set_num_threads(max(1, torch.get_num_threads()))
     project = args.project or tempfile.mkdtemp(prefix="bench_gan_")
-    judge = train_judge(args.data, project, args.judge_epochs, args.limit)
-    results = [real_floor(args.data, judge, args.floor_n)]
+    judge, judge_top1, judge_name = train_judge(args.data, project, args.judge_model, args.judge_epochs, args.limit,
+                                    args.judge_config)
+    results = [{**real_floor(args.data, judge, args.floor_n), "cas": judge_top1}]
     print(json.dumps(results[-1]), flush=True)
-    for name in args.rows:
+    for weights in args.rejudge:
+        results.append(rejudge(weights, args.data, judge, args.val_n))
+        print(json.dumps(results[-1]), flush=True)
+    for name in args.rows if not args.rejudge else []:
         results.append(run_gan(name, args.data, project, judge, args.minutes, args.limit, args.val_n))
         print(json.dumps(results[-1]), flush=True)
-    print(f"\nFID / KID in cvzoo-lenet_mnist features (not Inception); test images per FID: {args.val_n}")
-    print(f"{'row':28s} {'epochs':>6s} {'wall s':>7s} {'FID':>8s} {'KID':>8s} {'CAS':>6s}")
+    print(f"\nFID / KID in cvzoo-{judge_name} features (not Inception); test images per FID: {args.val_n}; "
+          f"the floor row's CAS is the judge's top-1 on the real test images (a perfect generator's CAS)")
+    print(f"{'row':40s} {'epochs':>6s} {'wall s':>7s} {'FID':>8s} {'KID':>8s} {'CAS':>6s}")
     for r in results:
         cas = f"{r['cas']:.3f}" if "cas" in r else "-"
-        print(f"{r['row']:28s} {r.get('epochs', '-')!s:>6s} {r.get('wall_s', '-')!s:>7s} {r['fid']:8.3f} "
+        print(f"{r['row']:40s} {r.get('epochs', '-')!s:>6s} {r.get('wall_s', '-')!s:>7s} {r['fid']:8.3f} "
               f"{r['kid']:8.4f} {cas:>6s}")
     np.set_printoptions(precision=4)
 
