@@ -152,8 +152,10 @@ class GanConfig:
     discriminator: GanOptimizer = field(default_factory=GanOptimizer)
     # Discriminator (critic) steps per generator step: 1 for DCGAN, 5 for WGAN-GP (Gulrajani et al. 2017).
     n_critic: int = 1
-    # A cvzoo classify checkpoint trained on the same data: its pooled features give FID / KID in
-    # validation and its predictions a conditional GAN's classification accuracy score. None: neither.
+    # The FID / KID features of validation, by file: a cvzoo classify checkpoint trained on the same
+    # data (its pooled features, and its predictions a conditional GAN's classification accuracy score),
+    # or pytorch-fid's Inception weights file pt_inception-2015-12-05-6726825d.pth (the standard FID,
+    # no accuracy score). None: neither.
     features: str | None = None
 
 

@@ -1,8 +1,9 @@
 """Distances between the feature distributions of real and generated images: FID and KID.
 
 Both take feature arrays ``[N, D]`` (one row per image) from any extractor. The standard figures use
-Inception-v3's 2048-d pool features; cvzoo's default extractor is a cvzoo classifier trained on the same
-data (``cvzoo.tasks.gan``), whose numbers are reported as "FID (cvzoo-<model> features)" and compare only
+Inception-v3's 2048-d pool features (``cvzoo.models.classification.inception_fid``, given pytorch-fid's
+weights file); without that file the extractor is a cvzoo classifier trained on the same data
+(``cvzoo.tasks.gan``), whose numbers are reported as "FID (cvzoo-<model> features)" and compare only
 with each other.
 
 - FID (Heusel et al. 2017): the Frechet distance of the two Gaussians fitted to the features,

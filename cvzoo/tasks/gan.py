@@ -8,11 +8,14 @@ n_critic 5, Gulrajani et al. 2017) sets both, and a config without one of them i
 
 Data: any source the classify task reads (idx MNIST / Fashion-MNIST, CIFAR-10 batches, image folders),
 served as uint8 at ``data.img_size`` and scaled to [-1, 1] on the device (the generator's tanh range).
-Validation: the discriminator's mean scores on real and generated images, and, with ``gan.features``
-(a cvzoo classify checkpoint trained on the same data), FID and KID of the validation images against as
-many samples in that classifier's pooled features (reported as "FID (cvzoo-<model> features)"), plus
-for a conditional GAN the classifier's accuracy on the samples' intended classes (the "classification
-accuracy score"). Every validation writes ``samples/epoch<N>.png``: a fixed-noise grid (a conditional
+Validation: the discriminator's mean scores on real and generated images, and, with ``gan.features``,
+FID and KID of the validation images against as many samples in a feature extractor's features. Its
+file decides which (``feature_extractor``): a cvzoo classify checkpoint trained on the same data gives
+that classifier's pooled features (reported as "FID (cvzoo-<model> features)") and, for a conditional
+GAN, its accuracy on the samples' intended classes (the "classification accuracy score"); any other
+file must be pytorch-fid's Inception weights (``pt_inception-2015-12-05-6726825d.pth``), which give
+the standard FID in Inception-v3's pool3 features and no accuracy score (Inception's classes are
+ImageNet's, not the data's). Every validation writes ``samples/epoch<N>.png``: a fixed-noise grid (a conditional
 GAN: one row per class), also to TensorBoard. ``cvzoo predict`` on a GAN checkpoint writes samples,
 a class grid and a latent interpolation.
 """
@@ -20,6 +23,7 @@ a class grid and a latent interpolation.
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -88,13 +92,27 @@ class GanEvaluator(Evaluator):
         self.grid = states[0][3]  # the main rank's
 
 
+def feature_extractor(path: str) -> FeatureExtractor | InceptionFeatures:
+    """The extractor of ``gan.features``, chosen by what the file holds: a cvzoo checkpoint (it records
+    its ``task``) must be a classify one and gives ``FeatureExtractor``; anything else is read as
+    pytorch-fid's Inception weights (``InceptionFeatures``), loaded strictly."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as err:  # missing, unreadable or not a torch file
+        raise ConfigError(f"gan.features: cannot read {path}: {err}") from err
+    if isinstance(checkpoint, dict) and "task" in checkpoint:
+        return FeatureExtractor(path, checkpoint)
+    return InceptionFeatures(path, checkpoint)
+
+
 class FeatureExtractor(nn.Module):
     """A cvzoo classifier checkpoint as FID features (its pooled pre-logits) and as the judge of the
     classification accuracy score; takes images in [-1, 1] at any size, channels adapted."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, checkpoint: Any = None) -> None:
         super().__init__()
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        if checkpoint is None:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         if not isinstance(checkpoint, dict) or checkpoint.get("task") != "classify":
             raise ConfigError(f"gan.features: {path} is not a cvzoo classify checkpoint (train one with "
                               "`cvzoo train --task classify` on the same data and pass its best.pt)")
@@ -111,6 +129,7 @@ class FeatureExtractor(nn.Module):
         self.size, self.channels = task.img_size, task.model_channels
         self.register_buffer("mean", torch.tensor(task.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(task.std).view(1, -1, 1, 1), persistent=False)
+        self.description = f"cvzoo-{self.name} features"
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``images [B, C, H, W]`` in [-1, 1] -> (pooled features ``[B, D]``, logits ``[B, classes]``)."""
@@ -122,6 +141,34 @@ class FeatureExtractor(nn.Module):
         x = (x - self.mean) / self.std
         features = self.model.forward_pre_logits(self.model.forward_features(x))
         return features, self.model.get_classifier()(features)
+
+
+class InceptionFeatures(nn.Module):
+    """pytorch-fid's Inception weights file as FID features: the 2048-d pool3 features of the FID
+    Inception-v3 (``cvzoo.models.classification.inception_fid``), the standard FID. No logits: its
+    classes are not the data's, so it judges no classification accuracy score."""
+
+    def __init__(self, path: str, checkpoint: Any = None) -> None:
+        super().__init__()
+        from cvzoo.models.classification.inception_fid import load_fid_inception
+        from cvzoo.models.weights import WeightsError
+
+        try:
+            self.model = load_fid_inception(path, checkpoint)
+        except WeightsError as err:  # names the file and lists the keys that do not fit
+            raise ConfigError(f"gan.features takes a cvzoo classify checkpoint or pytorch-fid's Inception "
+                              f"weights; {err}") from err
+        self.name = "inception_v3_fid"
+        self.description = "Inception-v3 pool3 features (pytorch-fid's weights): the standard FID"
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """``images [B, C, H, W]`` in [-1, 1] (the generator's range, which the network also takes: it
+        resizes them as pytorch-fid does) -> (pool3 features ``[B, 2048]``, None). Grey images are
+        repeated over RGB (as torch-fidelity and clean-fid feed them to Inception)."""
+        x = images.float()
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return self.model(x), None
 
 
 class GanTask(Task):
@@ -148,7 +195,7 @@ class GanTask(Task):
         self.channels = 1
         self.img_size = 0
         self.epoch = 0
-        self.features: FeatureExtractor | None = None
+        self.features: FeatureExtractor | InceptionFeatures | None = None
 
     # --- data ------------------------------------------------------------------------------------
     def _dataset(self, split: str) -> Dataset:
@@ -206,9 +253,13 @@ class GanTask(Task):
         return model
 
     def _load_features(self) -> None:
-        self.features = FeatureExtractor(self.config.gan.features)
-        print(f"gan.features: FID / KID in cvzoo-{self.features.name} features ({self.config.gan.features}), "
-              "not Inception's: they compare only with figures from the same classifier")
+        self.features = feature_extractor(self.config.gan.features)
+        if isinstance(self.features, InceptionFeatures):
+            print(f"gan.features: FID / KID in {self.features.description} ({self.config.gan.features}); "
+                  "no classification accuracy score (it needs a cvzoo classify checkpoint as gan.features)")
+        else:
+            print(f"gan.features: FID / KID in {self.features.description} ({self.config.gan.features}), "
+                  "not Inception's: they compare only with figures from the same classifier")
 
     def optimizers(self, model: nn.Module) -> dict[str, OptimizerSpec]:
         """Adam for each network with its own ``gan.<part>`` settings; the discriminator first on every
@@ -289,7 +340,7 @@ class GanTask(Task):
             fake_features, logits = self.features(fake)
             outputs["real_features"] = real_features.double().cpu().numpy()
             outputs["fake_features"] = fake_features.double().cpu().numpy()
-            if model.conditional:
+            if model.conditional and logits is not None:  # a classifier judges; Inception does not
                 outputs["cas_hits"] = (logits.argmax(1) == labels).sum()
         evaluator.update(outputs, batch)
         return {}
@@ -409,4 +460,4 @@ def _grid(images: torch.Tensor, columns: int) -> torch.Tensor:
     return make_grid((images.float().cpu() + 1) / 2, nrow=columns, padding=2).clamp(0, 1)
 
 
-__all__ = ["GanTask", "slerp"]
+__all__ = ["FeatureExtractor", "GanTask", "InceptionFeatures", "feature_extractor", "slerp"]
