@@ -46,7 +46,7 @@ recipe is AdamW at 1e-4 (backbone 1e-5), one warm-up epoch, a step every batch, 
     .venv-bench/bin/python benchmarks/bench_rtdetr.py latency --model rtdetr_r50vd --imgsz 128 --repeats 2  # parity only
     .venv-bench/bin/python benchmarks/bench_rtdetr.py throughput --imgsz 640
     .venv-bench/bin/python benchmarks/bench_rtdetr.py ultralytics --quick     # checks that it runs
-    .venv-bench/bin/python benchmarks/bench_rtdetr.py ultralytics            # 320 px, EPOCHS_DEFAULT epochs
+    .venv-bench/bin/python benchmarks/bench_rtdetr.py ultralytics            # 64 + 32 scenes, 320 px, 4 epochs
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def throughput(args: argparse.Namespace) -> None:
 # One cvzoo epoch line, as `cvzoo train` prints it: "epoch 3  train/loss=...  (41.2s, train 35.0s)".
 EPOCH_LINE = re.compile(r"^epoch (\d+)\s.*\(([\d.]+)s, train ([\d.]+)s\)\s*$")
 QUICK = {"imgsz": 160, "epochs": 2, "train_images": 8, "val_images": 4}
-EPOCHS_DEFAULT, TRAIN_IMAGES_DEFAULT = 4, 64  # set after measuring an epoch: see docs/rtdetr.md
+EPOCHS_DEFAULT, TRAIN_IMAGES_DEFAULT = 4, 64  # hours on a loaded 2-core CPU (docs/rtdetr.md: the --quick epoch)
 
 
 def cvzoo_epoch_times(log: Path) -> list[float]:
