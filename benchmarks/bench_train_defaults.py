@@ -27,6 +27,8 @@ from pathlib import Path
 from statistics import median
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _ultralytics import offline_variables, synthetic_scenes  # noqa: E402
 
 ULTRALYTICS = """
 import sys
@@ -38,14 +40,11 @@ YOLO("yolov8n.yaml").train(data=data, epochs=epochs, imgsz=imgsz, batch=batch, p
 
 
 def dataset(args: argparse.Namespace) -> Path:
-    from cvzoo.data.synthetic import SceneConfig, write_yolo_dataset
+    from cvzoo.data.synthetic import SceneConfig
 
     root = Path(args.workdir) / f"scenes_{args.train_images}_{args.val_images}_{args.imgsz}"
-    if not (root / ".complete").exists():
-        config = SceneConfig(image_size=(args.imgsz, args.imgsz), seed=0)
-        write_yolo_dataset(root, args.train_images, args.val_images, config)
-        (root / ".complete").write_text("ok\n")
-    return root / "data.yaml"
+    config = SceneConfig(image_size=(args.imgsz, args.imgsz), seed=0)
+    return synthetic_scenes(root, args.train_images, args.val_images, config)
 
 
 def run(command: list[str], log: Path, env: dict[str, str]) -> float:
@@ -83,8 +82,7 @@ def main() -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     data = dataset(args)
-    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false",
-           "YOLO_CONFIG_DIR": str(work / "ultralytics_config")}
+    env = {**os.environ, **offline_variables(work)}
     common = [str(data), str(args.epochs), str(args.imgsz), str(args.batch)]
     results: dict[str, list[tuple[float, list[float], float]]] = {"cvzoo": [], "ultralytics": []}
     for round_index in range(args.rounds):

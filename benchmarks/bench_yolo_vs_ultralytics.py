@@ -64,72 +64,38 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from _timing import alternate, median, median_ratio, peak_rss_mib  # noqa: E402
-
-RESULT_TAG = "BENCH_RESULT "
-SETUP_HINT = """ultralytics is not importable from this Python ({python}).
-It is the reference of this benchmark and lives in its own venv (never a cvzoo dependency). Once, from
-the repository root: `make bench-env`; then run this script as
-.venv-bench/bin/python benchmarks/bench_yolo_vs_ultralytics.py MODE
-(import error: {error})"""
+from _ultralytics import (  # noqa: E402
+    EpochTimer,
+    StopAfterTraining,
+    import_ultralytics,
+    offline_environment,
+    report,
+    run_child,
+    synthetic_scenes,
+)
 
 # The quick configuration: every mode runs in a minute or two; the numbers mean nothing.
 QUICK = {"train_images": 64, "val_images": 16, "min_size": 128, "max_size": 192, "imgsz": 160, "epochs": 1,
          "batch": 8, "limit_train": 0, "rounds": 1, "repeats": 5, "warmup": 1}
 
 
-# ------------------------------------------------------------------------------------------- ultralytics
-def offline_environment(workdir: Path) -> None:
-    """Environment variables that keep ultralytics off the network; set before it is imported."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")  # is_online() -> False: no analytics, no update checks
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install a missing extra
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(workdir / "ultralytics_config"))  # its settings.json
-
-
-def import_ultralytics(threads: int):
-    """Import ultralytics (exit with the setup commands when it is missing) and pin its thread count.
-
-    ultralytics' ``select_device`` calls ``torch.set_num_threads(NUM_THREADS)`` with
-    ``NUM_THREADS = min(8, cpu_count - 1)`` (1 on a 2-core machine) whenever it sets up a predictor,
-    trainer or validator; the benchmark gives both sides the same ``--threads``.
-    """
-    try:
-        import ultralytics
-        from ultralytics.utils import SETTINGS, torch_utils
-    except ImportError as err:
-        sys.exit(SETUP_HINT.format(python=sys.executable, error=err))
-    torch_utils.NUM_THREADS = threads
-    if SETTINGS.get("sync"):
-        SETTINGS.update(sync=False)  # no analytics events (already off while offline)
-    return ultralytics
-
-
 # ------------------------------------------------------------------------------------------------- data
 def dataset_yaml(args: argparse.Namespace) -> Path:
     """The synthetic YOLO dataset of this configuration (written once, then reused)."""
-    from cvzoo.data.synthetic import SceneConfig, write_yolo_dataset
+    from cvzoo.data.synthetic import SceneConfig
 
     root = Path(args.workdir) / (
         f"scenes_{args.train_images}_{args.val_images}_{args.min_size}-{args.max_size}_seed{args.seed}")
-    done = root / ".complete"
-    if not done.exists():
-        start = time.perf_counter()
-        config = SceneConfig(size_range=(args.min_size, args.max_size), seed=args.seed)
-        write_yolo_dataset(root, args.train_images, args.val_images, config)
-        done.write_text("ok\n")
-        print(f"wrote {args.train_images} train / {args.val_images} val scenes "
-              f"({args.min_size}-{args.max_size} px) to {root} in {time.perf_counter() - start:.1f} s")
-    return root / "data.yaml"
+    config = SceneConfig(size_range=(args.min_size, args.max_size), seed=args.seed)
+    return synthetic_scenes(root, args.train_images, args.val_images, config)
 
 
 # ---------------------------------------------------------------------------------------------- latency
@@ -260,25 +226,6 @@ def forward_breakdown(args: argparse.Namespace, model, reference, ours_shape, re
 
 
 # ----------------------------------------------------------------------------------- train / map (parent)
-def run_child(spec: dict, log: Path) -> dict:
-    """Run one side in its own Python process; its last ``BENCH_RESULT`` line is the result."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    log.parent.mkdir(parents=True, exist_ok=True)
-    print(f"  {spec['side']:12s} {spec['job']} ... (log {log})", flush=True)
-    start = time.perf_counter()
-    with log.open("w") as out:
-        code = subprocess.run([sys.executable, str(Path(__file__).resolve()), "_child", json.dumps(spec)],
-                              stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO).returncode
-    lines = log.read_text(errors="replace").splitlines()
-    results = [line[len(RESULT_TAG):] for line in lines if line.startswith(RESULT_TAG)]
-    if code != 0 or not results:
-        tail = "\n".join(lines[-30:])
-        raise SystemExit(f"{spec['side']} {spec['job']} failed (exit {code}); end of {log}:\n{tail}")
-    result = json.loads(results[-1])
-    print(f"  {spec['side']:12s} done in {time.perf_counter() - start:.0f} s", flush=True)
-    return result
-
-
 def child_spec(args: argparse.Namespace, side: str, job: str, data: Path, name: str) -> dict:
     # close_mosaic >= epochs would switch mosaic off from the first epoch (cvzoo, ultralytics 8.4; older
     # ultralytics tested epoch == epochs - close_mosaic and left it on): clip it so that both sides train
@@ -300,7 +247,8 @@ def train(args: argparse.Namespace) -> None:
         print(f"round {index + 1}/{args.rounds}")
         for side in rows:
             spec = child_spec(args, side, "train", data, f"train_r{index}")
-            rows[side].append(run_child(spec, Path(args.workdir) / "logs" / f"train_{side}_r{index}.log"))
+            rows[side].append(run_child(HERE / "bench_yolo_vs_ultralytics.py", spec,
+                                         Path(args.workdir) / "logs" / f"train_{side}_r{index}.log"))
     print(f"{'side':12s} {'images/s':>9s} {'epoch s':>8s} {'peak RSS MiB':>13s} {'threads':>8s}   epoch times (s)")
     for side, results in rows.items():
         speed = median([r["images_per_s"] for r in results])
@@ -334,7 +282,7 @@ def map_mode(args: argparse.Namespace) -> None:
                 results[side] = saved["result"]
                 continue
             print(f"  {side:12s} {record} was run with other settings: running it again")
-        results[side] = run_child(spec, log)
+        results[side] = run_child(HERE / "bench_yolo_vs_ultralytics.py", spec, log)
         record.write_text(json.dumps({"spec": spec, "result": results[side]}))
     print(f"{'side':12s} {'mAP50-95':>9s} {'mAP50':>7s} {'train s':>8s} {'peak RSS MiB':>13s}   last.pt")
     for side, r in results.items():
@@ -474,25 +422,11 @@ def ultralytics_child(spec: dict) -> dict:
     import torch
     from ultralytics import YOLO
 
-    class StopAfterTraining(Exception):
-        """Raised after the last training epoch of a throughput run: skips ultralytics' final validations."""
-
     torch.set_num_threads(spec["threads"])
-    state: dict = {"epoch_times": []}
-
-    def on_epoch_start(trainer) -> None:
-        state["threads"] = torch.get_num_threads()
-        state["start"] = time.perf_counter()
-
-    def on_epoch_end(trainer) -> None:
-        state["epoch_times"].append(time.perf_counter() - state["start"])
-        state["images"] = len(trainer.train_loader.dataset)
-        if spec["job"] == "train" and len(state["epoch_times"]) == spec["epochs"]:
-            raise StopAfterTraining
+    timer = EpochTimer(stop_after=spec["epochs"] if spec["job"] == "train" else 0)
 
     model = YOLO("yolov8n.yaml")  # built from the YAML: random init, nothing downloaded
-    model.add_callback("on_train_epoch_start", on_epoch_start)
-    model.add_callback("on_train_epoch_end", on_epoch_end)
+    timer.attach(model)
     device = "cpu" if spec["device"] == "cpu" else spec["device"].replace("cuda:", "").replace("cuda", "0")
     recipe = dict(  # cvzoo's detection defaults (cvzoo.config.tasks.TASKS["detect"]), spelled out
         optimizer="SGD", lr0=0.01, lrf=0.01, momentum=0.937, weight_decay=0.0005, warmup_epochs=3.0,
@@ -510,8 +444,7 @@ def ultralytics_child(spec: dict) -> dict:
     except StopAfterTraining:
         pass
     train_s = time.perf_counter() - start
-    out = {"epoch_times": state["epoch_times"], "train_s": train_s, "threads": state.get("threads", 0),
-           "images": state.get("images")}
+    out = {"epoch_times": timer.epoch_times, "train_s": train_s, "threads": timer.threads, "images": timer.images}
     if spec["job"] == "map":
         weights = Path(model.trainer.save_dir) / "weights" / "last.pt"
         metrics = YOLO(str(weights)).val(
@@ -530,7 +463,7 @@ def child(spec: dict) -> None:
     if out.get("images"):
         out["images_per_s"] = out["images"] / out["epoch_s"]
     out["peak_rss_mib"] = peak_rss_mib()
-    print(RESULT_TAG + json.dumps(out), flush=True)
+    report(out)
 
 
 # ------------------------------------------------------------------------------------------------- main
