@@ -1,6 +1,8 @@
 """Whether a run keeps its decoded images in RAM (``data.cache``), and filling the cache before the workers start.
 
-``data.cache=ram`` caches, ``false`` does not; ``auto`` (the default) caches when both hold:
+``data.cache=ram`` caches, ``false`` does not; ``auto`` (the default) never caches on a CPU, where the
+model's step dominates (data loading was 1 % of a measured resnet18 epoch, README), and elsewhere (a GPU)
+caches when both hold:
 
 * **it fits**: the decoded images of the training and validation splits (estimated from the headers of up
   to 64 files per split, times the number of processes that each keep a copy) take at most
@@ -149,8 +151,11 @@ def decode_share(dataset: Dataset, probe: int = PROBE_SAMPLES) -> float:
     return max(0.0, 1.0 - min(cached) / min(uncached)) if min(uncached) > 0 else 0.0
 
 
-def automatic_rule(train: Dataset, found: list[tuple[ImageCache, list[str]]], copies: int) -> tuple[bool, str]:
+def automatic_rule(train: Dataset, found: list[tuple[ImageCache, list[str]]], copies: int,
+                   on_cpu: bool = False) -> tuple[bool, str]:
     """``(cache?, why)`` by the rule of this module's docstring."""
+    if on_cpu:
+        return False, "auto: on a CPU the model's step, not decoding, bounds an epoch"
     need = sum(decoded_bytes(paths, 1 if cache.mode == "L" else 3) for cache, paths in found) * copies
     available = available_memory()
     per_process = f" ({copies} processes)" if copies > 1 else ""
@@ -172,7 +177,7 @@ def automatic_rule(train: Dataset, found: list[tuple[ImageCache, list[str]]], co
 
 
 def setup_image_cache(setting: bool | str, train: Dataset, val: Dataset | None = None,
-                      copies: int = 1) -> CacheReport | None:
+                      copies: int = 1, on_cpu: bool = False) -> CacheReport | None:
     """Apply ``data.cache`` to the datasets: decide (``auto``), then fill their caches, in this process.
 
     Call it before any DataLoader starts its workers (they then share the filled pages). None when the
@@ -183,6 +188,7 @@ def setup_image_cache(setting: bool | str, train: Dataset, val: Dataset | None =
         train: the training set (the automatic rule's probe loads its first samples).
         val: the validation set, cached along with it.
         copies: processes on this machine that each keep a cache (the DDP ranks).
+        on_cpu: the run trains on a CPU (``auto`` does not cache there).
     """
     found_train = image_cache_of(train)
     if found_train is None:
@@ -193,7 +199,7 @@ def setup_image_cache(setting: bool | str, train: Dataset, val: Dataset | None =
         return CacheReport(False, "data.cache=false")
     why = "data.cache=ram"
     if setting == "auto":
-        enabled, why = automatic_rule(train, found, copies)
+        enabled, why = automatic_rule(train, found, copies, on_cpu)
         if not enabled:
             return CacheReport(False, why)
     started = time.perf_counter()

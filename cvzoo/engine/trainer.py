@@ -352,7 +352,8 @@ class Trainer:
 
         batch_size = cfg.data.batch_size
         # Filled here, before any loader forks its workers: they share the cache's pages (cvzoo/data/cache.py).
-        cache = setup_image_cache(cfg.data.cache, train_ds, val_ds, copies=self.dist.world_size)
+        cache = setup_image_cache(cfg.data.cache, train_ds, val_ds, copies=self.dist.world_size,
+                                  on_cpu=self.device.type == "cpu")
         workers = auto_workers(self.device, cfg.data.workers, train_ds, batch_size)
         train_loader = self._loader(train_ds, True, batch_size, workers)
         val_loader = self._loader(val_ds, False, cfg.data.eval_batch_size(), workers) if val_ds is not None else None
