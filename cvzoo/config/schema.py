@@ -42,6 +42,10 @@ class DataConfig:
     val_batch_size: int = 0  # 0 = 2 x batch_size
     workers: int = -1  # -1 = chosen from the device, the cores and the measured load time (engine/workers.py)
     strict: bool = False  # corrupt images: error instead of warning + skip
+    # Decoded training and validation images kept in RAM: "ram" (or true), false, or "auto": not on a CPU;
+    # elsewhere cache when they fit in half the available memory and decoding is a fifth or more of loading
+    # a sample (cvzoo/engine/image_cache.py; the measured reason in the README).
+    cache: bool | Literal["auto", "ram"] = "auto"
     # Detection: the class names in label order, for every split (empty: from the training split's
     # annotations; VOC and Labelme name classes per object, so a split may lack some).
     names: tuple[str, ...] = ()

@@ -174,6 +174,9 @@ def _check_relations(config: Config) -> None:
         low, high = get_value(config, key)
         if low > high:
             raise ConfigError(f"{key}: {[low, high]!r} must be [low, high] with low <= high")
+    cache = config.data.cache
+    if not isinstance(cache, bool) and cache not in ("auto", "ram"):
+        raise ConfigError(f"data.cache: {cache!r} is not one of 'auto', 'ram', false (or true, as 'ram')")
     size = config.data.img_size
     if config.task == "detect" and size % DETECTION_STRIDE:
         raise ConfigError(f"data.img_size: {size} must be a multiple of {DETECTION_STRIDE} for detection "

@@ -1,7 +1,7 @@
 """Which checkpoint ``--resume`` means, which folder the resumed run writes to, and its configuration.
 
 A resumed run continues its saved configuration. Of the settings the user gave again, those that say
-where the run happens (device, workers, progress bar) are taken; a larger ``train.epochs`` extends a
+where the run happens (device, workers, image cache, progress bar) are taken; a larger ``train.epochs`` extends a
 run (finished or not); any other difference is an error rather than a silently ignored flag.
 """
 
@@ -16,7 +16,7 @@ from cvzoo.config.core import get_value
 from cvzoo.config.moved import upgrade_saved_config
 
 # Settings of the machine rather than of the experiment: a resumed run may change them.
-MACHINE_KEYS = ("train.device", "data.workers", "run.progress")
+MACHINE_KEYS = ("train.device", "data.workers", "data.cache", "run.progress")
 
 
 def resolve_resume(config: Config) -> Path:

@@ -53,12 +53,17 @@ def describe_model(name: str, model: nn.Module, example: torch.Tensor | None) ->
     return f"{text}, {cost} at {shape} (2 per multiply-add)"
 
 
-def describe_data(source: str, train_size: int, val_size: int | None, classes: Sequence[str]) -> str:
+def describe_data(source: str, train_size: int, val_size: int | None, classes: Sequence[str],
+                  cache: str | None = None) -> str:
+    """``data SOURCE: train N, val M; K classes (...); image cache ...`` (``cache``: the words of
+    ``engine.image_cache.CacheReport.describe``, None for data that decodes no image files)."""
     split = f"train {train_size:,}" + (f", val {val_size:,}" if val_size is not None else ", no validation split")
     text = f"data {source}: {split}"
     if classes:
         shown = ", ".join(map(str, classes[:10])) + (", ..." if len(classes) > 10 else "")
         text += f"; {len(classes)} classes ({shown})"
+    if cache:
+        text += f"; {cache}"
     return text
 
 

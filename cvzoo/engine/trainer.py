@@ -61,6 +61,7 @@ from cvzoo.engine.distributed import (
 )
 from cvzoo.engine.ema import ModelEMA
 from cvzoo.engine.evaluate import run_validation
+from cvzoo.engine.image_cache import CacheReport, setup_image_cache
 from cvzoo.engine.optim import apply_warmup_overrides, build_optimizer, build_scheduler, nominal_accumulate
 from cvzoo.engine.profile import EpochProfiler
 from cvzoo.engine.resume import resolve_resume, resumed_config, run_dir_of
@@ -350,10 +351,13 @@ class Trainer:
             model = torch.compile(model)
 
         batch_size = cfg.data.batch_size
+        # Filled here, before any loader forks its workers: they share the cache's pages (cvzoo/data/cache.py).
+        cache = setup_image_cache(cfg.data.cache, train_ds, val_ds, copies=self.dist.world_size,
+                                  on_cpu=self.device.type == "cpu")
         workers = auto_workers(self.device, cfg.data.workers, train_ds, batch_size)
         train_loader = self._loader(train_ds, True, batch_size, workers)
         val_loader = self._loader(val_ds, False, cfg.data.eval_batch_size(), workers) if val_ds is not None else None
-        self._log_header(bare_model, train_ds, val_ds, workers)
+        self._log_header(bare_model, train_ds, val_ds, workers, cache)
 
         batches_per_epoch = len(train_loader)
         # The schedule and warm-up count iterations (batches); see cvzoo.engine.optim.
@@ -442,7 +446,8 @@ class Trainer:
                      f"(from {self.resume_path})")
         return progress
 
-    def _log_header(self, model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, workers: int) -> None:
+    def _log_header(self, model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, workers: int,
+                    cache: CacheReport | None = None) -> None:
         if not self.dist.is_main:
             return
         cfg = self.config
@@ -458,7 +463,8 @@ class Trainer:
             f"cvzoo {__version__} · {cfg.task} · {self.run_dir}",
             run_summary.describe_device(self.device, cfg, workers, self.dist.world_size),
             run_summary.describe_model(cfg.model.name, model, example),
-            run_summary.describe_data(cfg.data.source, len(train_ds), None if val_ds is None else len(val_ds), classes),
+            run_summary.describe_data(cfg.data.source, len(train_ds), None if val_ds is None else len(val_ds), classes,
+                                      None if cache is None else cache.describe()),
             run_summary.describe_sources(cfg, self.sources),
         ):
             self.log(line)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -34,6 +36,19 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+@contextmanager
+def preserved_random_state() -> Iterator[None]:
+    """Python's, NumPy's and torch's CPU generators are as they were on entry once the block ends: a probe's
+    augmentation draws leave no trace in the run."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
 def batch_load_seconds(dataset: Dataset, batch_size: int, probe: int = 8) -> float:
     """Seconds to load ``batch_size`` samples in this process, estimated from the first ``probe`` ones.
 
@@ -43,17 +58,12 @@ def batch_load_seconds(dataset: Dataset, batch_size: int, probe: int = 8) -> flo
     count = min(probe, batch_size, len(dataset))  # type: ignore[arg-type]
     if count == 0:
         return 0.0
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    try:
+    with preserved_random_state():
         dataset[0]  # first touch: file-system caches and lazy indexes are not loading cost
         started = time.perf_counter()
         for index in range(count):
             dataset[index]
         per_sample = (time.perf_counter() - started) / count
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
     return per_sample * batch_size
 
 

@@ -18,6 +18,7 @@ BAD_VALUES = [
     ("data.val_batch_size=-1", "data.val_batch_size"),
     ("data.img_size=-8", "data.img_size"),
     ("data.workers=-2", "data.workers"),
+    ("data.cache=disk", "data.cache"),
     ("classify.augment.hflip=1.5", "classify.augment.hflip"),
     ("classify.augment.scale=[0.9, 0.5]", "classify.augment.scale"),
     ("segment.augment.scale=[2.0, 0.5]", "segment.augment.scale"),

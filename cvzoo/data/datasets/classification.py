@@ -30,6 +30,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from cvzoo.data.augment.classify import IMAGENET_MEAN, IMAGENET_STD
 from cvzoo.data.bundled import SAMPLE_NAME, load_fashion_sample
+from cvzoo.data.cache import ImageCache
 from cvzoo.data.formats.cifar import cifar_root, load_cifar10_split
 from cvzoo.data.formats.idx import idx_root, load_idx_split
 from cvzoo.data.formats.image_folder import image_folder_split, write_class_indices
@@ -166,10 +167,15 @@ class ImageFolderDataset(Dataset):
         self.transform = transform
         self.mode = mode
         self.strict = strict
+        self.image_cache = ImageCache(mode)  # data.cache: filled by the trainer (cvzoo.data.cache)
         self._bad: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def image_paths(self) -> list[str]:
+        """The image file of each index (what ``image_cache`` is filled with)."""
+        return [path for path, _ in self.samples]
 
     def _warn(self, index: int, error: CorruptImageError) -> None:
         if index not in self._bad:
@@ -182,7 +188,7 @@ class ImageFolderDataset(Dataset):
             i = (index + step) % n
             path, label = self.samples[i]
             try:
-                image = load_image(path, self.mode)
+                image = self.image_cache.image(path)
             except CorruptImageError as error:
                 if self.strict:
                     raise

@@ -25,8 +25,9 @@ import torch
 from torch.utils.data import Dataset
 
 from cvzoo.data.augment import detect as T
+from cvzoo.data.cache import ImageCache
 from cvzoo.data.formats.masks import annotation_masks
-from cvzoo.data.images import CorruptImageError, DatasetError, load_image
+from cvzoo.data.images import CorruptImageError, DatasetError
 from cvzoo.data.types import DatasetAnnotations, ImageAnnotation
 
 # SSD's zoom-out canvas: the ImageNet mean in 0..255 (torchvision's reference fills with (123, 117, 104)).
@@ -100,6 +101,7 @@ class DetectionDataset(Dataset):
         self.strict = strict
         self.hyp = hyp
         self.mosaic_enabled = bool(letterbox and augment and hyp is not None and hyp.mosaic > 0)
+        self.image_cache = ImageCache("RGB")  # data.cache: filled by the trainer (cvzoo.data.cache)
         self.letterbox = T.LetterBox(img_size, scaleup=augment)
         # Per-image letterbox shape (H, W) of rectangular batches; None = the square img_size.
         self.shapes: list[tuple[int, int]] | None = None
@@ -137,6 +139,10 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def image_paths(self) -> list[str]:
+        """The image file of each index (what ``image_cache`` is filled with)."""
+        return [self.annotations.image_path(record) for record in self.images]
+
     def set_mosaic(self, enabled: bool) -> None:
         """Turn mosaic off for the last epochs ("close mosaic", YOLOv8) so training ends on real layouts."""
         self.mosaic_enabled = enabled and self.augment and self.use_letterbox
@@ -146,7 +152,7 @@ class DetectionDataset(Dataset):
         """The original image (RGB uint8 [H, W, 3]) and its target in original pixels."""
         record = self.images[index]
         path = self.annotations.image_path(record)
-        image = np.asarray(load_image(path, mode="RGB"))
+        image = self.image_cache.array(path)
         actual = (image.shape[1], image.shape[0])
         # A size of 0 means the annotation does not know it; any other disagreement is reported.
         if record.width and record.height and actual != (record.width, record.height):

@@ -36,11 +36,12 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from cvzoo.data.cache import ImageCache
 from cvzoo.data.formats._common import AnnotationFormatError, Issue
 from cvzoo.data.formats.masks import annotation_masks
 from cvzoo.data.formats.voc import VOC_CLASSES
 from cvzoo.data.formats.voc_seg import voc_colormap
-from cvzoo.data.images import IMAGE_EXTENSIONS, DatasetError, MissingDataError, load_image
+from cvzoo.data.images import IMAGE_EXTENSIONS, DatasetError, MissingDataError
 from cvzoo.data.types import ImageAnnotation
 
 IGNORE_INDEX = 255
@@ -534,26 +535,32 @@ class SegmentationDataset(torch.utils.data.Dataset):
     def __init__(self, source: SegmentationSource, transform=None, ignore_unknown: bool = False) -> None:
         self.source, self.transform, self.ignore_unknown = source, transform, ignore_unknown
         self.class_names = source.class_names
+        self.image_cache = ImageCache("RGB")  # data.cache: filled by the trainer (cvzoo.data.cache)
 
     def __len__(self) -> int:
         return len(self.source.samples)
 
+    def image_paths(self) -> list[str]:
+        """The image file of each index (what ``image_cache`` is filled with)."""
+        return [sample.image for sample in self.source.samples]
+
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The raw sample: uint8 image ``[3, H, W]`` and int64 class map ``[H, W]`` (sizes checked)."""
         sample = self.source.samples[index]
-        image = load_image(sample.image, mode="RGB")
+        image = self.image_cache.array(sample.image)
+        height, width = image.shape[:2]
         if sample.mask is not None:
             mask = read_mask(sample.mask, len(self.class_names), self.source.palette, self.ignore_unknown)
             origin = sample.mask
         else:
             mask = rasterize(sample.annotation, sample.values)
             origin = f"{sample.source} (annotation of {os.path.basename(sample.image)})"
-        if mask.shape != (image.height, image.width):
+        if mask.shape != (height, width):
             raise DatasetError(
                 f"mask {origin} is {mask.shape[1]}x{mask.shape[0]} but image {sample.image} is "
-                f"{image.width}x{image.height} (width x height)"
+                f"{width}x{height} (width x height)"
             )
-        image_t = torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1).contiguous()
+        image_t = torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1).contiguous()  # a writable copy
         return image_t, torch.from_numpy(mask.astype(np.int64))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
