@@ -63,7 +63,7 @@ from cvzoo.engine.ema import ModelEMA
 from cvzoo.engine.evaluate import run_validation
 from cvzoo.engine.image_cache import CacheReport, setup_image_cache
 from cvzoo.engine.optim import apply_warmup_overrides, build_optimizer, build_scheduler, nominal_accumulate
-from cvzoo.engine.profile import EpochProfiler
+from cvzoo.engine.profile import EpochProfiler, StartupPhases, seconds_since_process_start
 from cvzoo.engine.resume import resolve_resume, resumed_config, run_dir_of
 from cvzoo.engine.run_dir import make_run_dir
 from cvzoo.engine.sampler import ResumableSampler
@@ -98,6 +98,9 @@ class TrainResult:
     best_checkpoint: Path | None
     epochs_run: int
     history: list[dict[str, float]] = field(default_factory=list)
+    # Wall seconds from the process start to the end of the first optimizer step (None where the start is
+    # not known); results.csv holds it as ``time/first_step`` in the row of that epoch.
+    first_step_seconds: float | None = None
 
 
 # What predict, val, export and --weights read from a checkpoint; best.pt keeps only these.
@@ -197,6 +200,10 @@ class Trainer:
 
     def __init__(self, config: Config, task: Task | None = None, callbacks: list[cb.Callback] | None = None,
                  sources: Mapping[str, str] | None = None):
+        # The start-up up to the first optimizer step, phase by phase (``train.profile`` prints it).
+        self.startup = StartupPhases(seconds_since_process_start())
+        self.first_step_seconds: float | None = None
+        self._first_step_noted = self._first_step_in_row = False
         self.sources = dict(sources or {})
         self.resume_state: dict[str, Any] | None = None
         self.resume_path: Path | None = None
@@ -225,6 +232,7 @@ class Trainer:
         self.profiler = EpochProfiler(config.train.profile, self.device)
         self.run_dir: Path | None = None
         self.history: list[dict[str, float]] = []
+        self.startup.mark("task")
 
     # ------------------------------------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -275,9 +283,11 @@ class Trainer:
         init_distributed(self.dist, self.device)
         seed_everything(cfg.train.seed + self.dist.rank, cfg.train.deterministic)
         self.run_dir = run_dir = self._setup_run_dir()
+        self.startup.mark("run folder")
         loop, progress = self._prepare()
         for callback in loop.callbacks:
             callback.on_fit_start(self)
+        self.startup.mark("optimizer, loggers")
         try:
             with StopRequests(self.log) as stop:
                 while progress.epoch < cfg.train.epochs:
@@ -317,6 +327,7 @@ class Trainer:
             best_checkpoint=best_path if best_path.exists() else None,
             epochs_run=len(self.history),
             history=self.history,
+            first_step_seconds=self.first_step_seconds,
         )
 
     # --- setup --------------------------------------------------------------------------------------
@@ -327,6 +338,7 @@ class Trainer:
             raise ValueError(f"the training set of {cfg.data.source!r} is empty")
         if val_ds is not None and len(val_ds) == 0:
             raise ValueError(f"the validation set of {cfg.data.source!r} is empty")
+        self.startup.mark("datasets")
         model = self.task.build_model().to(self.device)
         if cfg.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -350,6 +362,7 @@ class Trainer:
             # validation keep using the same parameters through ``bare_model``.
             model = torch.compile(model)
 
+        self.startup.mark("model")
         batch_size = cfg.data.batch_size
         # Filled here, before any loader forks its workers: they share the cache's pages (cvzoo/data/cache.py).
         cache = setup_image_cache(cfg.data.cache, train_ds, val_ds, copies=self.dist.world_size,
@@ -357,7 +370,9 @@ class Trainer:
         workers = auto_workers(self.device, cfg.data.workers, train_ds, batch_size)
         train_loader = self._loader(train_ds, True, batch_size, workers)
         val_loader = self._loader(val_ds, False, cfg.data.eval_batch_size(), workers) if val_ds is not None else None
+        self.startup.mark("loaders")
         self._log_header(bare_model, train_ds, val_ds, workers, cache)
+        self.startup.mark("run summary")
 
         batches_per_epoch = len(train_loader)
         # The schedule and warm-up count iterations (batches); see cvzoo.engine.optim.
@@ -495,6 +510,7 @@ class Trainer:
         batch_done = time.perf_counter()
         for step_in_epoch, batch in enumerate(iterator, start=skip):
             self.profiler.add("data", time.perf_counter() - batch_done)  # waiting for the loader
+            self.startup.mark("first batch")  # the loader's first batch (worker start-up included)
             logs = self._train_batch(loop, progress, batch, step_in_epoch)
             progress.step_in_epoch = step_in_epoch + 1
             progress.epoch_time = time.time() - started
@@ -527,6 +543,7 @@ class Trainer:
             loop.tb_logger.log_batch_images(self.task.sample_images(batch), 0)
         if cfg.run.plots and self.dist.is_main and progress.global_step == 0:
             self._plot_train_batch(batch)
+        self.startup.mark("train_batch0 plot")
         autocast = (torch.autocast(self.device.type, dtype=autocast_dtype(self.device)) if cfg.train.amp
                     else contextlib.nullcontext())
         accumulate = loop.accumulate_at(progress.global_step)
@@ -563,12 +580,26 @@ class Trainer:
             progress.sums[key] = progress.sums.get(key, 0.0) + value
             progress.counts[key] = progress.counts.get(key, 0) + 1
         progress.seen += 1
+        if window_closes and not self._first_step_noted:
+            self._note_first_step()
         if window_closes:
             with self.profiler.stage("schedule_ema"):
                 self._advance_schedules(loop, progress)
         progress.global_step += 1
         progress.stepped_in_batch = False
         return logs
+
+    def _note_first_step(self) -> None:
+        """The end of this process's first optimizer step: the time a user waited for training to start."""
+        self._first_step_noted = True
+        self.startup.mark("first step")
+        seconds = seconds_since_process_start()
+        if seconds is None:
+            return
+        self.first_step_seconds = seconds
+        self.log(f"first optimizer step {seconds:.2f} s after the process started")
+        if self.profiler.enabled:
+            self.log(self.startup.summary())
 
     def _optimizer_step(self, loop: _Loop, opt: _Optimizer) -> None:
         """Clip (its own parameters), step and clear every gradient: another optimizer's backward may have
@@ -633,6 +664,9 @@ class Trainer:
         row.update({f"train/{k}": v for k, v in train_logs.items()})
         row.update({f"val/{k}": v for k, v in val_losses.items()})
         row.update({f"metrics/{k}": float(v) for k, v in progress.last_metrics.items() if isinstance(v, (int, float))})
+        if self.first_step_seconds is not None and not self._first_step_in_row:
+            row["time/first_step"] = round(self.first_step_seconds, 3)  # in the row of the epoch it happened in
+            self._first_step_in_row = True
         for name, opt in loop.optimizers.items():  # lr/pg<i>, or lr/<name>_pg<i> with several optimizers
             prefix = f"lr/{name}_" if len(loop.optimizers) > 1 else "lr/"
             row.update({f"{prefix}pg{i}": g["lr"] for i, g in enumerate(opt.optimizer.param_groups)})

@@ -30,8 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 def rows_without_time(run_dir: Path) -> list[dict[str, str]]:
     with (run_dir / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    for row in rows:
+    for row in rows:  # the wall times: the epoch's and, in the row it fell in, the process's first step
         row.pop("time")
+        row.pop("time/first_step", None)
     return rows
 
 
