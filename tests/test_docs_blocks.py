@@ -5,65 +5,21 @@ the same page defined, as a reader who pastes them one after the other would), w
 as the working directory, so a block that reads a file relative to the repository root, or a name defined on
 another page, fails here as it would for a reader. A block that cannot run in a test (a GPU, a downloaded
 weight file, the reader's own data set) is preceded in the markdown by ``<!-- not run: reason -->``; the
-reason is required and the reader sees it in the source.
+reason is required and the reader sees it in the source. The block reader is ``tests/markdown_blocks.py``,
+shared with ``tests/test_docs_shell.py``.
 """
 
 from __future__ import annotations
 
-import re
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.markdown_blocks import extract_blocks
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-FENCE_OPEN = re.compile(r"^```python\s*$")
-FENCE_CLOSE = re.compile(r"^```\s*$")
-NOT_RUN = re.compile(r"^<!--\s*not run:\s*(?P<reason>.*?)\s*-->\s*$")
-
-
-@dataclass(frozen=True)
-class Block:
-    """One fenced python block: its source, the 1-based line of its first code line, a skip reason."""
-
-    code: str
-    line: int
-    not_run: str | None
-
-
-def extract_blocks(text: str, page: str) -> list[Block]:
-    """The ``python`` blocks of a markdown page in order.
-
-    Raises:
-        ValueError: a block is not closed, or a ``not run`` marker gives no reason (``page:line`` named).
-    """
-    lines = text.splitlines()
-    blocks: list[Block] = []
-    index = 0
-    while index < len(lines):
-        if not FENCE_OPEN.match(lines[index]):
-            index += 1
-            continue
-        opening = index
-        end = opening + 1
-        while end < len(lines) and not FENCE_CLOSE.match(lines[end]):
-            end += 1
-        if end == len(lines):
-            raise ValueError(f"{page}:{opening + 1}: python block is never closed")
-        previous = opening - 1
-        while previous >= 0 and not lines[previous].strip():
-            previous -= 1
-        marker = NOT_RUN.match(lines[previous].strip()) if previous >= 0 else None
-        if marker is not None and not marker.group("reason"):
-            raise ValueError(f"{page}:{previous + 1}: 'not run' marker without a reason")
-        blocks.append(Block("\n".join(lines[opening + 1:end]) + "\n", opening + 2,
-                            marker.group("reason") if marker else None))
-        index = end + 1
-    return blocks
-
-
 def run_page(path: Path, namespace: dict | None = None) -> None:
     """Run the blocks of one page in order in one namespace; a failure names the page and line.
 
@@ -105,7 +61,7 @@ def test_run_page_names_the_failing_markdown_line(tmp_path, monkeypatch):
 
 
 PAGES_WITH_CODE = [page for page in PAGES
-                   if any(FENCE_OPEN.match(line) for line in page.read_text(encoding="utf-8").splitlines())]
+                   if extract_blocks(page.read_text(encoding="utf-8"), page.name)]
 
 
 @pytest.mark.parametrize("path", PAGES_WITH_CODE, ids=lambda path: path.relative_to(REPO).as_posix())
