@@ -125,6 +125,16 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return [{k.strip(): v.strip() for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
+def cvzoo_side(args: argparse.Namespace, env: dict[str, str], project: Path, task: str, model: str, data: Path,
+               metric_column: str) -> Row:
+    """``cvzoo train`` as a user types it (data, epochs, size and batch given; the rest at its defaults)."""
+    done = launch([sys.executable, "-m", "cvzoo.cli.main", "train", "--task", task, "--model", model,
+                   "--data", str(data), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz), "--batch",
+                   str(args.batch), "--project", str(project), "--name", "cvzoo", "--set", "run.exist_ok=true",
+                   "--set", "run.progress=false"], project.with_suffix(".cvzoo.log"), env)
+    return cvzoo_row(done, project / task / "cvzoo" / "results.csv", metric_column)
+
+
 def cvzoo_row(done: Launch, results: Path, metric_column: str) -> Row:
     rows = read_csv(results)
     first = next((float(r["time/first_step"]) for r in rows if r.get("time/first_step")), None)
@@ -145,11 +155,7 @@ def detect_sides(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Cal
     common = [str(args.epochs), str(args.imgsz), str(args.batch)]
 
     def cvzoo(project: Path) -> Row:
-        done = launch([sys.executable, "-m", "cvzoo.cli.main", "train", "--task", "detect", "--model", "yolov8n",
-                       "--data", str(data), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz), "--batch",
-                       str(args.batch), "--project", str(project), "--name", "cvzoo", "--set", "run.exist_ok=true",
-                       "--set", "run.progress=false"], project.with_suffix(".cvzoo.log"), env)
-        return cvzoo_row(done, project / "detect" / "cvzoo" / "results.csv", "metrics/mAP50-95")
+        return cvzoo_side(args, env, project, "detect", "yolov8n", data, "metrics/mAP50-95")
 
     def ultralytics(project: Path) -> Row:
         done = launch([sys.executable, "-c", ULTRALYTICS, str(data), *common, str(project)],
@@ -191,11 +197,7 @@ def classify_sides(args: argparse.Namespace, env: dict[str, str]) -> dict[str, C
     data = fashion_folder(args)
 
     def cvzoo(project: Path) -> Row:
-        done = launch([sys.executable, "-m", "cvzoo.cli.main", "train", "--task", "classify", "--model", "resnet18",
-                       "--data", str(data), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz), "--batch",
-                       str(args.batch), "--project", str(project), "--name", "cvzoo", "--set", "run.exist_ok=true",
-                       "--set", "run.progress=false"], project.with_suffix(".cvzoo.log"), env)
-        return cvzoo_row(done, project / "classify" / "cvzoo" / "results.csv", "metrics/top1")
+        return cvzoo_side(args, env, project, "classify", "resnet18", data, "metrics/top1")
 
     def timm(project: Path) -> Row:
         import torch
