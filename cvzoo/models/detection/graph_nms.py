@@ -32,6 +32,7 @@ import torchvision
 from torch import nn
 
 from cvzoo.models.detection.base import Detections
+from cvzoo.ops.boxes import box_iou
 
 OUTPUT_NAMES = ("boxes", "scores", "labels", "num_dets")
 # Keys of the ONNX metadata that records the settings baked into the graph.
@@ -132,30 +133,66 @@ class NmsDetector(nn.Module):
 
         Near-tied candidates make element-wise comparison meaningless: scores closer than the float
         error between two runtimes (about 1e-7 relative) may swap ranks, and NMS then keeps the other
-        of two overlapping boxes. So the check is: the same number of detections per image, the same
-        sorted scores, and every detection of ``got`` one of the model's candidates (box, score, and a
-        class tied for the candidate's best score). ``inf`` for a different count. Exact equality of the
+        of two overlapping boxes, which can change what that box suppresses in turn, and so the count
+        (a barely trained model, whose candidates are nearly all alike, does this). So the check is:
+        every detection of ``got`` is one of the model's candidates (box, score, and a class tied for the
+        candidate's best score), and ``got`` is a greedy NMS result of those candidates
+        (``nms_violation``); where the counts agree, the sorted scores agree too. Exact equality of the
         NMS itself is tested on models without ties (``tests/models/detection/test_graph_nms.py``).
         """
         predictions = self.model.decode(self.model(images))
         worst = 0.0
         for pred, a, b in zip(predictions, unpad_detections([torch.as_tensor(t) for t in expected]),
                               unpad_detections([torch.as_tensor(t) for t in got])):
-            if len(a) != len(b):
-                return float("inf")
-            if not len(b):
-                continue
-            sorted_a, sorted_b = a.scores.sort(descending=True).values, b.scores.sort(descending=True).values
-            worst = max(worst, float((sorted_a - sorted_b).abs().max()))
-            # A detection may take any class whose score ties with the candidate's best (saturated
-            # sigmoids give several classes 1.0, and runtimes break such ties differently): its error is
-            # also how far its class's score falls below the candidate's best.
-            class_scores = pred[:, 4:][:, b.labels.long()].T  # [D, A]: each detection's class, every candidate
-            best = pred[:, 4:].max(dim=-1).values[None]  # [1, A]
-            error = torch.stack([(b.boxes[:, None] - pred[None, :, :4]).abs().amax(dim=-1),
-                                 (b.scores[:, None] - class_scores).abs(), best - class_scores]).amax(dim=0)
-            worst = max(worst, float(error.min(dim=1).values.max()))
+            if len(a) == len(b) and len(b):
+                sorted_a, sorted_b = a.scores.sort(descending=True).values, b.scores.sort(descending=True).values
+                worst = max(worst, float((sorted_a - sorted_b).abs().max()))
+            if len(b):
+                # A detection may take any class whose score ties with the candidate's best (saturated
+                # sigmoids give several classes 1.0, and runtimes break such ties differently): its error is
+                # also how far its class's score falls below the candidate's best.
+                class_scores = pred[:, 4:][:, b.labels.long()].T  # [D, A]: each detection's class, every candidate
+                best = pred[:, 4:].max(dim=-1).values[None]  # [1, A]
+                error = torch.stack([(b.boxes[:, None] - pred[None, :, :4]).abs().amax(dim=-1),
+                                     (b.scores[:, None] - class_scores).abs(), best - class_scores]).amax(dim=0)
+                worst = max(worst, float(error.min(dim=1).values.max()))
+            worst = max(worst, nms_violation(pred, b, self.conf, self.iou, self.max_det))
         return worst
+
+
+def nms_violation(predictions: torch.Tensor, kept: Detections, conf: float, iou: float, max_det: int,
+                  tol: float = 1e-4) -> float:
+    """0 when ``kept`` is a greedy NMS result of the candidates ``predictions [A, 4 + K]`` (each anchor in
+    its best class) with these settings, up to ``tol`` on scores and IoUs; ``inf`` otherwise.
+
+    Greedy NMS's output is characterised by two conditions, which hold whichever of two tied boxes it
+    visited first: no two kept boxes of a class overlap by more than ``iou``, and every candidate above
+    ``conf`` that was not kept is suppressed by a kept box of its class that scores at least as high
+    (or was cut by ``max_det``, when ``max_det`` boxes are kept and it scores no higher than the last).
+    """
+    scores, labels = predictions[:, 4:].max(dim=-1)
+    boxes = predictions[:, :4]
+    same_class = kept.labels[:, None] == kept.labels[None, :]
+    overlap = box_iou(kept.boxes, kept.boxes).fill_diagonal_(0)
+    if bool((same_class & (overlap > iou + tol)).any()):
+        return float("inf")
+    must_account = scores > conf + tol
+    if not len(kept):
+        return float("inf") if bool(must_account.any()) else 0.0
+    # The candidate each kept detection is (the nearest in box and score: another runtime's boxes differ by
+    # its float error, which the caller measures) needs no reason.
+    nearest = torch.maximum((kept.boxes[:, None] - boxes[None]).abs().amax(dim=-1),
+                            (kept.scores[:, None] - scores[None]).abs()).argmin(dim=1)
+    pending = must_account.clone()
+    pending[nearest] = False
+    if not bool(pending.any()):
+        return 0.0
+    cand_boxes, cand_scores, cand_labels = boxes[pending], scores[pending], labels[pending]
+    suppressed = ((box_iou(cand_boxes, kept.boxes) > iou - tol) & (cand_labels[:, None] == kept.labels[None])
+                  & (kept.scores[None] >= cand_scores[:, None] - tol)).any(dim=1)
+    if len(kept) >= max_det:
+        suppressed |= cand_scores <= kept.scores.min() + tol
+    return 0.0 if bool(suppressed.all()) else float("inf")
 
 
 def unpad_detections(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from cvzoo.models.detection.base import Detections
 from cvzoo.models.detection.dense import nms_postprocess
 from cvzoo.models.detection.graph_nms import (
     META_CONF,
@@ -15,6 +16,7 @@ from cvzoo.models.detection.graph_nms import (
     OUTPUT_NAMES,
     NmsDetector,
     detections_difference,
+    nms_violation,
     padded_nms,
     unpad_detections,
 )
@@ -125,3 +127,64 @@ def test_onnx_export_with_and_without_nms_matches_pytorch(tmp_path, name):
         # Against NMS run outside on the plain export's output: the same numbers.
         outside = nms_postprocess(plain_graph(images), conf, iou, max_det)
         _assert_same(outside, in_graph, box_atol=1e-5, score_atol=1e-6)
+
+
+def _candidates(rows):
+    """``[A, 4 + 2]`` predictions from ``(x1, y1, x2, y2, score, class)`` rows (the other class scores 0)."""
+    out = torch.zeros(len(rows), 6)
+    for i, (*box, score, cls) in enumerate(rows):
+        out[i, :4], out[i, 4 + cls] = torch.tensor(box, dtype=torch.float32), score
+    return out
+
+
+def _kept(pred, indices):
+    scores, labels = pred[indices, 4:].max(dim=-1)
+    return Detections(pred[indices, :4], scores, labels)
+
+
+def test_nms_violation_accepts_either_result_of_a_tie_even_with_another_count():
+    # A and B tie and overlap; B also overlaps C, A does not. Visiting A first keeps {A, C}; visiting B first
+    # keeps {B} alone (it suppresses both): two valid results of different counts, as runtimes give them.
+    pred = _candidates([(0, 0, 10, 10, 0.9, 0), (3, 0, 13, 10, 0.9, 0), (7, 0, 17, 10, 0.8, 0)])
+    assert nms_violation(pred, _kept(pred, [0, 2]), conf=0.1, iou=0.3, max_det=10) == 0.0
+    assert nms_violation(pred, _kept(pred, [1]), conf=0.1, iou=0.3, max_det=10) == 0.0
+
+
+def test_nms_violation_rejects_what_greedy_nms_cannot_give():
+    pred = _candidates([(0, 0, 10, 10, 0.9, 0), (3, 0, 13, 10, 0.85, 0), (50, 50, 60, 60, 0.5, 1)])
+    # The far box of class 1 is suppressed by nothing: leaving it out is wrong ...
+    assert nms_violation(pred, _kept(pred, [0]), conf=0.1, iou=0.3, max_det=10) == float("inf")
+    # ... unless max_det cut it (it scores below the last kept box).
+    assert nms_violation(pred, _kept(pred, [0]), conf=0.1, iou=0.3, max_det=1) == 0.0
+    # ... or the threshold did.
+    assert nms_violation(pred, _kept(pred, [0]), conf=0.6, iou=0.3, max_det=10) == 0.0
+    # Two kept boxes of one class overlapping beyond the IoU threshold.
+    assert nms_violation(pred, _kept(pred, [0, 1, 2]), conf=0.1, iou=0.3, max_det=10) == float("inf")
+    # The lower of two overlapping boxes cannot suppress the higher one.
+    assert nms_violation(pred, _kept(pred, [1, 2]), conf=0.1, iou=0.3, max_det=10) == float("inf")
+    assert nms_violation(pred, _kept(pred, [0, 2]), conf=0.1, iou=0.3, max_det=10) == 0.0
+
+
+def test_export_check_accepts_a_tie_broken_the_other_way():
+    # The export check (NmsDetector.parity_difference) on the tie above: PyTorch keeps {A, C}, the other
+    # runtime {B}; both are valid NMS results, so the difference is 0, not "another count".
+    pred = _candidates([(0, 0, 10, 10, 0.9, 0), (3, 0, 13, 10, 0.9, 0), (7, 0, 17, 10, 0.8, 0)])
+
+    class Fixed(torch.nn.Module):
+        def forward(self, images):
+            return pred[None]
+
+        def decode(self, outputs):
+            return outputs
+
+    def padded(indices, max_det=10):
+        kept = _kept(pred, indices)
+        boxes, scores, labels = torch.zeros(1, max_det, 4), torch.zeros(1, max_det), torch.full((1, max_det), -1)
+        boxes[0, :len(indices)], scores[0, :len(indices)], labels[0, :len(indices)] = kept.boxes, kept.scores, kept.labels
+        return [boxes, scores, labels, torch.tensor([len(indices)])]
+
+    detector = NmsDetector(Fixed(), conf=0.1, iou=0.3, max_det=10)
+    images = torch.zeros(1, 3, 8, 8)
+    assert detector.parity_difference(images, padded([0, 2]), [t.numpy() for t in padded([1])]) == 0.0
+    # A result that drops C without reason is still caught.
+    assert detector.parity_difference(images, padded([0, 2]), [t.numpy() for t in padded([0])]) == float("inf")
