@@ -85,6 +85,7 @@ def test_reference_checkpoint_loads_strictly_and_counts_match(name, expected_rem
         ("vit_base_patch16_224", "vit_b_16", "identity"),  # our ViT keys are timm's
         ("vit_base_patch32_224", "vit_b_32", "identity"),
         ("convnext_tiny", "convnext_tiny", "convnext:timm"),
+        ("swin_tiny_patch4_window7_224", "swin_t", "swin:timm"),
     ],
 )
 def test_timm_layouts_load_strictly(timm_name, name, expected_remap):
@@ -113,4 +114,21 @@ def test_same_weights_give_same_outputs(name, size, batch, skip_init, random_nor
         got = ours(x)
     assert got.shape == expected.shape == (batch, 1000)
     assert expected.abs().max() > 0.1  # the comparison is not between two near-zero outputs
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+
+
+def test_timm_swin_gives_the_same_outputs(skip_init):
+    # timm's Swin-T (its own layout: merging at the start of each stage, head.fc) through swin:timm.
+    with skip_init():
+        reference = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False)
+        ours = create_model("swin_t")
+    _randomize(reference)
+    report = load_weights(ours, reference.state_dict(), strict=True)
+    assert report.ok and report.remap == "swin:timm"
+    reference.eval()
+    ours.eval()
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = reference(x), ours(x)
+    assert expected.abs().max() > 0.1
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)

@@ -306,7 +306,24 @@ def swin_from_torchvision(state: StateDict) -> StateDict:
     return converted
 
 
+def swin_from_timm(state: StateDict) -> StateDict:
+    """timm ``SwinTransformer`` keys (timm >= 0.9: merging at the start of ``layers.i``, ``head.fc``) ->
+    cvzoo keys. Its blocks, attention and merging order are cvzoo's; the derived
+    ``relative_position_index`` and ``attn_mask`` buffers are dropped."""
+    converted = {}
+    for key, value in state.items():
+        if key.endswith(("relative_position_index", "attn_mask")):
+            continue
+        if key.startswith("layers."):
+            key = "stages." + key[len("layers."):]
+        elif key.startswith("head.fc."):
+            key = "head." + key[len("head.fc."):]
+        converted[key] = value
+    return converted
+
+
 register_remap("swintransformer", swin_from_torchvision, name="swin:torchvision")
+register_remap("swintransformer", swin_from_timm, name="swin:timm")
 
 Swin = SwinTransformer
 register_model("swin_t", Swin, embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.2,
