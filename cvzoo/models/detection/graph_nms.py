@@ -170,7 +170,7 @@ def nms_violation(predictions: torch.Tensor, kept: Detections, conf: float, iou:
     ``conf`` that was not kept is suppressed by a kept box of its class that scores at least as high
     (or was cut by ``max_det``, when ``max_det`` boxes are kept and it scores no higher than the last).
     """
-    scores, labels = predictions[:, 4:].max(dim=-1)
+    scores = predictions[:, 4:].max(dim=-1).values
     boxes = predictions[:, :4]
     same_class = kept.labels[:, None] == kept.labels[None, :]
     overlap = box_iou(kept.boxes, kept.boxes).fill_diagonal_(0)
@@ -187,8 +187,11 @@ def nms_violation(predictions: torch.Tensor, kept: Detections, conf: float, iou:
     pending[nearest] = False
     if not bool(pending.any()):
         return 0.0
-    cand_boxes, cand_scores, cand_labels = boxes[pending], scores[pending], labels[pending]
-    suppressed = ((box_iou(cand_boxes, kept.boxes) > iou - tol) & (cand_labels[:, None] == kept.labels[None])
+    cand_boxes, cand_scores = boxes[pending], scores[pending]
+    # A candidate competes in its best class; where classes tie (a barely trained model scores them all
+    # alike) another runtime may put it in any of the tied ones, and a kept box of that class suppresses it.
+    class_ok = predictions[pending][:, 4:][:, kept.labels.long()] >= cand_scores[:, None] - tol  # [P, D]
+    suppressed = ((box_iou(cand_boxes, kept.boxes) > iou - tol) & class_ok
                   & (kept.scores[None] >= cand_scores[:, None] - tol)).any(dim=1)
     if len(kept) >= max_det:
         suppressed |= cand_scores <= kept.scores.min() + tol

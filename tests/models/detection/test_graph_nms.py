@@ -188,3 +188,14 @@ def test_export_check_accepts_a_tie_broken_the_other_way():
     assert detector.parity_difference(images, padded([0, 2]), [t.numpy() for t in padded([1])]) == 0.0
     # A result that drops C without reason is still caught.
     assert detector.parity_difference(images, padded([0, 2]), [t.numpy() for t in padded([0])]) == float("inf")
+
+
+def test_nms_violation_lets_a_tied_class_suppress():
+    # B scores the same in both classes (its best class is 0 to PyTorch, may be 1 to another runtime); the
+    # kept box A of class 1 overlaps it and scores higher, so leaving B out is valid. C, far away and of
+    # class 0 only, must be kept.
+    pred = torch.tensor([[0, 0, 10, 10, 0.0, 0.9],
+                         [1, 0, 11, 10, 0.5, 0.5],
+                         [50, 50, 60, 60, 0.5, 0.1]])
+    assert nms_violation(pred, _kept(pred, [0, 2]), conf=0.1, iou=0.3, max_det=10) == 0.0
+    assert nms_violation(pred, _kept(pred, [0]), conf=0.1, iou=0.3, max_det=10) == float("inf")
