@@ -50,6 +50,7 @@ def test_every_run_records_its_time_to_first_step_from_the_process_start(tmp_pat
     # The process "started" 100 s ago: the record counts from the process start, not from the trainer.
     started = time.perf_counter() - 100.0
     monkeypatch.setattr(trainer_module, "seconds_since_process_start", lambda: time.perf_counter() - started)
+    monkeypatch.setattr(trainer_module.Trainer, "_first_in_process", True)
     config = make_config(tmp_path, "train.epochs=2")
     before = time.perf_counter() - started
     result = Trainer(config, ToyTask(config)).fit()
@@ -63,7 +64,22 @@ def test_every_run_records_its_time_to_first_step_from_the_process_start(tmp_pat
     assert rows[1]["time/first_step"] == ""  # once per process, in the row of the epoch it fell in
 
 
-def test_a_profiled_run_says_where_the_time_to_first_step_went(tmp_path, capsys):
+def test_a_later_run_in_the_same_process_counts_from_its_own_start(tmp_path, capsys, monkeypatch):
+    # The demo and the API train several models in one process: the process start would count the earlier runs.
+    monkeypatch.setattr(trainer_module.Trainer, "_first_in_process", True)
+    first = make_config(tmp_path / "a", "train.epochs=1")
+    Trainer(first, ToyTask(first)).fit()
+    config = make_config(tmp_path / "b", "train.epochs=1")
+    started = time.perf_counter()
+    result = Trainer(config, ToyTask(config)).fit()
+    assert 0 < result.first_step_seconds < time.perf_counter() - started
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("first optimizer step")]
+    assert lines[0].endswith("after the process started")
+    assert lines[1] == f"first optimizer step {result.first_step_seconds:.2f} s after the run started"
+
+
+def test_a_profiled_run_says_where_the_time_to_first_step_went(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(trainer_module.Trainer, "_first_in_process", True)
     config = make_config(tmp_path, "train.profile=true", "train.epochs=1")
     result = Trainer(config, ToyTask(config)).fit()
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("profile start-up"))
