@@ -17,7 +17,7 @@ from functools import partial
 
 import numpy as np
 import torch
-from _timing import median, median_ratio, peak_rss_mib
+from _timing import median, median_ratio, operator_self_times, peak_rss_mib, print_operator_comparison
 from torch import nn
 
 
@@ -270,14 +270,6 @@ def profile_training(name: str, build_pair: Callable[[str], Pair], args: argpars
         with profile() as prof:
             for step, inputs in enumerate(batches[1:], start=1):
                 train_step(model, optimizer, inputs, key == "cvzoo", seed=step)
-        table[key] = {e.key: (e.count, e.self_cpu_time_total / 1e3) for e in prof.key_averages()}
-    totals = {key: sum(ms for _, ms in ops.values()) for key, ops in table.items()}
-    print(f"{name}: {steps} training steps, {args.threads} threads: self CPU {totals['cvzoo']:.0f} ms cvzoo, "
-          f"{totals['tv']:.0f} ms torchvision")
-    names = sorted(set(table["cvzoo"]) | set(table["tv"]),
-                   key=lambda n: -abs(table["cvzoo"].get(n, (0, 0.0))[1] - table["tv"].get(n, (0, 0.0))[1]))
-    print(f"{'operator':56s} {'calls':>11s} {'self ms cvzoo':>14s} {'self ms tv':>11s}")
-    for op in names[:25]:
-        (n_ours, ms_ours), (n_ref, ms_ref) = table["cvzoo"].get(op, (0, 0.0)), table["tv"].get(op, (0, 0.0))
-        print(f"{op[:56]:56s} {n_ours:5d}/{n_ref:<5d} {ms_ours:14.1f} {ms_ref:11.1f}")
+        table[key] = operator_self_times(prof)
+    print_operator_comparison(table, f"{name}: {steps} training steps, {args.threads} threads")
 

@@ -52,3 +52,21 @@ def alternate_pairs(calls: dict[str, Callable[[], object]], repeats: int, warmup
             fn()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def operator_self_times(prof) -> dict[str, tuple[int, float]]:
+    """Operator name -> (calls, self CPU ms) of a finished ``torch.profiler.profile`` run."""
+    return {e.key: (e.count, e.self_cpu_time_total / 1e3) for e in prof.key_averages()}
+
+
+def print_operator_comparison(table: dict[str, dict[str, tuple[int, float]]], what: str, rows: int = 25) -> None:
+    """The ``cvzoo`` / ``tv`` operator tables side by side: total self CPU, then the ``rows`` operators whose
+    self time differs most between the two (calls as cvzoo/torchvision)."""
+    totals = {key: sum(ms for _, ms in ops.values()) for key, ops in table.items()}
+    print(f"{what}: self CPU {totals['cvzoo']:.0f} ms cvzoo, {totals['tv']:.0f} ms torchvision")
+    names = sorted(set(table["cvzoo"]) | set(table["tv"]),
+                   key=lambda n: -abs(table["cvzoo"].get(n, (0, 0.0))[1] - table["tv"].get(n, (0, 0.0))[1]))
+    print(f"{'operator':56s} {'calls':>11s} {'self ms cvzoo':>14s} {'self ms tv':>11s}")
+    for op in names[:rows]:
+        (n_ours, ms_ours), (n_ref, ms_ref) = table["cvzoo"].get(op, (0, 0.0)), table["tv"].get(op, (0, 0.0))
+        print(f"{op[:56]:56s} {n_ours:5d}/{n_ref:<5d} {ms_ours:14.1f} {ms_ref:11.1f}")

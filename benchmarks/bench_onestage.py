@@ -59,7 +59,7 @@ from _detector_loop import (  # noqa: E402
     same_loop_training,
     throughput_table,
 )
-from _timing import alternate_pairs, median, median_ratio, peak_rss_mib  # noqa: E402
+from _timing import alternate_pairs, median, median_ratio, operator_self_times, peak_rss_mib  # noqa: E402
 
 from cvzoo.models import create_model  # noqa: E402
 from cvzoo.models.weights import load_weights  # noqa: E402
@@ -154,14 +154,14 @@ def bench_profile(args: argparse.Namespace) -> None:
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 for _ in range(args.repeats):
                     fn()
-            tables[key] = {e.key: (e.self_cpu_time_total / 1e3, e.count) for e in prof.key_averages()}
+            tables[key] = operator_self_times(prof)
         ops = sorted(set(tables["cvzoo"]) | set(tables["tv"]),
-                     key=lambda k: -max(tables["cvzoo"].get(k, (0, 0))[0], tables["tv"].get(k, (0, 0))[0]))
+                     key=lambda k: -max(tables["cvzoo"].get(k, (0, 0.0))[1], tables["tv"].get(k, (0, 0.0))[1]))
         print(f"{name}: {args.repeats} eval calls, {args.threads} threads, self CPU ms (calls)")
         for op in ops[:15]:
-            (a, n), (b, m) = tables["cvzoo"].get(op, (0.0, 0)), tables["tv"].get(op, (0.0, 0))
+            (n, a), (m, b) = tables["cvzoo"].get(op, (0, 0.0)), tables["tv"].get(op, (0, 0.0))
             print(f"  {op[:36]:36s} {a:10.1f} ({n:5d}) {b:10.1f} ({m:5d})")
-        total = [sum(v[0] for v in tables[k].values()) for k in ("cvzoo", "tv")]
+        total = [sum(v[1] for v in tables[k].values()) for k in ("cvzoo", "tv")]
         print(f"  {'total':36s} {total[0]:10.1f}         {total[1]:10.1f}", flush=True)
 
 

@@ -49,7 +49,14 @@ from _detector_loop import (  # noqa: E402
     same_loop_training,
     throughput_table,
 )
-from _timing import alternate_pairs, median, median_ratio, peak_rss_mib  # noqa: E402
+from _timing import (  # noqa: E402
+    alternate_pairs,
+    median,
+    median_ratio,
+    operator_self_times,
+    peak_rss_mib,
+    print_operator_comparison,
+)
 
 from cvzoo.models import create_model  # noqa: E402
 from cvzoo.models.weights import load_weights  # noqa: E402
@@ -212,16 +219,8 @@ def bench_profile(args: argparse.Namespace) -> None:
             with profile() as prof:
                 for _ in range(args.repeats):
                     fn()
-            table[key] = {e.key: (e.count, e.self_cpu_time_total / 1e3) for e in prof.key_averages()}
-        totals = {key: sum(ms for _, ms in ops.values()) for key, ops in table.items()}
-        print(f"{name}: {args.repeats} eval calls, {args.threads} threads: self CPU {totals['cvzoo']:.0f} ms cvzoo, "
-              f"{totals['tv']:.0f} ms torchvision")
-        names = sorted(set(table["cvzoo"]) | set(table["tv"]),
-                       key=lambda n: -abs(table["cvzoo"].get(n, (0, 0.0))[1] - table["tv"].get(n, (0, 0.0))[1]))
-        print(f"{'operator':56s} {'calls':>11s} {'self ms cvzoo':>14s} {'self ms tv':>11s}")
-        for op in names[:25]:
-            (n_ours, ms_ours), (n_ref, ms_ref) = table["cvzoo"].get(op, (0, 0.0)), table["tv"].get(op, (0, 0.0))
-            print(f"{op[:56]:56s} {n_ours:5d}/{n_ref:<5d} {ms_ours:14.1f} {ms_ref:11.1f}")
+            table[key] = operator_self_times(prof)
+        print_operator_comparison(table, f"{name}: {args.repeats} eval calls, {args.threads} threads")
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median, median_ratio, peak_rss_mib  # noqa: E402
+from _timing import median, median_ratio, operator_self_times, peak_rss_mib, print_operator_comparison  # noqa: E402
 
 from cvzoo.models import create_model  # noqa: E402
 from cvzoo.models.weights import load_weights  # noqa: E402
@@ -206,16 +206,9 @@ def bench_profile(args: argparse.Namespace) -> None:
         with profile() as prof:
             for _ in range(3):
                 step(model)
-        table[key] = {e.key: (e.count, e.self_cpu_time_total / 1e3) for e in prof.key_averages()}
-    totals = {key: sum(ms for _, ms in ops.values()) for key, ops in table.items()}
-    print(f"deeplabv3_resnet50, 3 training steps (batch 8, 96 px, aux), {args.threads} threads: self CPU "
-          f"{totals['cvzoo']:.0f} ms cvzoo, {totals['tv']:.0f} ms torchvision")
-    names = sorted(set(table["cvzoo"]) | set(table["tv"]),
-                   key=lambda n: -abs(table["cvzoo"].get(n, (0, 0.0))[1] - table["tv"].get(n, (0, 0.0))[1]))
-    print(f"{'operator':56s} {'calls':>11s} {'self ms cvzoo':>14s} {'self ms tv':>11s}")
-    for name in names[:20]:
-        (n_ours, ms_ours), (n_ref, ms_ref) = table["cvzoo"].get(name, (0, 0.0)), table["tv"].get(name, (0, 0.0))
-        print(f"{name[:56]:56s} {n_ours:5d}/{n_ref:<5d} {ms_ours:14.1f} {ms_ref:11.1f}")
+        table[key] = operator_self_times(prof)
+    print_operator_comparison(table, f"deeplabv3_resnet50, 3 training steps (batch 8, 96 px, aux), {args.threads} threads",
+                              rows=20)
 
 
 def main() -> None:
