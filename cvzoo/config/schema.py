@@ -69,6 +69,10 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     no_decay_norm_bias: bool = True
     backbone_lr_mult: float = 1.0
+    # How PyTorch runs the update: "fused" (one kernel over all tensors), "foreach" (batched per-op kernels),
+    # "loop" (one tensor at a time). "auto": fused where every parameter is on the CPU (measured 3.6x faster
+    # per step than PyTorch's CPU default, the loop; see cvzoo.engine.optim), PyTorch's own default elsewhere.
+    implementation: Literal["auto", "fused", "foreach", "loop"] = "auto"
 
 
 @dataclass

@@ -33,16 +33,33 @@ def build_optimizer(param_groups: list[dict[str, Any]], cfg: OptimConfig) -> tor
         groups.append(group)
     if not groups:
         raise ValueError("the model has no trainable parameters (everything is frozen?)")
+    kernels = implementation_flags(cfg.implementation, [p for g in groups for p in g["params"]])
     if cfg.name == "sgd":
         return torch.optim.SGD(
             groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-            weight_decay=cfg.weight_decay,
+            weight_decay=cfg.weight_decay, **kernels,
         )
     if cfg.name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **kernels)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **kernels)
     raise ValueError(f"unknown optimizer {cfg.name!r}")
+
+
+def implementation_flags(implementation: str, params: list[torch.Tensor]) -> dict[str, bool]:
+    """The ``fused`` / ``foreach`` keywords of a ``torch.optim`` optimizer for ``optim.implementation``.
+
+    PyTorch picks its batched ``foreach`` update on CUDA but the one-tensor-at-a-time loop on a CPU. On the
+    2-core CPU machine of this project the fused CPU kernels (PyTorch >= 2.4) took an SGD step of
+    YOLOv8n's 183 parameter tensors in 74 ms against the loop's 269 ms, and an AdamW step of RT-DETR-R50's
+    528 tensors (42.8 M values) 3.8x faster (median of 5 alternating steps each, other jobs running), so
+    ``auto`` fuses on the CPU. Elsewhere (CUDA, MPS) ``auto`` keeps PyTorch's choice: not measured here.
+    The fused and loop updates differ only by float rounding (the same formula, another evaluation order).
+    """
+    if implementation == "auto":
+        implementation = "fused" if params and all(p.device.type == "cpu" for p in params) else "default"
+    return {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False},
+            "default": {}}[implementation]
 
 
 def lr_factor_fn(
