@@ -1,6 +1,7 @@
 """Whole `cvzoo train` against a reference's whole training command, each at its own defaults (issue #22).
 
     .venv-bench/bin/python benchmarks/bench_train_defaults.py --task detect [--epochs 10] [--imgsz 320] [--batch 16]
+    .venv-bench/bin/python benchmarks/bench_train_defaults.py --task detect --data nuclei      # after make bench-data
     .venv-bench/bin/python benchmarks/bench_train_defaults.py --task classify --timm-train PATH/train.py
     .venv-bench/bin/python benchmarks/bench_train_defaults.py --task ... --quick     # checks that it runs
 
@@ -12,6 +13,10 @@ augmentation, optimizer and schedule, validation every epoch, plots, the final v
 on the synthetic scenes (``cvzoo.data.synthetic.write_yolo_dataset``, ultralytics layout + data YAML).
 ultralytics is AGPL: it lives in ``.venv-bench`` only (``make bench-env``), started from ``yolov8n.yaml``
 (nothing downloaded) with ``YOLO_OFFLINE=1``; cvzoo runs from the same interpreter.
+
+``--task detect --data nuclei``: the same two commands on real data, StarDist's 512 x 512 fluorescence image of
+nuclei (BSD-3, ``make bench-data``) cut into ``--imgsz`` tiles with a box per nucleus (``cvzoo data from-labels``;
+12 training and 4 validation tiles of 128 px, about 10 small objects each), written in ultralytics' layout.
 
 ``--task classify``: ``cvzoo train --model resnet18`` against timm's ``train.py --model resnet18`` on a
 class-balanced subset of Fashion-MNIST (real product photos; ``make bench-data`` links them into
@@ -150,8 +155,50 @@ def scenes(args: argparse.Namespace) -> Path:
     return synthetic_scenes(root, args.train_images, args.val_images, config)
 
 
+def nuclei_tiles(args: argparse.Namespace) -> Path:
+    """StarDist's real microscopy image cut into ``--imgsz`` tiles (``cvzoo data from-labels``: every object of
+    its label image a box; every 4th tile in raster order to val), in ultralytics' layout, which both sides read.
+    Written once under ``--workdir``."""
+    images = Path(args.stardist)
+    if not (images / "img2d.tif").is_file():
+        sys.exit(f"{images / 'img2d.tif'} is missing: `make bench-data` unpacks StarDist's sample images there")
+    root = Path(args.workdir) / f"nuclei_tiles_{args.imgsz}"
+    if not (root / ".complete").exists():
+        write_nuclei_tiles(images, root, args.imgsz)
+    for split in ("train", "val"):
+        setattr(args, f"{split}_images", len(list((root / "images" / split).iterdir())))
+    return root / "data.yaml"
+
+
+def write_nuclei_tiles(images: Path, root: Path, tile: int) -> None:
+    import json
+    import shutil
+
+    from cvzoo.data.formats.label_images import pair_label_images, write_label_image_dataset
+
+    shutil.rmtree(root, ignore_errors=True)
+    coco = write_label_image_dataset(pair_label_images([str(images / "img2d.tif")], [str(images / "mask2d.tif")]),
+                                     root / "coco", tile=tile, class_name="nucleus")
+    for split in ("train", "val"):
+        instances = json.loads((coco / "annotations" / f"instances_{split}.json").read_text())
+        boxes: dict[int, list[list[float]]] = {image["id"]: [] for image in instances["images"]}
+        for annotation in instances["annotations"]:
+            boxes[annotation["image_id"]].append(annotation["bbox"])
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for image in instances["images"]:
+            name = Path(image["file_name"]).name
+            shutil.copy(coco / "images" / split / name, root / "images" / split / name)
+            width, height = image["width"], image["height"]
+            lines = [f"0 {(x + w / 2) / width:.6f} {(y + h / 2) / height:.6f} {w / width:.6f} {h / height:.6f}"
+                     for x, y, w, h in boxes[image["id"]]]
+            (root / "labels" / split / f"{Path(name).stem}.txt").write_text("".join(f"{line}\n" for line in lines))
+    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: nucleus\n")
+    (root / ".complete").write_text("ok\n")
+
+
 def detect_sides(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Callable[[Path], Row]]:
-    data = scenes(args)
+    data = nuclei_tiles(args) if args.data == "nuclei" else scenes(args)
     common = [str(args.epochs), str(args.imgsz), str(args.batch)]
 
     def cvzoo(project: Path) -> Row:
@@ -227,6 +274,7 @@ TASKS = {
     "classify": (classify_sides, "top-1", 0.8, (3, 64, 64, 4000, 1000)),
 }
 QUICK = {"detect": (2, 160, 16, 32, 8), "classify": (1, 32, 32, 200, 50)}
+NUCLEI = (30, 128, 4, None, None)  # the tile counts follow from the image (512 x 512: 12 train, 4 val at 128 px)
 
 
 def report(title: str, results: dict[str, list[Row]], metric: str, target: float) -> None:
@@ -254,6 +302,11 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, help="default: detect 256 scenes, classify 4000 photos")
     parser.add_argument("--val-images", type=int, help="default: detect 64, classify 1000")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--data", choices=("scenes", "nuclei"), default="scenes",
+                        help="detect: synthetic scenes, or StarDist's real nuclei image cut into --imgsz tiles (then "
+                             "default: 30 epochs, 128 px, batch 4)")
+    parser.add_argument("--stardist", default=str(REPO / "data" / "stardist" / "wheel" / "stardist" / "data" / "images"),
+                        help="--data nuclei: the folder of img2d.tif / mask2d.tif (make bench-data)")
     parser.add_argument("--timm-train", help="timm's train.py (from timm's repository; --task classify)")
     parser.add_argument("--fashion-mnist", default=str(REPO / "data" / "fashion-mnist"),
                         help="Fashion-MNIST's idx files (make bench-data)")
@@ -262,7 +315,9 @@ def main() -> None:
                         help="detect: 2 epochs on 32 + 8 scenes of 160 px; classify: 1 epoch on 200 + 50 photos at 32 px")
     args = parser.parse_args()
     make_sides, metric, target, defaults = TASKS[args.task]
-    values = QUICK[args.task] if args.quick else defaults
+    if args.data == "nuclei" and args.task != "detect":
+        parser.error("--data nuclei is for --task detect")
+    values = QUICK[args.task] if args.quick else NUCLEI if args.data == "nuclei" else defaults
     for key, value in zip(("epochs", "imgsz", "batch", "train_images", "val_images"), values):
         if args.quick or getattr(args, key) is None:
             setattr(args, key, value)
@@ -272,12 +327,13 @@ def main() -> None:
     sides = make_sides(args, env)
     results: dict[str, list[Row]] = {side: [] for side in sides}
     for round_index in range(args.rounds):
-        project = work / f"{args.task}_round{round_index}"
+        project = work / f"{args.task}{'_nuclei' if args.data == 'nuclei' else ''}_round{round_index}"
         order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
         for side in order:
             results[side].append(sides[side](project))
     model = "yolov8n" if args.task == "detect" else "resnet18"
-    kind = "scenes" if args.task == "detect" else "Fashion-MNIST photos"
+    kind = {"classify": "Fashion-MNIST photos", "detect": "StarDist nuclei tiles" if args.data == "nuclei" else
+            "scenes"}[args.task]
     report(f"{model} from scratch, {args.train_images} train / {args.val_images} val {kind}, {args.epochs} epochs, "
            f"{args.imgsz} px, batch {args.batch}, each side at its defaults, {os.cpu_count()} cores, "
            f"{args.rounds} round(s)", results, metric, target)
