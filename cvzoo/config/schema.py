@@ -49,7 +49,9 @@ class DataConfig:
     # Detection: the class names in label order, for every split (empty: from the training split's
     # annotations; VOC and Labelme name classes per object, so a split may lack some).
     names: tuple[str, ...] = ()
-    # Keep at most this many samples per split (0 = all); handy for smoke runs.
+    # Keep at most this many samples of the train split / of any other split (0 = all): smoke runs, tests,
+    # benchmarks. Every task keeps the first ones, each class's first in turn where a sample has one class
+    # (Task.kept_indices, cvzoo/data/limit.py; docs/data.md).
     limit_train: int = 0
     limit_val: int = 0
 

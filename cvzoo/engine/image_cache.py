@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from cvzoo.data.cache import ImageCache, image_cache_of
 from cvzoo.data.images import DatasetError, read_header
-from cvzoo.engine.workers import cpu_count, preserved_random_state
+from cvzoo.engine.workers import cpu_count, preserved_random_state, probe_copy
 
 MEMORY_FRACTION = 0.5
 MIN_DECODE_SHARE = 0.2
@@ -127,8 +127,7 @@ def decode_share(dataset: Dataset, probe: int = PROBE_SAMPLES) -> float:
     indices = range(min(probe, len(dataset)))  # type: ignore[arg-type]
 
     def load_all(keep_misses: bool = False, active: bool = True) -> float:
-        # The memo maps the dataset's cache to the probe's: the copy shares it, and copies nothing else.
-        copied = copy.deepcopy(dataset, {id(own[0]): cache})
+        copied = probe_copy(dataset, cache)  # reads through the probe's cache; the dataset's is left alone
         cache.keep_misses, cache.active = keep_misses, active
         started = time.perf_counter()
         for index in indices:

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset, default_collate
 
 from cvzoo.config import Config, ConfigError, OptimConfig, SchedulerConfig
 from cvzoo.config.moved import moved_hint
+from cvzoo.data.limit import limited_indices
 from cvzoo.models.registry import ModelArgumentError, UnknownModelError, check_model_kwargs, split_name
 from cvzoo.models.transfer import param_groups
 
@@ -180,6 +181,19 @@ class Task(ABC):
             raise ConfigError(f"{key}: {err}" + (f"; {moved}" if moved else "")) from None
 
     # --- construction ---------------------------------------------------------------------------
+    def split_limit(self, split: str) -> int:
+        """How many samples of ``split`` a run keeps (0 = all): ``data.limit_train`` for the training split,
+        ``data.limit_val`` for any other (val, test). By the split's name, not by what the run does with it:
+        ``cvzoo val --split train`` evaluates the training images the run trained on."""
+        data = self.config.data
+        return data.limit_train if split == "train" else data.limit_val
+
+    def kept_indices(self, split: str, count: int, labels: Sequence[int] | None = None) -> list[int] | None:
+        """The samples of ``split`` (``count`` of them, with ``labels`` where each has one class) that the
+        run keeps under ``split_limit``, in dataset order, or None for all: every task caps its splits here
+        (``cvzoo.data.limit.limited_indices``: the first samples, or each class's first in turn)."""
+        return limited_indices(count, self.split_limit(split), labels)
+
     @abstractmethod
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:
         """Return (train, val) datasets; val may be None when the data has no validation split."""

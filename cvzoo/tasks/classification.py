@@ -144,9 +144,9 @@ class ClassificationTask(Task):
                 self.batch_eval_transform = BatchPadCropFlip(0, 0.0, self.mean, self.std, self.model_channels)
         else:
             dataset.transform = self._train_transform() if train else self._eval_transform()
-        limit = data.limit_train if train else data.limit_val
-        if limit and limit < len(dataset):
-            dataset = torch.utils.data.Subset(dataset, _stratified_head(dataset, limit))
+        keep = self.kept_indices(split, len(dataset), dataset.targets)
+        if keep is not None:
+            dataset = torch.utils.data.Subset(dataset, keep)
         return dataset
 
     def _train_and_val(self) -> tuple[Dataset, Dataset | None]:
@@ -359,16 +359,6 @@ class ClassificationTask(Task):
             canvas.save(out)
             paths.append(out)
         return paths
-
-
-def _stratified_head(dataset: Any, limit: int) -> list[int]:
-    """The first ``limit`` indices taken round-robin over classes, so a limited subset stays balanced."""
-    targets = np.asarray(dataset.targets)
-    per_class = [np.flatnonzero(targets == c).tolist() for c in np.unique(targets)]
-    order: list[int] = []
-    for i in range(max(len(p) for p in per_class)):
-        order.extend(p[i] for p in per_class if i < len(p))
-    return sorted(order[:limit])
 
 
 __all__ = ["ClassificationTask"]

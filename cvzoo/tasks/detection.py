@@ -162,9 +162,10 @@ class DetectionTask(Task):
                 f"{self.config.data.source} ({split}): {len(issues)} annotation issue(s) fixed "
                 f"(boxes clipped/dropped); first: {issues[0]}", stacklevel=2,
             )
-        limit = self.config.data.limit_train if split == "train" else self.config.data.limit_val
-        if limit:
-            annotations.images = annotations.images[:limit]
+        # The first images: an image holds objects of several classes, so there is no class to balance.
+        keep = self.kept_indices(split, len(annotations.images))
+        if keep is not None:
+            annotations.images = [annotations.images[i] for i in keep]
         return annotations
 
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:

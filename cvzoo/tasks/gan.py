@@ -40,7 +40,7 @@ from cvzoo.data.datasets.classification import ArrayClassificationDataset, build
 from cvzoo.metrics.generative import fid, kid
 from cvzoo.models.registry import create_model
 from cvzoo.tasks.base import Evaluator, OptimizerSpec, Task, bare, checkpoint_config
-from cvzoo.tasks.classification import ClassificationTask, _stratified_head
+from cvzoo.tasks.classification import ClassificationTask
 
 GRID_SEED = 1234  # the fixed noise of the per-epoch grids (the same images every epoch)
 
@@ -213,9 +213,9 @@ class GanTask(Task):
 
             dataset.transform = v2.Compose([v2.ToImage(), v2.Resize(self.img_size, antialias=True),
                                             v2.CenterCrop(self.img_size)])
-        limit = data.limit_train if split == "train" else data.limit_val
-        if limit and limit < len(dataset):
-            dataset = torch.utils.data.Subset(dataset, _stratified_head(dataset, limit))
+        keep = self.kept_indices(split, len(dataset), dataset.targets)
+        if keep is not None:
+            dataset = torch.utils.data.Subset(dataset, keep)
         return dataset
 
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:

@@ -122,9 +122,9 @@ class SegmentationTask(Task):
         else:
             transform = SegmentationEvalTransform(options.eval_size, self.mean, self.std)
         dataset: Dataset = SegmentationDataset(source, transform, options.ignore_unknown)
-        limit = data.limit_train if train else data.limit_val
-        if limit and limit < len(dataset):
-            dataset = Subset(dataset, range(limit))
+        keep = self.kept_indices(split, len(dataset))  # masks have no single class: the first images
+        if keep is not None:
+            dataset = Subset(dataset, keep)
         return dataset
 
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:

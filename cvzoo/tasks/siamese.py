@@ -125,6 +125,12 @@ class SiameseTask(Task):
         keep = np.flatnonzero(~np.isin(targets, list(heldout)) if seen else np.isin(targets, list(heldout)))
         if len(keep) == 0:
             raise ValueError(f"no {'seen' if seen else 'held-out'} classes in the {split} split of {data.source}")
+        # The limits cap images, as in classification (each class's first in turn), counted among the images
+        # the split uses (seen classes in training, held-out ones in evaluation); the training pairs and
+        # triplets are formed within each batch and the evaluation's from these images (``siamese.eval_pairs``).
+        limited = self.kept_indices(split, len(keep), targets[keep])
+        if limited is not None:
+            keep = keep[limited]
         subset = Subset(dataset, keep.tolist())
         subset.targets = targets[keep].tolist()
         return subset

@@ -37,7 +37,7 @@ from cvzoo.data.synthetic_video import SOURCE_NAME
 from cvzoo.data.video import count_frames, read_clip
 from cvzoo.models.registry import create_model, get_entry
 from cvzoo.tasks.base import Evaluator, Task
-from cvzoo.tasks.classification import ClassificationTask, _EvaluatorAdapter, _stratified_head
+from cvzoo.tasks.classification import ClassificationTask, _EvaluatorAdapter
 
 
 class VideoEvaluator(_EvaluatorAdapter):
@@ -129,9 +129,8 @@ class VideoTask(ClassificationTask):
         elif list(source.classes) != self.classes:
             raise ValueError(f"{self.config.data.source!r} has classes {list(source.classes)[:10]}... but the model "
                              f"was trained on {self.classes[:10]}...; class lists must match")
-        limit = self.config.data.limit_train if train else self.config.data.limit_val
-        if limit and limit < len(source.items):
-            keep = _stratified_head(source, limit)
+        keep = self.kept_indices(split, len(source.items), source.labels)
+        if keep is not None:
             source = VideoSource([source.items[i] for i in keep], [source.labels[i] for i in keep], source.classes,
                                  source.arrays)
         video = self.config.video

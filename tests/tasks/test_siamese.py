@@ -128,3 +128,23 @@ def test_siamese_batch_augmentation_follows_the_config():
     assert torch.equal(dilated, F.max_pool2d(images, 3, stride=1, padding=1))
     elastic = task_with("siamese.augment.elastic_alpha=34", "siamese.augment.elastic_sigma=4")._augment_batch(images)
     assert elastic.shape == images.shape and (elastic - images).abs().mean() > 0.05
+
+
+def test_a_siamese_run_trains_and_validates_on_the_limited_images(tmp_path):
+    """``data.limit_train`` / ``data.limit_val`` cap the images (each class's first in turn), as in the other
+    tasks: 14 of the 56 training digits 0-6 (2 of each), 5 of the 6 held-out 7-9."""
+    from cvzoo.config import Config, apply_overrides
+    from cvzoo.engine.trainer import Trainer
+
+    config = apply_overrides(Config(), [
+        "task=siamese", "model.name=lenet_mnist", f"data.source={_tiny_mnist_json(tmp_path)}", "data.batch_size=8",
+        "data.workers=0", "data.limit_train=14", "data.limit_val=5", "siamese.eval_pairs=20", "train.epochs=1",
+        "train.device=cpu", f"run.project={tmp_path / 'runs'}", "run.progress=false", "run.tensorboard=false",
+        "run.plots=false",
+    ])
+    trainer = Trainer(config)
+    lines: list[str] = []
+    trainer.log = lines.append
+    result = trainer.fit()
+    assert any(": train 14, val 5;" in line for line in lines), lines
+    assert result.metrics["metrics/num_samples"] == 5
