@@ -498,9 +498,12 @@ class Trainer:
     def _train_epoch(self, loop: _Loop, progress: _Progress, stop: StopRequests) -> None:
         cfg = self.config
         epoch, skip = progress.epoch, progress.step_in_epoch
+        if self.task.on_epoch_start(epoch, loop.train_ds) and loop.workers > 0:
+            # The persistent workers hold copies of the dataset made when they started, which would go on
+            # with its old state (mosaic on after close-mosaic): new workers copy the changed one.
+            loop.train_loader = self._loader(loop.train_ds, True, cfg.data.batch_size, loop.workers)
         loop.train_loader.sampler.set_epoch(epoch, skip * cfg.data.batch_size)
         loop.train_loader.generator.manual_seed(cfg.train.seed + epoch)
-        self.task.on_epoch_start(epoch, loop.train_ds)
         if progress.rng_to_restore is not None:
             # Restored here, right before the first batch the run has not seen (on_epoch_start draws no
             # random numbers), so the resumed batches get the same random draws as uninterrupted ones.

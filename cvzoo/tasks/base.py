@@ -252,8 +252,10 @@ class Task(ABC):
     def set_train_mode(self, model: nn.Module) -> None:
         """Called after ``model.train()`` each epoch (e.g. to keep frozen BatchNorm layers in eval)."""
 
-    def on_epoch_start(self, epoch: int, train_dataset: Dataset) -> None:
-        """Hook for per-epoch data changes (e.g. close-mosaic in the last epochs)."""
+    def on_epoch_start(self, epoch: int, train_dataset: Dataset) -> bool:
+        """Hook for per-epoch data changes (e.g. close-mosaic in the last epochs). Returns True when it changed
+        ``train_dataset``: the trainer then starts new loading workers (running ones hold an old copy)."""
+        return False
 
     def sample_images(self, batch: Any) -> torch.Tensor | None:
         """A few input images ``[N, C, H, W]`` in [0, 1] for the TensorBoard grid, or None."""

@@ -212,10 +212,11 @@ class DetectionTask(Task):
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
         return images, targets, metas
 
-    def on_epoch_start(self, epoch: int, train_dataset: Dataset) -> None:
+    def on_epoch_start(self, epoch: int, train_dataset: Dataset) -> bool:
         close = self.config.detect.augment.close_mosaic
         if close and isinstance(train_dataset, DetectionDataset):
-            train_dataset.set_mosaic(epoch < self.config.train.epochs - close)
+            return train_dataset.set_mosaic(epoch < self.config.train.epochs - close)
+        return False
 
     # --- model -----------------------------------------------------------------------------------
     @classmethod

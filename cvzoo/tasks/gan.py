@@ -299,8 +299,9 @@ class GanTask(Task):
         real, labels = self._real(batch)
         return model(real, labels, "generator")
 
-    def on_epoch_start(self, epoch: int, train_dataset: Dataset) -> None:
+    def on_epoch_start(self, epoch: int, train_dataset: Dataset) -> bool:
         self.epoch = epoch
+        return False
 
     def build_evaluator(self) -> Evaluator:
         if self.config.gan.features and self.features is None:  # val / predict: no build_model before

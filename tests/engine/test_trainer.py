@@ -378,3 +378,46 @@ def test_without_validation_several_optimizers_keep_the_latest_epoch_as_best(tmp
     result = Trainer(config, task).fit()
     best = load_checkpoint(result.run_dir / "weights" / "best.pt")
     assert result.best_checkpoint is not None and best["epoch"] == 2
+
+
+class PhasedData(torch.utils.data.Dataset):
+    """Each sample carries the dataset's phase, as a loading worker's copy of the dataset sees it."""
+
+    def __init__(self, base) -> None:
+        self.base, self.phase = base, 0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index):
+        x, y = self.base[index]
+        return x, y, torch.tensor(self.phase)
+
+
+class PhaseChangingTask(ToyTask):
+    """Changes its training data from epoch 1 on (as close-mosaic does) and records what the batches saw."""
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.train_set = PhasedData(self.train_set)
+        self.phases_seen: dict[int, set[int]] = {}
+        self.epoch = 0
+
+    def on_epoch_start(self, epoch, train_dataset) -> bool:
+        self.epoch = epoch
+        before, train_dataset.phase = train_dataset.phase, int(epoch >= 1)
+        return train_dataset.phase != before
+
+    def training_step(self, model, batch):
+        x, y, phase = batch
+        self.phases_seen.setdefault(self.epoch, set()).update(phase.tolist())
+        return super().training_step(model, (x, y))
+
+
+def test_a_data_change_at_an_epoch_start_reaches_the_loading_workers(tmp_path):
+    # Persistent workers keep the dataset copy they started with; without new workers for the changed
+    # dataset, epoch 1 would still see phase 0 (close-mosaic would never close with data.workers > 0).
+    config = make_config(tmp_path, "data.workers=2", "train.epochs=2")
+    task = PhaseChangingTask(config)
+    Trainer(config, task).fit()
+    assert task.phases_seen == {0: {0}, 1: {1}}

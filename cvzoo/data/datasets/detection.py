@@ -143,9 +143,12 @@ class DetectionDataset(Dataset):
         """The image file of each index (what ``image_cache`` is filled with)."""
         return [self.annotations.image_path(record) for record in self.images]
 
-    def set_mosaic(self, enabled: bool) -> None:
-        """Turn mosaic off for the last epochs ("close mosaic", YOLOv8) so training ends on real layouts."""
+    def set_mosaic(self, enabled: bool) -> bool:
+        """Turn mosaic off for the last epochs ("close mosaic", YOLOv8) so training ends on real layouts.
+        Returns whether that changed anything."""
+        before = self.mosaic_enabled
         self.mosaic_enabled = enabled and self.augment and self.use_letterbox
+        return self.mosaic_enabled != before
 
     # --- loading -----------------------------------------------------------------------------------
     def load_raw(self, index: int) -> T.Sample:
