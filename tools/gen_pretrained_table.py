@@ -3,7 +3,8 @@
     .venv/bin/python tools/gen_pretrained_table.py   # needs the test extras (torchvision models, timm)
 
 For every registered cvzoo architecture with a torchvision reference, each of torchvision's weight enums;
-for every architecture timm also has, each timm tag published as a hashed file URL (timm's Hugging Face
+for every architecture timm also has (under cvzoo's name, the timm reference it registers, or its registered
+`timm_name`: `ModelEntry.timm_arch`), each timm tag published as a hashed file URL (timm's Hugging Face
 only tags carry no hash offline, so they are left out). An entry is written only after a check that costs
 no download: the reference model is built exactly as its loader builds it for those weights (random
 values), and its state dict must load *strictly* into cvzoo's model through the registered remaps, with
@@ -102,7 +103,7 @@ def main() -> int:
                 rows.append((arch, tag, weights.url, match.group(1), fit, "torchvision"))
                 if weights == enum.DEFAULT:
                     defaults[arch] = tag
-        timm_arch = entry.reference.split(":", 1)[1] if entry.reference.startswith("timm:") else arch
+        timm_arch = entry.timm_arch
         timm_tags = [name for name in timm.list_pretrained(f"{timm_arch}.*") if name.split(".")[0] == timm_arch]
         # timm's default tag is the architecture's own pretrained config (list_pretrained sorts by name: its
         # first tag can be an ImageNet-21k file, e.g. mobilenetv3_large_100.miil_in21k).

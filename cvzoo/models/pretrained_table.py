@@ -46,6 +46,7 @@ WEIGHT_SETS = [
     ('mc3_18', 'tv_kinetics400', 'https://download.pytorch.org/models/mc3_18-a90a0ba3.pth', 'a90a0ba3', 400, 'torchvision'),
     ('mobilenet_v2', 'tv_in1k', 'https://download.pytorch.org/models/mobilenet_v2-b0353104.pth', 'b0353104', 1000, 'torchvision'),
     ('mobilenet_v2', 'tv_in1k_v2', 'https://download.pytorch.org/models/mobilenet_v2-7ebf99e0.pth', '7ebf99e0', 1000, 'torchvision'),
+    ('mobilenet_v2', 'timm_ra_in1k', 'https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/mobilenetv2_100_ra-b33bc2c4.pth', 'b33bc2c4', 1000, 'timm'),
     ('mobilenet_v2_050', 'timm_lamb_in1k', 'https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/mobilenetv2_050-3d30d450.pth', '3d30d450', 1000, 'timm'),
     ('mobilenet_v2_140', 'timm_ra_in1k', 'https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/mobilenetv2_140_ra-21a4e913.pth', '21a4e913', 1000, 'timm'),
     ('mobilenet_v3_large', 'tv_in1k', 'https://download.pytorch.org/models/mobilenet_v3_large-8738ca79.pth', '8738ca79', 1000, 'torchvision'),

@@ -33,6 +33,18 @@ class ModelEntry:
     reference: str = ""
     # Input size the model was designed for (used by `cvzoo models` and `cvzoo info`).
     input_size: tuple[int, int, int] = (3, 224, 224)
+    # timm's name for the same architecture where ``reference`` is another library's and timm's name is not
+    # ``name`` (cvzoo's ``mobilenet_v2`` is torchvision's layout and timm's ``mobilenetv2_100``), so that the
+    # weight-set table (tools/gen_pretrained_table.py) also lists timm's files for it.
+    timm_name: str = ""
+
+    @property
+    def timm_arch(self) -> str:
+        """The timm architecture whose weight sets may fit: ``reference``'s when it is timm's, else
+        ``timm_name``, else ``name``."""
+        if self.reference.startswith("timm:"):
+            return self.reference.split(":", 1)[1]
+        return self.timm_name or self.name
 
     def build(self, **overrides: Any) -> nn.Module:
         kwargs = {**self.defaults, **overrides}
@@ -71,6 +83,7 @@ def register_model(
     task: str = "classify",
     reference: str = "",
     input_size: tuple[int, int, int] = (3, 224, 224),
+    timm_name: str = "",
     **defaults: Any,
 ) -> ModelEntry:
     """Register ``name`` as ``builder(**defaults)``. Duplicate names are rejected."""
@@ -78,7 +91,7 @@ def register_model(
         raise ValueError(f"model names are snake_case without a tag: {name!r}")
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered (by {_REGISTRY[name].builder!r})")
-    entry = ModelEntry(name, builder, dict(defaults), task, reference, tuple(input_size))
+    entry = ModelEntry(name, builder, dict(defaults), task, reference, tuple(input_size), timm_name)
     _REGISTRY[name] = entry
     return entry
 

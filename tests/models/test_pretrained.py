@@ -132,7 +132,7 @@ def test_the_table_is_what_torchvision_and_timm_publish():
             if match[0] == enum.DEFAULT:
                 assert DEFAULT_TAGS[arch] == tag
         else:
-            timm_arch = entry.reference.split(":", 1)[1] if entry.reference.startswith("timm:") else arch
+            timm_arch = entry.timm_arch
             cfg = timm.models.get_pretrained_cfg(f"{timm_arch}.{tag.removeprefix('timm_')}")
             assert cfg.url == url and cfg.num_classes == num_classes
     assert default_tag("resnet50") == "tv_in1k_v2" and "timm_a1_in1k" in weight_sets("resnet50")

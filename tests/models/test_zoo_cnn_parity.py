@@ -197,11 +197,16 @@ def test_timm_efficientnet_variants_load_strictly(timm_name):
 
 
 def test_timm_builder_weight_sets_are_listed_by_name():
-    from cvzoo.models.pretrained import weight_sets
+    from cvzoo.models.pretrained import default_tag, weight_sets
 
     # Written by tools/gen_pretrained_table.py once these layouts loaded strictly (they did not before).
     assert "timm_ra_in1k" in weight_sets("efficientnet_b0")
     assert "timm_ra_in1k" in weight_sets("mobilenet_v3_large_100")
     assert "timm_lamb_in1k" in weight_sets("mobilenet_v3_small_100")
     assert "timm_ra_in1k" in weight_sets("mobilenet_v2_140")
+    # Width 1.0 is torchvision's mobilenet_v2 to cvzoo and mobilenetv2_100 to timm (its registered timm_name);
+    # its file loads as the mobilenetv2_100 case above does.
+    assert get_entry("mobilenet_v2").timm_arch == "mobilenetv2_100"
+    assert get_entry("mobilenet_v2_140").timm_arch == "mobilenetv2_140" and get_entry("resnet50").timm_arch == "resnet50"
+    assert "timm_ra_in1k" in weight_sets("mobilenet_v2") and default_tag("mobilenet_v2") == "tv_in1k_v2"
     assert not any(tag.startswith("timm_") for tag in weight_sets("mobilenet_v3_large"))  # eps 1e-3: not timm's

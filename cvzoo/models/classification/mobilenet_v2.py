@@ -330,6 +330,7 @@ def remap_timm_mobilenet_v2(state: StateDict) -> StateDict:
 
 register_remap("mobilenetv2", remap_timm_mobilenet_v2, name="mobilenetv2:timm")
 
-register_model("mobilenet_v2", MobileNetV2, reference="torchvision:mobilenet_v2")
+# timm publishes width 1.0 as mobilenetv2_100 (torchvision's architecture; its file loads through the timm remap).
+register_model("mobilenet_v2", MobileNetV2, reference="torchvision:mobilenet_v2", timm_name="mobilenetv2_100")
 register_model("mobilenet_v2_050", MobileNetV2, width_mult=0.5, reference="timm:mobilenetv2_050")
 register_model("mobilenet_v2_140", MobileNetV2, width_mult=1.4, reference="timm:mobilenetv2_140")

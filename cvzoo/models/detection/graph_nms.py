@@ -32,6 +32,7 @@ import torchvision
 from torch import nn
 
 from cvzoo.models.detection.base import Detections
+from cvzoo.models.detection.export_check import TIE_TOLERANCE, candidate_errors, candidates_of
 from cvzoo.ops.boxes import box_iou
 
 OUTPUT_NAMES = ("boxes", "scores", "labels", "num_dets")
@@ -136,32 +137,29 @@ class NmsDetector(nn.Module):
         of two overlapping boxes, which can change what that box suppresses in turn, and so the count
         (a barely trained model, whose candidates are nearly all alike, does this). So the check is:
         every detection of ``got`` is one of the model's candidates (box, score, and a class tied for the
-        candidate's best score), and ``got`` is a greedy NMS result of those candidates
-        (``nms_violation``); where the counts agree, the sorted scores agree too. Exact equality of the
-        NMS itself is tested on models without ties (``tests/models/detection/test_graph_nms.py``).
+        candidate's best score: ``export_check.candidate_errors``), and ``got`` is a greedy NMS result of
+        those candidates (``nms_violation``); where the counts agree and the decoding itself has one result,
+        the sorted scores agree too. A decoder that selects its rows by comparing scores (CornerNet's top-k
+        corners) may decode other candidates in another runtime: its ``export_candidates`` says which it may
+        and which it must (``cvzoo.models.detection.export_check``), and only the latter must be kept or
+        suppressed. Exact equality of the NMS itself is tested on models without ties
+        (``tests/models/detection/test_graph_nms.py``).
         """
-        predictions = self.model.decode(self.model(images))
+        candidates = candidates_of(self.model, self.model(images))
         worst = 0.0
-        for pred, a, b in zip(predictions, unpad_detections([torch.as_tensor(t) for t in expected]),
-                              unpad_detections([torch.as_tensor(t) for t in got])):
-            if len(a) == len(b) and len(b):
+        for (pred, required), a, b in zip(candidates, unpad_detections([torch.as_tensor(t) for t in expected]),
+                                          unpad_detections([torch.as_tensor(t) for t in got])):
+            if len(a) == len(b) and len(b) and bool(required.all()):
                 sorted_a, sorted_b = a.scores.sort(descending=True).values, b.scores.sort(descending=True).values
                 worst = max(worst, float((sorted_a - sorted_b).abs().max()))
             if len(b):
-                # A detection may take any class whose score ties with the candidate's best (saturated
-                # sigmoids give several classes 1.0, and runtimes break such ties differently): its error is
-                # also how far its class's score falls below the candidate's best.
-                class_scores = pred[:, 4:][:, b.labels.long()].T  # [D, A]: each detection's class, every candidate
-                best = pred[:, 4:].max(dim=-1).values[None]  # [1, A]
-                error = torch.stack([(b.boxes[:, None] - pred[None, :, :4]).abs().amax(dim=-1),
-                                     (b.scores[:, None] - class_scores).abs(), best - class_scores]).amax(dim=0)
-                worst = max(worst, float(error.min(dim=1).values.max()))
-            worst = max(worst, nms_violation(pred, b, self.conf, self.iou, self.max_det))
+                worst = max(worst, float(candidate_errors(pred, b)[0].max()))
+            worst = max(worst, nms_violation(pred, b, self.conf, self.iou, self.max_det, required=required))
         return worst
 
 
 def nms_violation(predictions: torch.Tensor, kept: Detections, conf: float, iou: float, max_det: int,
-                  tol: float = 1e-4) -> float:
+                  tol: float = TIE_TOLERANCE, required: torch.Tensor | None = None) -> float:
     """0 when ``kept`` is a greedy NMS result of the candidates ``predictions [A, 4 + K]`` (each anchor in
     its best class) with these settings, up to ``tol`` on scores and IoUs; ``inf`` otherwise.
 
@@ -169,6 +167,8 @@ def nms_violation(predictions: torch.Tensor, kept: Detections, conf: float, iou:
     visited first: no two kept boxes of a class overlap by more than ``iou``, and every candidate above
     ``conf`` that was not kept is suppressed by a kept box of its class that scores at least as high
     (or was cut by ``max_det``, when ``max_det`` boxes are kept and it scores no higher than the last).
+    ``required [A]`` (default: all) marks the candidates that were certainly decoded; the others may not
+    have been there to keep (``export_check``), so they need no reason to be missing.
     """
     scores = predictions[:, 4:].max(dim=-1).values
     boxes = predictions[:, :4]
@@ -177,8 +177,10 @@ def nms_violation(predictions: torch.Tensor, kept: Detections, conf: float, iou:
     if bool((same_class & (overlap > iou + tol)).any()):
         return float("inf")
     must_account = scores > conf + tol
-    if not len(kept):
-        return float("inf") if bool(must_account.any()) else 0.0
+    if required is not None:
+        must_account &= required
+    if not len(kept) or not len(predictions):
+        return float("inf") if bool(must_account.any()) or len(kept) else 0.0
     # The candidate each kept detection is (the nearest in box and score: another runtime's boxes differ by
     # its float error, which the caller measures) needs no reason.
     nearest = torch.maximum((kept.boxes[:, None] - boxes[None]).abs().amax(dim=-1),

@@ -18,12 +18,14 @@ import torch
 from torch import nn
 
 from cvzoo.models.detection.base import InputPolicy, validate_targets
+from cvzoo.models.detection.cornernet.candidates import corner_pair_candidates
 from cvzoo.models.detection.cornernet.decode import decode_corners
 from cvzoo.models.detection.cornernet.heads import CornerHead
 from cvzoo.models.detection.cornernet.hourglass import StackedHourglass
 from cvzoo.models.detection.cornernet.loss import CornerNetLoss
 from cvzoo.models.detection.cornernet.targets import corner_targets
-from cvzoo.models.detection.dense import DenseDetector
+from cvzoo.models.detection.dense import DecodedDetector, DenseDetector
+from cvzoo.models.detection.export_check import TIE_TOLERANCE, decoded_rows_difference
 
 OUTPUT_STRIDE = 4
 MAP_NAMES = ("tl_heatmap", "br_heatmap", "tl_embedding", "br_embedding", "tl_offset", "br_offset")
@@ -148,3 +150,36 @@ class CornerNet(DenseDetector):
         """``[B, K^2, 4 + C]``: every corner pair's box (xyxy input pixels) and its one-hot score."""
         return decode_corners(*(outputs[name] for name in MAP_NAMES), stride=OUTPUT_STRIDE, k=self.top_k,
                               max_embedding_distance=self.max_embedding_distance)
+
+    def export_candidates(self, outputs: dict[str, torch.Tensor],
+                          tol: float = TIE_TOLERANCE) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per image, the corner pairs ``[N, 4 + C]`` a correct runtime may decode from ``outputs`` and which
+        of them ``[N]`` it must (``candidates.corner_pair_candidates``; the export check)."""
+        maps = [outputs[name] for name in MAP_NAMES]
+        return [corner_pair_candidates(*(m[image] for m in maps), stride=OUTPUT_STRIDE, k=self.top_k,
+                                       max_embedding_distance=self.max_embedding_distance, tol=tol)
+                for image in range(len(maps[0]))]
+
+    def export_module(self) -> nn.Module:
+        """Images -> decoded corner pairs ``[B, K^2, 4 + C]``, checked as sets (:class:`CornerPairsExport`)."""
+        return CornerPairsExport(self)
+
+
+class CornerPairsExport(DecodedDetector):
+    """Export wrapper: images -> decoded corner pairs ``[B, K^2, 4 + C]`` (``CornerNet.decode``).
+
+    Its export check is :meth:`parity_difference`, not an element-wise comparison: which corners the graph
+    picks depends on comparisons that near-ties let another runtime take the other way (``candidates``),
+    and then every row after the first different corner moves.
+    """
+
+    @torch.no_grad()
+    def parity_difference(self, images: torch.Tensor, expected: Sequence[torch.Tensor], got: Sequence[Any]) -> float:
+        """How far another runtime's decoded pairs ``got`` are from a correct decoding of ``images``: each
+        of its valid pairs (score > 0) matched to the nearest pair PyTorch's maps allow (box in pixels,
+        score), ``inf`` when a pair every correct decoding has is missing or two share a match
+        (``export_check.decoded_rows_difference``). PyTorch's ``expected`` is one such decoding; the
+        candidates come from its maps, so ``expected`` itself is not needed."""
+        candidates = self.model.export_candidates(self.model(images))
+        return max((decoded_rows_difference(pairs, required, torch.as_tensor(rows))
+                    for (pairs, required), rows in zip(candidates, got[0])), default=0.0)
