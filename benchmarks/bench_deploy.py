@@ -1,6 +1,7 @@
 """Deployment figures of issue #19, each side by side in one run, on this CPU.
 
     .venv-bench/bin/python benchmarks/bench_deploy.py yolo [--ultralytics-weights last.pt --data DATA.yaml]
+    .venv-bench/bin/python benchmarks/bench_deploy.py yolo --train-scenes 400 --train-epochs 10   # trains them first
     .venv/bin/python benchmarks/bench_deploy.py classify --model resnet50 [--weights best.pt]
     .venv/bin/python benchmarks/bench_deploy.py serve [--weights best.pt]
     ... --quick        # any mode: tiny sizes and few repeats, to check that it runs (figures mean nothing)
@@ -91,6 +92,8 @@ def yolo(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     imgsz = 160 if args.quick else 640
+    if args.train_scenes and not args.ultralytics_weights:
+        args.ultralytics_weights, args.data = train_reference(args, work)
     os.chdir(work)  # ultralytics writes its exports next to the model file / in the working folder
     reference = YOLO(args.ultralytics_weights or "yolov8n.yaml")
     network = reference.model
@@ -154,6 +157,32 @@ def yolo(args: argparse.Namespace) -> None:
         for fmt, path in files.items():
             value = api.evaluate(path, plots=False, threads=args.threads)["mAP50-95"]
             print(f"  {fmt:16s} {value:.4f} ({100 * (value - reference_map):+.2f} points)")
+
+
+def train_reference(args: argparse.Namespace, work: Path) -> tuple[str, str]:
+    """``--train-scenes N``: ultralytics trains its YOLOv8n from ``yolov8n.yaml`` (random init, nothing
+    downloaded) on N synthetic scenes (and N / 4 for validation) of 320-640 px at 320 px for
+    ``--train-epochs``, in-process loading, seed 0; a finished run with the same settings is reused.
+    Returns its ``last.pt`` and the data YAML, the weights both sides then load."""
+    from _ultralytics import synthetic_scenes
+    from ultralytics import YOLO
+
+    from cvzoo.data.synthetic import SceneConfig
+
+    val = max(1, args.train_scenes // 4)
+    data = synthetic_scenes(work / f"scenes_{args.train_scenes}_{val}", args.train_scenes, val,
+                            SceneConfig(size_range=(320, 640), seed=0))
+    name = f"yolov8n_{args.train_scenes}_{args.train_epochs}"
+    weights = work / "reference" / name / "weights" / "last.pt"
+    done = weights.parent.parent / ".complete"
+    if not done.exists():
+        started = time.perf_counter()
+        YOLO("yolov8n.yaml").train(data=str(data), epochs=args.train_epochs, imgsz=320, batch=16, workers=0,
+                                   device="cpu", project=str(work / "reference"), name=name, exist_ok=True,
+                                   pretrained=False, plots=False, seed=0, verbose=False)
+        done.write_text("ok\n")
+        print(f"ultralytics trained {name} in {time.perf_counter() - started:.0f} s: {weights}")
+    return str(weights), str(data)
 
 
 def synthetic_yolo(work: Path) -> Path:
@@ -303,6 +332,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", help="classify / serve: a trained cvzoo checkpoint")
     parser.add_argument("--ultralytics-weights", help="yolo: a trained ultralytics YOLOv8n .pt")
     parser.add_argument("--data", help="yolo: the data YAML those weights were trained on (mAP, int8 calibration)")
+    parser.add_argument("--train-scenes", type=int, default=0,
+                        help="yolo: without --ultralytics-weights, ultralytics first trains YOLOv8n on this many "
+                             "synthetic scenes (weights and --data for both sides)")
+    parser.add_argument("--train-epochs", type=int, default=10, help="yolo: epochs of that training")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "cvzoo_bench_deploy"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes and repeats: checks that it runs")
     args = parser.parse_args(argv)

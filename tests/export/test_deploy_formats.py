@@ -133,3 +133,18 @@ def test_segmentation_exports_validate_like_torch(voc_scenes, tmp_path):
         metrics = _top1(path)
         assert metrics["mIoU"] == pytest.approx(reference["mIoU"], abs=1e-3), path.name
         assert metrics["pixel_acc"] == pytest.approx(reference["pixel_acc"], abs=1e-3), path.name
+
+
+def test_openvino_compiles_a_dynamic_batch_ir_once_per_shape_with_the_same_outputs(classifier):
+    # cvzoo's IRs keep the batch axis dynamic; OpenVINO's dynamic-shape kernels are several times slower
+    # than a compile at a fixed shape, so the runtime compiles each input shape it meets, fixed.
+    weights, paths, _ = classifier
+    model = load_runtime(paths["cls.xml"], threads=1)
+    assert model.dynamic and model.requests == {}
+    onnx = load_runtime(paths["cls.onnx"], threads=1)
+    x = torch.from_numpy(np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32))
+    for batch in (1, 3, 1):
+        torch.testing.assert_close(model(x[:batch]), onnx(x[:batch]), rtol=1e-4, atol=1e-4)
+    assert sorted(model.requests) == [(1, 1, 28, 28), (3, 1, 28, 28)]
+    for request in model.requests.values():
+        assert not request.model_inputs[0].get_partial_shape().is_dynamic
