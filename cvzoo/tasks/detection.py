@@ -176,6 +176,7 @@ class DetectionTask(Task):
                              "resizes its images itself")
         train = DetectionDataset(train_ann, self.img_size, augment=True, hyp=self.config.detect.augment,
                                  strict=self.config.data.strict, letterbox=self.letterbox, with_masks=self.with_masks)
+        train.sample_seed = self.config.train.seed  # augmentation keyed by (seed, epoch, sample): exact resume
         try:
             val = self.build_eval_dataset("val")
         except FileNotFoundError as err:
@@ -213,10 +214,13 @@ class DetectionTask(Task):
         return images, targets, metas
 
     def on_epoch_start(self, epoch: int, train_dataset: Dataset) -> bool:
+        if not isinstance(train_dataset, DetectionDataset):
+            return False
+        changed = train_dataset.set_epoch(epoch)  # the epoch of each sample's augmentation key
         close = self.config.detect.augment.close_mosaic
-        if close and isinstance(train_dataset, DetectionDataset):
-            return train_dataset.set_mosaic(epoch < self.config.train.epochs - close)
-        return False
+        if close:
+            changed = train_dataset.set_mosaic(epoch < self.config.train.epochs - close) or changed
+        return changed
 
     # --- model -----------------------------------------------------------------------------------
     @classmethod

@@ -19,13 +19,19 @@ Randomness: each random transform owns a ``numpy.random.Generator``. With ``seed
 lazily from torch's global RNG in each process, so ``torch.manual_seed`` makes a pipeline reproducible
 and every DataLoader worker (which torch seeds differently) draws a different stream. With an explicit
 ``seed`` the main process replays exactly that stream; a worker mixes in its torch seed.
+Inside ``sample_randomness(seed, epoch, index)`` (a training dataset's ``__getitem__``) every transform
+draws instead from a generator of that key and of its own class: a sample's augmentation is then the same
+in any process and whatever was loaded before it, so a run resumed in the middle of an epoch, or with
+another worker count, draws what the uninterrupted run drew.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -110,6 +116,21 @@ def box_candidates(before: np.ndarray, after: np.ndarray, wh_thr: float = 2.0, a
     return (w2 > wh_thr) & (h2 > wh_thr) & (w2 * h2 / (w1 * h1 + 1e-16) > area_thr) & (aspect < ar_thr)
 
 
+_SAMPLE_KEY: tuple[int, ...] | None = None  # set by sample_randomness, one sample at a time
+
+
+@contextmanager
+def sample_randomness(seed: int, epoch: int, index: int) -> Iterator[None]:
+    """Within: every transform draws from a generator keyed by ``(seed, epoch, index)`` and its class
+    (see the module docstring), not from its own stream."""
+    global _SAMPLE_KEY
+    saved, _SAMPLE_KEY = _SAMPLE_KEY, (int(seed), int(epoch), int(index))
+    try:
+        yield
+    finally:
+        _SAMPLE_KEY = saved
+
+
 class _Random:
     """Owns a numpy Generator that is re-seeded per process (see the module docstring)."""
 
@@ -118,9 +139,16 @@ class _Random:
         self._home_pid = os.getpid()
         self._rng: np.random.Generator | None = None
         self._rng_key: tuple[int, int] | None = None
+        self._sample_rng: tuple[tuple[int, ...], np.random.Generator] | None = None
 
     @property
     def rng(self) -> np.random.Generator:
+        if _SAMPLE_KEY is not None:
+            if self._sample_rng is None or self._sample_rng[0] != _SAMPLE_KEY:
+                # The class name keeps the transforms of one sample apart (crc32: the same in every process).
+                stream = zlib.crc32(type(self).__name__.encode())
+                self._sample_rng = (_SAMPLE_KEY, np.random.default_rng([*_SAMPLE_KEY, stream]))
+            return self._sample_rng[1]
         key = (os.getpid(), torch.initial_seed())
         if self._rng is None or key != self._rng_key:
             if self.seed is not None and key[0] == self._home_pid:

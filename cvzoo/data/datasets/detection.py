@@ -101,6 +101,10 @@ class DetectionDataset(Dataset):
         self.strict = strict
         self.hyp = hyp
         self.mosaic_enabled = bool(letterbox and augment and hyp is not None and hyp.mosaic > 0)
+        # With a seed (the trainer's training set), each sample's augmentation is drawn from
+        # (sample_seed, epoch, index): the same in any process, so resumed runs repeat it exactly.
+        self.sample_seed: int | None = None
+        self.epoch = 0
         self.image_cache = ImageCache("RGB")  # data.cache: filled by the trainer (cvzoo.data.cache)
         self.letterbox = T.LetterBox(img_size, scaleup=augment)
         # Per-image letterbox shape (H, W) of rectangular batches; None = the square img_size.
@@ -191,7 +195,18 @@ class DetectionDataset(Dataset):
                 warnings.warn(f"skipping {what} {err}", stacklevel=2)
         raise RuntimeError("every image of the dataset is unreadable")
 
+    def set_epoch(self, epoch: int) -> bool:
+        """The epoch of the samples' augmentation keys; returns whether it changed."""
+        before, self.epoch = self.epoch, epoch
+        return self.sample_seed is not None and epoch != before
+
     def _get(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+        if self.augment and self.sample_seed is not None:
+            with T.sample_randomness(self.sample_seed, self.epoch, index):
+                return self._get_sample(index)
+        return self._get_sample(index)
+
+    def _get_sample(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         record = self.images[index]
         if not self.use_letterbox:
             image, target = self.load_raw(index)
