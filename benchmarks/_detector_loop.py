@@ -146,6 +146,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, default_model: str) -> 
     parser.add_argument("--batch", type=int, default=4, help="train: images per batch")
     parser.add_argument("--min-size", type=int, default=320, help="train: the models' min_size (max_size 1.5x)")
     parser.add_argument("--lr", type=float, default=0.02, help="train: peak SGD learning rate")
+    parser.add_argument("--map-every-epoch", action="store_true",
+                        help="train: evaluate both sides after every epoch, not only after the last")
 
 
 @torch.inference_mode()
@@ -175,14 +177,34 @@ def coco_results(model: nn.Module, images: list[np.ndarray], annotations: list, 
     return results
 
 
-def evaluate(gt: dict, results: list[dict], iou_type: str) -> float:
+def evaluate(gt: dict, results: list[dict], iou_type: str) -> tuple[float, float]:
+    """(mAP@[.5:.95], mAP@.5) of ``results``; (0, 0) without any."""
     from cvzoo.metrics.coco import coco_eval
 
     if not results:
-        return 0.0
+        return 0.0, 0.0
     if iou_type == "segm":
         results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]  # mask areas, not box areas
-    return coco_eval(gt, results, iou_type=iou_type)["AP"]
+    stats = coco_eval(gt, results, iou_type=iou_type)
+    return stats["AP"], stats["AP50"]
+
+
+def compare_maps(models: dict[str, nn.Module], gt: dict, val_images: list[np.ndarray], val_annotations: list,
+                 masks: bool, label_offset: int, when: str) -> None:
+    """Evaluate both sides on the validation scenes and print both mAPs and their difference."""
+    stats = {}
+    for key, model in models.items():
+        results = coco_results(model, val_images, val_annotations, key == "cvzoo", masks, label_offset)
+        stats[key] = {"bbox": evaluate(gt, results, "bbox"), "count": len(results)}
+        if masks:
+            stats[key]["segm"] = evaluate(gt, results, "segm")
+    for iou_type in ("bbox", "segm") if masks else ("bbox",):
+        (a, a50), (b, b50) = stats["cvzoo"][iou_type], stats["tv"][iou_type]
+        print(f"{when} val {iou_type} mAP@[.5:.95]: cvzoo {100 * a:.2f}  torchvision {100 * b:.2f}  "
+              f"difference {100 * (a - b):+.2f} points (target within 1); mAP@.5: cvzoo {100 * a50:.2f}  "
+              f"torchvision {100 * b50:.2f}  difference {100 * (a50 - b50):+.2f}", flush=True)
+    print(f"{when} detections (score >= 0.001): cvzoo {stats['cvzoo']['count']}, torchvision "
+          f"{stats['tv']['count']}", flush=True)
 
 
 def same_loop_training(name: str, build_pair: Callable[[], Pair], args: argparse.Namespace,
@@ -191,7 +213,10 @@ def same_loop_training(name: str, build_pair: Callable[[], Pair], args: argparse
     momentum, wd 1e-4, linear warm-up then x0.1 for the last fifth) on the same batches in the same order,
     the same horizontal-flip draws and the same seed before each forward; then both evaluated on the
     validation scenes in their own pixels by the same evaluator (bbox and, with ``masks``, segm). Epochs
-    alternate A B, B A. Prints both mAPs and their difference (the issues' target: within 1 point)."""
+    alternate A B, B A. Prints both mAP@[.5:.95] and mAP@.5 and their differences (the issues' target: within
+    1 point), after the last epoch or, with ``--map-every-epoch``, after each (eval mode leaves the
+    batch-norm statistics alone and every training forward is seeded anew, so evaluating does not change the
+    training)."""
     from cvzoo.data.formats.coco import coco_dict
 
     n_train, n_val, batch_size = args.train_images, args.val_images, args.batch
@@ -235,18 +260,9 @@ def same_loop_training(name: str, build_pair: Callable[[], Pair], args: argparse
             times[key].append(time.perf_counter() - start)
             print(f"  epoch {epoch + 1} {key:5s} mean loss {sum(losses) / len(losses):.4f} (first {losses[0]:.6f}, "
                   f"last {losses[-1]:.4f})  {times[key][-1]:.0f}s", flush=True)
-    stats = {}
-    for key, model in models.items():
-        results = coco_results(model, val_images, val_anns.images, key == "cvzoo", masks, pair.label_offset)
-        stats[key] = {"bbox": evaluate(gt, results, "bbox")}
-        if masks:
-            stats[key]["segm"] = evaluate(gt, results, "segm")
-        stats[key]["count"] = len(results)
-    for iou_type in ("bbox", "segm") if masks else ("bbox",):
-        a, b = stats["cvzoo"][iou_type], stats["tv"][iou_type]
-        print(f"val {iou_type} mAP@[.5:.95]: cvzoo {100 * a:.2f}  torchvision {100 * b:.2f}  "
-              f"difference {100 * (a - b):+.2f} points (target within 1)")
-    print(f"detections (score >= 0.001): cvzoo {stats['cvzoo']['count']}, torchvision {stats['tv']['count']}")
+        if args.map_every_epoch and epoch + 1 < args.epochs:
+            compare_maps(models, gt, val_images, val_anns.images, masks, pair.label_offset, f"  epoch {epoch + 1}")
+    compare_maps(models, gt, val_images, val_anns.images, masks, pair.label_offset, f"epoch {args.epochs}")
     print(f"epoch time ratio cvzoo / torchvision {median_ratio(times['cvzoo'], times['tv']):.3f}; "
           f"peak RSS {peak_rss_mib():.0f} MiB")
 
