@@ -146,6 +146,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, default_model: str) -> 
     parser.add_argument("--batch", type=int, default=4, help="train: images per batch")
     parser.add_argument("--min-size", type=int, default=320, help="train: the models' min_size (max_size 1.5x)")
     parser.add_argument("--lr", type=float, default=0.02, help="train: peak SGD learning rate")
+    parser.add_argument("--map-every-epoch", action="store_true",
+                        help="train: evaluate both sides after every epoch, not only after the last")
 
 
 @torch.inference_mode()
@@ -175,14 +177,60 @@ def coco_results(model: nn.Module, images: list[np.ndarray], annotations: list, 
     return results
 
 
-def evaluate(gt: dict, results: list[dict], iou_type: str) -> float:
+def evaluate(gt: dict, results: list[dict], iou_type: str) -> tuple[float, float]:
+    """(mAP@[.5:.95], mAP@.5) of ``results``; (0, 0) without any."""
     from cvzoo.metrics.coco import coco_eval
 
     if not results:
-        return 0.0
+        return 0.0, 0.0
     if iou_type == "segm":
         results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]  # mask areas, not box areas
-    return coco_eval(gt, results, iou_type=iou_type)["AP"]
+    stats = coco_eval(gt, results, iou_type=iou_type)
+    return stats["AP"], stats["AP50"]
+
+
+def compare_maps(models: dict[str, nn.Module], gt: dict, val_images: list[np.ndarray], val_annotations: list,
+                 masks: bool, label_offset: int, when: str) -> None:
+    """Evaluate both sides on the validation scenes and print both mAPs and their difference."""
+    stats = {}
+    for key, model in models.items():
+        results = coco_results(model, val_images, val_annotations, key == "cvzoo", masks, label_offset)
+        stats[key] = {"bbox": evaluate(gt, results, "bbox"), "count": len(results)}
+        if masks:
+            stats[key]["segm"] = evaluate(gt, results, "segm")
+    for iou_type in ("bbox", "segm") if masks else ("bbox",):
+        (a, a50), (b, b50) = stats["cvzoo"][iou_type], stats["tv"][iou_type]
+        print(f"{when} val {iou_type} mAP@[.5:.95]: cvzoo {100 * a:.2f}  torchvision {100 * b:.2f}  "
+              f"difference {100 * (a - b):+.2f} points (target within 1); mAP@.5: cvzoo {100 * a50:.2f}  "
+              f"torchvision {100 * b50:.2f}  difference {100 * (a50 - b50):+.2f}", flush=True)
+    print(f"{when} detections (score >= 0.001): cvzoo {stats['cvzoo']['count']}, torchvision "
+          f"{stats['tv']['count']}", flush=True)
+
+
+def schedule(steps_per_epoch: int, epochs: int) -> tuple[int, int, Callable[[int], float]]:
+    """(warm-up steps, step of the x0.1 drop, LR factor per step): linear warm-up from 0.001 over at most 100
+    steps, x0.1 for the last fifth."""
+    warmup, drop = min(100, steps_per_epoch), int(steps_per_epoch * epochs * 0.8)
+
+    def factor(step: int) -> float:
+        return (0.001 + (1 - 0.001) * step / warmup if step < warmup else 1.0) * (0.1 if step >= drop else 1.0)
+
+    return warmup, drop, factor
+
+
+def epoch_batches(epoch: int, images: list[np.ndarray], annotations: list, batch_size: int, masks: bool,
+                  label_offset: int) -> list:
+    """The epoch's batches (inputs of :func:`train_step`): its own shuffle and flip draws, the last partial
+    batch dropped."""
+    generator = torch.Generator().manual_seed(epoch)
+    order = torch.randperm(len(images), generator=generator).tolist()
+    flips = (torch.rand(len(images), generator=generator) < 0.5).tolist()
+    batches = []
+    for first in range(0, len(images) // batch_size * batch_size, batch_size):
+        idx = order[first:first + batch_size]
+        batches.append(to_inputs([images[i] for i in idx], [annotations[i] for i in idx], [flips[i] for i in idx],
+                                 masks, label_offset))
+    return batches
 
 
 def same_loop_training(name: str, build_pair: Callable[[], Pair], args: argparse.Namespace,
@@ -191,7 +239,10 @@ def same_loop_training(name: str, build_pair: Callable[[], Pair], args: argparse
     momentum, wd 1e-4, linear warm-up then x0.1 for the last fifth) on the same batches in the same order,
     the same horizontal-flip draws and the same seed before each forward; then both evaluated on the
     validation scenes in their own pixels by the same evaluator (bbox and, with ``masks``, segm). Epochs
-    alternate A B, B A. Prints both mAPs and their difference (the issues' target: within 1 point)."""
+    alternate A B, B A. Prints both mAP@[.5:.95] and mAP@.5 and their differences (the issues' target: within
+    1 point), after the last epoch or, with ``--map-every-epoch``, after each (eval mode leaves the
+    batch-norm statistics alone and every training forward is seeded anew, so evaluating does not change the
+    training)."""
     from cvzoo.data.formats.coco import coco_dict
 
     n_train, n_val, batch_size = args.train_images, args.val_images, args.batch
@@ -204,11 +255,7 @@ def same_loop_training(name: str, build_pair: Callable[[], Pair], args: argparse
     models = {"cvzoo": pair.ours, "tv": pair.reference}
     optimizers = {key: sgd(model, args.lr) for key, model in models.items()}
     steps_per_epoch = n_train // batch_size
-    warmup, drop = min(100, steps_per_epoch), int(steps_per_epoch * args.epochs * 0.8)
-
-    def factor(step: int) -> float:  # linear warm-up from 0.001, x0.1 for the last fifth
-        return (0.001 + (1 - 0.001) * step / warmup if step < warmup else 1.0) * (0.1 if step >= drop else 1.0)
-
+    warmup, drop, factor = schedule(steps_per_epoch, args.epochs)
     schedulers = {key: torch.optim.lr_scheduler.LambdaLR(opt, factor) for key, opt in optimizers.items()}
     print(f"{name}: {n_train} train / {n_val} val synthetic scenes of 128-192 px (3 classes"
           f"{', instance masks' if masks else ''}), batch {batch_size}, {args.epochs} epochs, SGD lr {args.lr} "
@@ -216,14 +263,7 @@ def same_loop_training(name: str, build_pair: Callable[[], Pair], args: argparse
           f"from scratch (torchvision's init in both), {args.threads} threads")
     times: dict[str, list[float]] = {"cvzoo": [], "tv": []}
     for epoch in range(args.epochs):
-        generator = torch.Generator().manual_seed(epoch)
-        order = torch.randperm(n_train, generator=generator).tolist()
-        flips = (torch.rand(n_train, generator=generator) < 0.5).tolist()
-        batches = []
-        for first in range(0, steps_per_epoch * batch_size, batch_size):
-            idx = order[first:first + batch_size]
-            batches.append(to_inputs([train_images[i] for i in idx], [train_anns.images[i] for i in idx],
-                                     [flips[i] for i in idx], masks, pair.label_offset))
+        batches = epoch_batches(epoch, train_images, train_anns.images, batch_size, masks, pair.label_offset)
         for key in ("cvzoo", "tv") if epoch % 2 == 0 else ("tv", "cvzoo"):
             model = models[key]
             model.train()
@@ -235,20 +275,68 @@ def same_loop_training(name: str, build_pair: Callable[[], Pair], args: argparse
             times[key].append(time.perf_counter() - start)
             print(f"  epoch {epoch + 1} {key:5s} mean loss {sum(losses) / len(losses):.4f} (first {losses[0]:.6f}, "
                   f"last {losses[-1]:.4f})  {times[key][-1]:.0f}s", flush=True)
-    stats = {}
-    for key, model in models.items():
-        results = coco_results(model, val_images, val_anns.images, key == "cvzoo", masks, pair.label_offset)
-        stats[key] = {"bbox": evaluate(gt, results, "bbox")}
-        if masks:
-            stats[key]["segm"] = evaluate(gt, results, "segm")
-        stats[key]["count"] = len(results)
-    for iou_type in ("bbox", "segm") if masks else ("bbox",):
-        a, b = stats["cvzoo"][iou_type], stats["tv"][iou_type]
-        print(f"val {iou_type} mAP@[.5:.95]: cvzoo {100 * a:.2f}  torchvision {100 * b:.2f}  "
-              f"difference {100 * (a - b):+.2f} points (target within 1)")
-    print(f"detections (score >= 0.001): cvzoo {stats['cvzoo']['count']}, torchvision {stats['tv']['count']}")
+        if args.map_every_epoch and epoch + 1 < args.epochs:
+            compare_maps(models, gt, val_images, val_anns.images, masks, pair.label_offset, f"  epoch {epoch + 1}")
+    compare_maps(models, gt, val_images, val_anns.images, masks, pair.label_offset, f"epoch {args.epochs}")
     print(f"epoch time ratio cvzoo / torchvision {median_ratio(times['cvzoo'], times['tv']):.3f}; "
           f"peak RSS {peak_rss_mib():.0f} MiB")
+
+
+def divergence_check(name: str, build_pair: Callable[[], Pair], args: argparse.Namespace, steps: int = 3) -> None:
+    """Where the two trainings of :func:`same_loop_training` part: cvzoo and torchvision stepped in lockstep on
+    that loop's first batches with its optimiser and schedule, and as the control torchvision beside a copy of
+    itself nudged by one float32 ULP on 0.1 % of its weights after the first step. Prints per step both losses,
+    the norm of the gradient difference and of the weight difference after the step (parameters paired in
+    order). If the control parts as fast as cvzoo from torchvision, the gap is rounding (another summation
+    order in some kernel) amplified by the training, not different arithmetic."""
+    import copy
+
+    torch.set_num_threads(args.threads)
+    images, anns = scenes(args.train_images, "train", (128, 192))
+    noise = torch.Generator().manual_seed(1)
+
+    def nudge(model: nn.Module) -> None:
+        with torch.no_grad():
+            for p in model.parameters():
+                step_up = torch.nextafter(p, torch.full_like(p, float("inf")))
+                p.copy_(torch.where(torch.rand(p.shape, generator=noise) < 0.001, step_up, p))
+
+    def lockstep(label: str, sides: tuple[tuple[nn.Module, bool], ...], label_offset: int, nudged: bool) -> None:
+        batches = epoch_batches(0, images, anns.images, args.batch, False, label_offset)[:steps]
+        _, _, factor = schedule(args.train_images // args.batch, args.epochs)
+        params = [[p for p in m.parameters() if p.requires_grad] for m, _ in sides]
+        assert [p.shape for p in params[0]] == [p.shape for p in params[1]], "parameters not in the same order"
+        optimizers = [sgd(m, args.lr) for m, _ in sides]
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
+        print(f"{name}, {label}: lockstep steps on the same-loop batches (lr {args.lr}, its warm-up), "
+              f"{args.threads} threads")
+        for step, (batch, sizes, ours, tensors, theirs) in enumerate(batches):
+            losses = []
+            for (model, is_cvzoo), optimizer in zip(sides, optimizers):
+                model.train()
+                torch.manual_seed(step)
+                loss = model(batch, ours, sizes)["loss"] if is_cvzoo else sum(model(tensors, theirs).values())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                losses.append(float(loss.detach()))
+            grad_gap = torch.sqrt(sum(((a.grad - b.grad).double() ** 2).sum() for a, b in zip(*params)))
+            grad_norm = torch.sqrt(sum((b.grad.double() ** 2).sum() for b in params[1]))
+            for optimizer, scheduler in zip(optimizers, schedulers):
+                optimizer.step()
+                scheduler.step()
+            if nudged and step == 0:
+                nudge(sides[1][0])
+            with torch.no_grad():
+                weight_gap = torch.sqrt(sum(((a - b).double() ** 2).sum() for a, b in zip(*params)))
+            print(f"  step {step + 1}: losses {losses[0]:.8f} / {losses[1]:.8f}; |gradient difference| "
+                  f"{float(grad_gap):.3e} of |gradient| {float(grad_norm):.3e}; |weight difference| after the "
+                  f"step {float(weight_gap):.3e}", flush=True)
+
+    pair = build_pair()
+    lockstep("cvzoo / torchvision", ((pair.ours, True), (pair.reference, False)), pair.label_offset, False)
+    control = build_pair().reference  # from the init again
+    lockstep("torchvision / torchvision nudged after step 1", ((control, False), (copy.deepcopy(control), False)),
+             pair.label_offset, True)
 
 
 def profile_training(name: str, build_pair: Callable[[str], Pair], args: argparse.Namespace, steps: int = 3) -> None:

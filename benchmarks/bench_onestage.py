@@ -36,6 +36,12 @@ seeds, then evaluated by the same COCO evaluator on the validation scenes; mAP o
 (target: within 1 point). See ``_detector_loop.same_loop_training``.
 
     .venv/bin/python benchmarks/bench_onestage.py train --model retinanet_resnet50_fpn --epochs 6
+
+``divergence``: where the two trainings of ``train`` part (the same arguments): both sides stepped in lockstep
+on its first three batches, beside a control of torchvision against a copy of itself nudged by one ULP; see
+``_detector_loop.divergence_check``.
+
+    .venv/bin/python benchmarks/bench_onestage.py divergence --model retinanet_resnet50_fpn --min-size 160 --train-images 64 --lr 0.02 --epochs 4 --threads 1
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from _detector_loop import (  # noqa: E402
     add_throughput_arguments,
     add_train_arguments,
     check_same_trainable_size,
+    divergence_check,
     profile_training,
     same_loop_training,
     throughput_table,
@@ -202,9 +209,13 @@ def bench_train(args: argparse.Namespace) -> None:
     same_loop_training(args.model, partial(scratch_pair, args.model, args.min_size, args.min_size * 3 // 2), args)
 
 
+def bench_divergence(args: argparse.Namespace) -> None:
+    divergence_check(args.model, partial(scratch_pair, args.model, args.min_size, args.min_size * 3 // 2), args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["latency", "profile", "throughput", "train", "train-profile"])
+    parser.add_argument("what", choices=["latency", "profile", "throughput", "train", "train-profile", "divergence"])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(SHARPEN))
     parser.add_argument("--repeats", type=int, default=10, help="A B pairs")
     parser.add_argument("--warmup", type=int, default=2)
@@ -213,7 +224,7 @@ def main() -> None:
     add_train_arguments(parser, "retinanet_resnet50_fpn")
     args = parser.parse_args()
     {"latency": bench_latency, "profile": bench_profile, "throughput": bench_throughput,
-     "train": bench_train, "train-profile": bench_train_profile}[args.what](args)
+     "train": bench_train, "train-profile": bench_train_profile, "divergence": bench_divergence}[args.what](args)
 
 
 if __name__ == "__main__":
