@@ -50,10 +50,11 @@ def implementation_flags(implementation: str, params: list[torch.Tensor]) -> dic
     """The ``fused`` / ``foreach`` keywords of a ``torch.optim`` optimizer for ``optim.implementation``.
 
     PyTorch picks its batched ``foreach`` update on CUDA but the one-tensor-at-a-time loop on a CPU. On the
-    2-core CPU machine of this project the fused CPU kernels (PyTorch >= 2.4) took an SGD step of
-    YOLOv8n's 183 parameter tensors in 74 ms against the loop's 269 ms, and an AdamW step of RT-DETR-R50's
-    528 tensors (42.8 M values) 3.8x faster (median of 5 alternating steps each, other jobs running), so
-    ``auto`` fuses on the CPU. Elsewhere (CUDA, MPS) ``auto`` keeps PyTorch's choice: not measured here.
+    2-core CPU machine of this project, nothing else running (``benchmarks/bench_optimizer_step.py``, median
+    of 7 alternating rounds), the fused CPU kernels (PyTorch >= 2.4) took an SGD step of YOLOv8n's 183
+    parameter tensors in 2.5 ms against the loop's 6.7 ms (foreach: 7.6 ms), and an AdamW step of
+    RT-DETR-R50's 528 tensors (42.8 M values) in 36.8 ms against 138.6 ms (foreach: 165.4 ms), so ``auto``
+    fuses on the CPU. Elsewhere (CUDA, MPS) ``auto`` keeps PyTorch's choice: not measured here.
     The fused and loop updates differ only by float rounding (the same formula, another evaluation order).
     """
     if implementation == "auto":
