@@ -500,8 +500,7 @@ class Trainer:
         epoch, skip = progress.epoch, progress.step_in_epoch
         if self.task.on_epoch_start(epoch, loop.train_ds) and loop.workers > 0:
             # The persistent workers hold copies of the dataset made when they started, which would go on
-            # with its old state (mosaic on after close-mosaic, detection's augmentation epoch): new
-            # workers copy the changed one.
+            # with its old state (mosaic on after close-mosaic): new workers copy the changed one.
             loop.train_loader = self._loader(loop.train_ds, True, cfg.data.batch_size, loop.workers)
         loop.train_loader.sampler.set_epoch(epoch, skip * cfg.data.batch_size)
         loop.train_loader.generator.manual_seed(cfg.train.seed + epoch)

@@ -231,10 +231,13 @@ def check_onnx_parity(
     model: nn.Module, path: Path, example: torch.Tensor, atol: float = 1e-4, batch_sizes: Sequence[int] = (1,),
     compare: Callable[[torch.Tensor, Sequence[torch.Tensor], Sequence[np.ndarray]], float] | None = None,
 ) -> float:
-    """Max abs difference between PyTorch and onnxruntime over ``batch_sizes``; raises above ``atol``.
+    """Max abs difference between PyTorch and onnxruntime over ``batch_sizes``; raises above ``atol`` times
+    the output's largest magnitude (at least 1).
 
-    ``compare(inputs, expected outputs, onnxruntime outputs) -> difference`` replaces the per-output max
-    abs difference when given.
+    The tolerance scales with the output: float32 rounding differs between runtimes by a relative amount,
+    so decoded boxes in pixels differ more than probabilities do (a trained YOLOv8n at 640 px: 0.0015 px
+    on boxes up to 640, where a fixed 1e-4 refused a correct graph). ``compare(inputs, expected outputs,
+    onnxruntime outputs) -> difference`` replaces the per-output comparison when given.
     """
     from cvzoo.export.runtime import OnnxRuntimeModel
 
@@ -252,10 +255,13 @@ def check_onnx_parity(
                 raise ExportParityError(f"{path}: outputs differ from PyTorch by {diff:.3g} (> {atol}) at batch {batch}")
             continue
         for name, a, b in zip(runtime.output_names, expected, got):
-            diff = float(np.max(np.abs(a.float().numpy() - b))) if a.numel() else 0.0
+            reference = a.float().numpy()
+            diff = float(np.max(np.abs(reference - b))) if a.numel() else 0.0
+            scale = max(1.0, float(np.max(np.abs(reference)))) if a.numel() else 1.0
             worst = max(worst, diff)
-            if diff > atol:
+            if diff > atol * scale:
                 raise ExportParityError(
-                    f"{path}: output {name!r} differs from PyTorch by {diff:.3g} (> {atol}) at batch {batch}"
+                    f"{path}: output {name!r} differs from PyTorch by {diff:.3g} (> {atol} x its largest "
+                    f"magnitude {scale:.3g}) at batch {batch}"
                 )
     return worst

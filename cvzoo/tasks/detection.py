@@ -216,11 +216,9 @@ class DetectionTask(Task):
     def on_epoch_start(self, epoch: int, train_dataset: Dataset) -> bool:
         if not isinstance(train_dataset, DetectionDataset):
             return False
-        changed = train_dataset.set_epoch(epoch)  # the epoch of each sample's augmentation key
+        train_dataset.set_epoch(epoch)  # each sample's augmentation key; shared with the loading workers
         close = self.config.detect.augment.close_mosaic
-        if close:
-            changed = train_dataset.set_mosaic(epoch < self.config.train.epochs - close) or changed
-        return changed
+        return bool(close) and train_dataset.set_mosaic(epoch < self.config.train.epochs - close)
 
     # --- model -----------------------------------------------------------------------------------
     @classmethod

@@ -117,14 +117,17 @@ def box_candidates(before: np.ndarray, after: np.ndarray, wh_thr: float = 2.0, a
 
 
 _SAMPLE_KEY: tuple[int, ...] | None = None  # set by sample_randomness, one sample at a time
+_SAMPLE_COUNT = 0  # entries into sample_randomness: a transform's keyed generator restarts with each
 
 
 @contextmanager
 def sample_randomness(seed: int, epoch: int, index: int) -> Iterator[None]:
     """Within: every transform draws from a generator keyed by ``(seed, epoch, index)`` and its class
-    (see the module docstring), not from its own stream."""
-    global _SAMPLE_KEY
+    (see the module docstring), not from its own stream; the generators start afresh at every entry, so
+    loading a sample twice gives the same draws."""
+    global _SAMPLE_KEY, _SAMPLE_COUNT
     saved, _SAMPLE_KEY = _SAMPLE_KEY, (int(seed), int(epoch), int(index))
+    _SAMPLE_COUNT += 1
     try:
         yield
     finally:
@@ -139,15 +142,15 @@ class _Random:
         self._home_pid = os.getpid()
         self._rng: np.random.Generator | None = None
         self._rng_key: tuple[int, int] | None = None
-        self._sample_rng: tuple[tuple[int, ...], np.random.Generator] | None = None
+        self._sample_rng: tuple[int, np.random.Generator] | None = None
 
     @property
     def rng(self) -> np.random.Generator:
         if _SAMPLE_KEY is not None:
-            if self._sample_rng is None or self._sample_rng[0] != _SAMPLE_KEY:
+            if self._sample_rng is None or self._sample_rng[0] != _SAMPLE_COUNT:
                 # The class name keeps the transforms of one sample apart (crc32: the same in every process).
                 stream = zlib.crc32(type(self).__name__.encode())
-                self._sample_rng = (_SAMPLE_KEY, np.random.default_rng([*_SAMPLE_KEY, stream]))
+                self._sample_rng = (_SAMPLE_COUNT, np.random.default_rng([*_SAMPLE_KEY, stream]))
             return self._sample_rng[1]
         key = (os.getpid(), torch.initial_seed())
         if self._rng is None or key != self._rng_key:

@@ -104,7 +104,10 @@ class DetectionDataset(Dataset):
         # With a seed (the trainer's training set), each sample's augmentation is drawn from
         # (sample_seed, epoch, index): the same in any process, so resumed runs repeat it exactly.
         self.sample_seed: int | None = None
-        self.epoch = 0
+        # In shared memory: loading workers, which keep the copy of the dataset they started with, read the
+        # epoch the trainer sets, so it needs no new workers each epoch (respawning them cost ~2.8 s an
+        # epoch on 2 cores: benchmarks/bench_train_defaults.py, yolov8n, 256 scenes).
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.image_cache = ImageCache("RGB")  # data.cache: filled by the trainer (cvzoo.data.cache)
         self.letterbox = T.LetterBox(img_size, scaleup=augment)
         # Per-image letterbox shape (H, W) of rectangular batches; None = the square img_size.
@@ -195,10 +198,14 @@ class DetectionDataset(Dataset):
                 warnings.warn(f"skipping {what} {err}", stacklevel=2)
         raise RuntimeError("every image of the dataset is unreadable")
 
-    def set_epoch(self, epoch: int) -> bool:
-        """The epoch of the samples' augmentation keys; returns whether it changed."""
-        before, self.epoch = self.epoch, epoch
-        return self.sample_seed is not None and epoch != before
+    @property
+    def epoch(self) -> int:
+        """The epoch of the samples' augmentation keys (``set_epoch``)."""
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Sets the epoch of the samples' augmentation keys, for this process and its loading workers."""
+        self._epoch.fill_(epoch)
 
     def _get(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         if self.augment and self.sample_seed is not None:
