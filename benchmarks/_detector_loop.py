@@ -104,8 +104,9 @@ def throughput(name: str, build_pair: Callable[[], Pair], args: argparse.Namespa
     total = args.warmup + iterations
     pair = build_pair()
     images, anns = scenes(total * batch_size, "train", size_range)
-    batches = [to_inputs(images[i:i + batch_size], anns.images[i:i + batch_size], label_offset=pair.label_offset)
-               for i in range(0, total * batch_size, batch_size)]
+    masks = name.startswith("maskrcnn")  # Mask R-CNN trains on instance masks too
+    batches = [to_inputs(images[i:i + batch_size], anns.images[i:i + batch_size], masks=masks,
+                         label_offset=pair.label_offset) for i in range(0, total * batch_size, batch_size)]
     models = {"cvzoo": pair.ours.train(), "tv": pair.reference.train()}
     optimizers = {key: sgd(model, 0.01) for key, model in models.items()}
     times: dict[str, list[float]] = {"cvzoo": [], "tv": []}
