@@ -9,8 +9,9 @@ against ``model(pixel_values)`` + ``post_process_object_detection(threshold=0.5)
 compared first (last-layer logits and boxes within 1e-4, else the script stops: the full-size parity
 check); calls then alternate A B after a warm-up; the figure is the median of the per-pair ratios
 cvzoo / transformers (target <= 1.0).
-``throughput``: a bare training loop (forward with targets, backward, gradient clipping at 0.1, AdamW step)
-over each model, both built as for fine-tuning (frozen backbone batch norms, transformers' weights in both),
+``throughput``: a bare training loop (forward with targets, backward, gradient clipping at 0.1, AdamW step:
+cvzoo's through ``build_optimizer``, as ``cvzoo train`` builds it, PyTorch's fused CPU kernel on a CPU;
+transformers' at PyTorch's default) over each model, both built as for fine-tuning (frozen backbone batch norms, transformers' weights in both),
 in training mode with denoising (100 queries, each side drawing its own noise), on the same batches of two
 synthetic scenes of ``--imgsz`` pixels (cvzoo's model at that fixed size, so its resize keeps them); the
 same seed before each step. Iterations alternate A B after a warm-up; reports images/s of each and the
@@ -175,8 +176,17 @@ def throughput(args: argparse.Namespace) -> None:
     scale = torch.tensor([args.imgsz] * 4, dtype=torch.float32)
     labels = [[{"class_labels": t["labels"], "boxes": box_convert(t["boxes"], "xyxy", "cxcywh") / scale} for t in targets]
               for _, targets in batches]
-    optimizers = {name: torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=1e-4)
-                  for name, model in (("cvzoo", ours), ("transformers", reference))}
+    from cvzoo.config import OptimConfig
+    from cvzoo.engine.optim import build_optimizer
+
+    # Each side's optimizer as its user gets it: cvzoo's training builds AdamW through build_optimizer (PyTorch's
+    # fused CPU kernel on a CPU, optim.implementation=auto); a bare loop over transformers' model, PyTorch's default.
+    optimizers = {
+        "cvzoo": build_optimizer([{"params": [p for p in ours.parameters() if p.requires_grad]}],
+                                 OptimConfig(name="adamw", lr=1e-4, weight_decay=1e-4)),
+        "transformers": torch.optim.AdamW([p for p in reference.parameters() if p.requires_grad], lr=1e-4,
+                                          weight_decay=1e-4),
+    }
     step = {"cvzoo": 0, "transformers": 0}
 
     def train_step(name: str) -> float:
