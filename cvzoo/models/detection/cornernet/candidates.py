@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cvzoo.models.detection.cornernet.decode import flat_positions
+
 
 def corner_choices(heatmap: torch.Tensor, k: int, tol: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Which corners of one image's heatmap logits ``[C, H, W]`` a runtime may and must pick.
@@ -97,10 +99,7 @@ def _corners(heatmap: torch.Tensor, embedding: torch.Tensor, offset: torch.Tenso
     _, height, width = heatmap.shape
     scores, may, must = corner_choices(heatmap, k, tol)
     flat = may.nonzero(as_tuple=True)[0]
-    classes = torch.div(flat, height * width, rounding_mode="floor")
-    index = flat - classes * (height * width)
-    ys = torch.div(index, width, rounding_mode="floor")
-    xs = index - ys * width
+    classes, index, xs, ys = flat_positions(flat, height, width)
     offsets = offset.flatten(1)[:, index]  # [2, M]
     return {"class": classes, "score": scores[flat], "must": must[flat],
             "x": (xs.to(scores.dtype) + offsets[0]) * stride, "y": (ys.to(scores.dtype) + offsets[1]) * stride,

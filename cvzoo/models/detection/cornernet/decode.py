@@ -48,11 +48,16 @@ def top_corners(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
     # keep their order in an exported graph.
     top, order = top.sort(dim=1)
     top_scores = top_keys.gather(1, order).clamp(min=0)
-    classes = torch.div(top, height * width, rounding_mode="floor")
-    index = top - classes * (height * width)
-    ys = torch.div(index, width, rounding_mode="floor")
-    xs = index - ys * width
+    classes, index, xs, ys = flat_positions(top, height, width)
     return top_scores, classes, index, xs.to(scores.dtype), ys.to(scores.dtype)
+
+
+def flat_positions(flat: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, ...]:
+    """Positions in a flattened ``[C, H, W]`` map -> ``(class, index within the class's map, x, y)``."""
+    classes = torch.div(flat, height * width, rounding_mode="floor")
+    index = flat - classes * (height * width)
+    ys = torch.div(index, width, rounding_mode="floor")
+    return classes, index, index - ys * width, ys
 
 
 def decode_corners(
