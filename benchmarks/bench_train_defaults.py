@@ -171,29 +171,18 @@ def nuclei_tiles(args: argparse.Namespace) -> Path:
 
 
 def write_nuclei_tiles(images: Path, root: Path, tile: int) -> None:
-    import json
     import shutil
 
+    from cvzoo.data.formats.coco import read_coco
     from cvzoo.data.formats.label_images import pair_label_images, write_label_image_dataset
+    from cvzoo.data.formats.yolo import write_yolo
 
     shutil.rmtree(root, ignore_errors=True)
     coco = write_label_image_dataset(pair_label_images([str(images / "img2d.tif")], [str(images / "mask2d.tif")]),
                                      root / "coco", tile=tile, class_name="nucleus")
-    for split in ("train", "val"):
-        instances = json.loads((coco / "annotations" / f"instances_{split}.json").read_text())
-        boxes: dict[int, list[list[float]]] = {image["id"]: [] for image in instances["images"]}
-        for annotation in instances["annotations"]:
-            boxes[annotation["image_id"]].append(annotation["bbox"])
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        for image in instances["images"]:
-            name = Path(image["file_name"]).name
-            shutil.copy(coco / "images" / split / name, root / "images" / split / name)
-            width, height = image["width"], image["height"]
-            lines = [f"0 {(x + w / 2) / width:.6f} {(y + h / 2) / height:.6f} {w / width:.6f} {h / height:.6f}"
-                     for x, y, w, h in boxes[image["id"]]]
-            (root / "labels" / split / f"{Path(name).stem}.txt").write_text("".join(f"{line}\n" for line in lines))
-    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: nucleus\n")
+    for split in ("train", "val"):  # boxes only: both sides train detectors
+        split_set = read_coco(str(coco / "annotations" / f"instances_{split}.json"), str(coco / "images" / split))
+        write_yolo(split_set, str(root), split=split, segments=False)
     (root / ".complete").write_text("ok\n")
 
 
